@@ -1,1 +1,21 @@
-//! placeholder
+//! refnet's schema, as sea-orm migrations that run unchanged on PostgreSQL and
+//! SQLite. `refnet migrate` applies them, and every server applies them at
+//! start-up unless told not to.
+//!
+//! Column types are chosen to mean the same on both engines: UUIDs, binary
+//! ciphertexts, timestamps with time zone, and JSON kept as text so that no
+//! engine-specific JSON operator ever creeps into a query.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_foundation;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_foundation::Migration)]
+    }
+}

@@ -1,1 +1,32 @@
-//! placeholder
+//! refnet's shared library: what every service needs and nothing that belongs
+//! to one service alone.
+//!
+//! - [`config`]: layered configuration (defaults, file, `REFNET_...` environment).
+//! - [`auth`]: JWT verification against a JWKS, the [`auth::Principal`] and the
+//!   tower layer that authenticates every call before any handler runs.
+//! - [`devkeys`]: the development signing key that `refnet serve` generates.
+//! - [`crypto`]: envelope encryption of identity and location (per-subject data
+//!   keys wrapped by a master key), the blind index and authenticated page tokens.
+//! - [`domain`]: validated newtypes built from requests with `TryFrom`.
+//! - [`agencies`]: the registry of agencies that may call refnet.
+//! - [`db`], [`entities`], [`events`]: storage, the shared tables and the event log.
+//! - [`error`]: the one error type every service returns and its gRPC mapping.
+//! - [`server`]: health, reflection, auth and graceful shutdown around a set of services.
+//! - [`telemetry`]: tracing set-up.
+
+pub mod agencies;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod crypto;
+pub mod db;
+pub mod devkeys;
+pub mod domain;
+pub mod entities;
+pub mod error;
+pub mod events;
+pub mod server;
+pub mod telemetry;
+
+pub use context::AppContext;
+pub use error::{ServiceError, ServiceResult};

@@ -1,0 +1,212 @@
+//! Layered configuration: built-in defaults, then an optional TOML file, then
+//! `REFNET_...` environment variables (nested keys with `__`, e.g.
+//! `REFNET_AUTH__ISSUER`), then command-line flags applied by the binary.
+//!
+//! Secrets (the database URL may carry a password; the master key) are held in
+//! [`secrecy::SecretString`] so they never reach a log line or a `Debug` print.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The keys `REFNET_...` variables may set (after `__` became `.`).
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "master_key",
+    "migrate_on_start",
+    "agencies_file",
+    "demo_agencies",
+    "dev_keys",
+    "log_format",
+    "reflection",
+    "auth.issuer",
+    "auth.audience",
+    "auth.jwks_file",
+    "auth.jwks_url",
+    "auth.leeway_seconds",
+    "auth.refresh_min_interval_seconds",
+];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Token verification settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Expected `aud` claim.
+    pub audience: String,
+    /// JWKS file; re-read when a token names an unknown key id.
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (the identity provider's); fetched at start and on unknown key ids.
+    pub jwks_url: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_seconds: u64,
+    /// Minimum time between two refreshes of the key set, in seconds.
+    pub refresh_min_interval_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "refnet-dev".into(),
+            audience: "refnet".into(),
+            jwks_file: None,
+            jwks_url: None,
+            leeway_seconds: 30,
+            refresh_min_interval_seconds: 30,
+        }
+    }
+}
+
+/// refnet's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, generated keys and the dev key pair.
+    pub data_dir: PathBuf,
+    /// Database URL (`postgres://...` or `sqlite://...`); default: SQLite in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Master key, base64 of 32 bytes; default: `data_dir/master.key`.
+    pub master_key: Option<SecretString>,
+    /// Generate `data_dir/master.key` when it is missing (the embedded default only).
+    pub generate_master_key: bool,
+    /// Apply migrations at start-up.
+    pub migrate_on_start: bool,
+    /// Agency registry data file (TOML); production's source of agencies.
+    pub agencies_file: Option<PathBuf>,
+    /// Create the demo agencies on first run (the embedded default only).
+    pub demo_agencies: bool,
+    /// Generate and trust a development signing key in `data_dir` when no JWKS is configured.
+    pub dev_keys: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
+    /// Token verification.
+    pub auth: AuthConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("refnet-data"),
+            database_url: None,
+            master_key: None,
+            generate_master_key: false,
+            migrate_on_start: true,
+            agencies_file: None,
+            demo_agencies: false,
+            dev_keys: false,
+            log_format: LogFormat::Pretty,
+            reflection: true,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then `file` (when given), then `REFNET_...` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("{}: no such file", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = Env::prefixed("REFNET_")
+            .split("__")
+            .filter(|key| ENV_KEYS.contains(&key.as_str()));
+        figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The database URL in force: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("refnet.db").display()
+            ),
+        }
+    }
+
+    /// True when the database in force is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    /// The embedded default of `refnet serve`: SQLite, generated keys and demo agencies.
+    pub fn embedded(mut self) -> Self {
+        self.generate_master_key = true;
+        self.dev_keys = true;
+        if self.agencies_file.is_none() {
+            self.demo_agencies = true;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("refnet.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:6000\"\n[auth]\nissuer = \"idp\"\n").unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.auth.issuer, "idp");
+        assert_eq!(config.auth.audience, "refnet");
+
+        std::fs::write(&file, "lissten = \"127.0.0.1:6000\"\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("lissten"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let config = Config {
+            master_key: Some("c2VjcmV0LW1hc3Rlci1rZXk=".to_owned().into()),
+            database_url: Some("postgres://u:hunter2@db/refnet".to_owned().into()),
+            ..Config::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("c2VjcmV0"));
+    }
+}

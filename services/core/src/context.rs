@@ -1,0 +1,135 @@
+//! The application context: what every service handler shares, built once
+//! from the configuration at start-up.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    agencies::{self, AgencyRegistry},
+    auth::{Authenticator, KeySource},
+    config::Config,
+    crypto::{Keyring, MasterKey},
+    db, devkeys,
+};
+
+/// Why the application could not start. Names the part that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    /// The database could not be reached or migrated.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// The master key is missing or malformed.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    /// The agency registry could not be loaded.
+    #[error("agency registry: {0}")]
+    Agencies(#[from] agencies::RegistryError),
+    /// The key set could not be loaded.
+    #[error("token keys: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// The development key could not be created.
+    #[error(transparent)]
+    DevKey(#[from] devkeys::DevKeyError),
+    /// No token key source is configured.
+    #[error("no token key source: set auth.jwks_file or auth.jwks_url")]
+    NoKeySource,
+}
+
+/// Shared state of a running refnet process.
+#[derive(Clone)]
+pub struct AppContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: DatabaseConnection,
+    keys: Keyring,
+    agencies: Arc<AgencyRegistry>,
+    auth: Arc<Authenticator>,
+}
+
+impl AppContext {
+    /// Connects, migrates (when configured), loads keys and agencies.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        if config.is_sqlite() || config.generate_master_key || config.dev_keys {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+        }
+        let db = db::connect(&config.database_url()).await?;
+        if config.migrate_on_start {
+            db::migrate(&db).await?;
+        }
+
+        let master = match &config.master_key {
+            Some(encoded) => MasterKey::from_base64(encoded)?,
+            None => MasterKey::load_or_generate(
+                &config.data_dir.join("master.key"),
+                config.generate_master_key,
+            )?,
+        };
+        let keys = Keyring::new(master);
+
+        if let Some(file) = &config.agencies_file {
+            agencies::upsert(&db, &agencies::parse_file(file)?).await?;
+        } else if config.demo_agencies {
+            let existing = agencies::load_all(&db).await?;
+            if existing.is_empty() {
+                agencies::upsert(&db, &agencies::demo()).await?;
+                tracing::info!("demo agencies created");
+            }
+        }
+        let registry = Arc::new(AgencyRegistry::new(agencies::load_all(&db).await?));
+
+        let source = if let Some(url) = &config.auth.jwks_url {
+            KeySource::Url(url.clone())
+        } else if let Some(file) = &config.auth.jwks_file {
+            KeySource::File(file.clone())
+        } else if config.dev_keys {
+            KeySource::File(devkeys::ensure(&config.data_dir)?)
+        } else {
+            return Err(StartError::NoKeySource);
+        };
+        let auth =
+            Arc::new(Authenticator::new(config.auth.clone(), source, registry.clone()).await?);
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                keys,
+                agencies: registry,
+                auth,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// The keyring.
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.keys
+    }
+
+    /// The agency registry.
+    pub fn agencies(&self) -> &Arc<AgencyRegistry> {
+        &self.inner.agencies
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.inner.auth
+    }
+}

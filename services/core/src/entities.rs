@@ -1,0 +1,96 @@
+//! sea-orm entities of the tables every service reads: the agency registry,
+//! who is party to a referral, and the event log. Service-owned tables live in
+//! their service's crate.
+
+/// The agency registry.
+pub mod agency {
+    use sea_orm::entity::prelude::*;
+
+    /// A registered agency.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agencies")]
+    pub struct Model {
+        /// Agency id (stable, human-readable, e.g. `police-nairobi-attu`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Agency kind, as in tokens ("POLICE").
+        pub kind: String,
+        /// Display name.
+        pub name: String,
+        /// County served; `None` for a national agency.
+        pub county: Option<String>,
+        /// Inactive agencies' tokens are refused.
+        pub active: bool,
+        /// When it was registered.
+        pub created_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Which agencies are party to which referral (the access model).
+pub mod referral_party {
+    use sea_orm::entity::prelude::*;
+
+    /// One agency's relation to one referral.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "referral_parties")]
+    pub struct Model {
+        /// The referral.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub referral_id: Uuid,
+        /// The agency.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agency_id: String,
+        /// How it is party: `FILER`, `RECIPIENT`, `PROTECTION`.
+        pub relation: String,
+        /// Since when.
+        pub since: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The event log (transactional outbox).
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    /// One event.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "events")]
+    pub struct Model {
+        /// Position in the log; consumers checkpoint on it.
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        /// Event id (UUIDv7).
+        pub id: Uuid,
+        /// The referral it concerns.
+        pub referral_id: Option<Uuid>,
+        /// Kind, e.g. `ReferralFiled`.
+        pub kind: String,
+        /// JSON payload: ids, versions and codes only, never identifying values.
+        pub payload: String,
+        /// Acting agency.
+        pub agency_id: Option<String>,
+        /// Acting officer.
+        pub officer_id: Option<String>,
+        /// W3C trace context of the call that caused it.
+        pub trace_context: Option<String>,
+        /// When it happened.
+        pub occurred_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,211 @@
+//! The one error type of refnet's services and the one place it becomes a gRPC
+//! status.
+//!
+//! Handlers return [`ServiceError`]; [`ServiceError::into_status`] is the only
+//! mapping to `tonic::Status`. Internal failures are logged with their cause and
+//! answered with a bare `INTERNAL`, so no database message or identifier ever
+//! reaches a client. Validation failures carry a `google.rpc.BadRequest` that
+//! names every bad field.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A field that failed validation: its path in the request and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field, e.g. `draft.subject.phones[1]`.
+    pub field: String,
+    /// What is wrong, in words a desk officer's client can show.
+    pub description: String,
+}
+
+/// Every error a refnet service can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed; every bad field is listed.
+    #[error("invalid request: {} bad field(s)", .0.len())]
+    InvalidArgument(Vec<FieldViolation>),
+    /// No valid credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Authenticated, but the caller's role or agency may not do this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Not found, or not visible to the caller (the two are never distinguished).
+    #[error("not found")]
+    NotFound,
+    /// A concurrent change won: the expected version is stale.
+    #[error("aborted: {0}")]
+    Aborted(String),
+    /// The operation does not apply in the current state.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// A dependency (database, key source) is unavailable; the call may be retried.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are logged, never returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result of a service operation.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl ServiceError {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+
+    /// An internal failure with context for the log.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {err}"))
+    }
+
+    /// The gRPC status for this error. The only mapping in refnet.
+    pub fn into_status(self) -> Status {
+        match self {
+            Self::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                let summary = violations
+                    .iter()
+                    .map(|v| v.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                details.set_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid request: {summary}"),
+                    details,
+                )
+            }
+            Self::Unauthenticated(why) => Status::unauthenticated(why),
+            Self::PermissionDenied(why) => Status::permission_denied(why),
+            Self::NotFound => Status::not_found("not found"),
+            Self::Aborted(why) => Status::aborted(why),
+            Self::FailedPrecondition(why) => Status::failed_precondition(why),
+            Self::Unavailable(why) => {
+                tracing::warn!(error = %why, "dependency unavailable");
+                Status::unavailable("service temporarily unavailable")
+            }
+            Self::Internal(why) => {
+                tracing::error!(error = %why, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(err: ServiceError) -> Self {
+        err.into_status()
+    }
+}
+
+impl From<sea_orm::DbErr> for ServiceError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match err {
+            sea_orm::DbErr::ConnectionAcquire(e) => Self::Unavailable(format!("database: {e}")),
+            sea_orm::DbErr::Conn(e) => Self::Unavailable(format!("database: {e}")),
+            other => Self::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<sea_orm::TransactionError<ServiceError>> for ServiceError {
+    fn from(err: sea_orm::TransactionError<ServiceError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(e) => e.into(),
+            sea_orm::TransactionError::Transaction(e) => e,
+        }
+    }
+}
+
+/// Collects field violations while a request is converted, so that one reply
+/// names every bad field rather than the first.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a violation.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Keeps the value of `result`, or records its error against `field`.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else the collected violations.
+    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> ServiceResult<T> {
+        if self.0.is_empty() {
+            value().ok_or_else(|| ServiceError::Internal("validated value missing".into()))
+        } else {
+            Err(ServiceError::InvalidArgument(self.0))
+        }
+    }
+
+    /// The violations so far.
+    pub fn into_vec(self) -> Vec<FieldViolation> {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_lists_every_field() {
+        let mut v = Violations::new();
+        v.add("a", "bad a");
+        v.add("b.c[0]", "bad c");
+        let status = v.finish::<()>(|| Some(())).unwrap_err().into_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|f| f.field.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, vec!["a".to_owned(), "b.c[0]".to_owned()]);
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let status = ServiceError::internal("db", "secret detail Wanjiru").into_status();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("Wanjiru"));
+    }
+}

@@ -1,0 +1,99 @@
+//! Serving a set of refnet services: the auth layer in front of every call,
+//! gRPC health (SERVING per service) and reflection beside them, and graceful
+//! shutdown (health turns NOT_SERVING first, then in-flight calls finish).
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tonic::{service::Routes, transport::Server};
+use tonic_health::ServingStatus;
+
+use crate::{auth::AuthLayer, context::AppContext};
+
+/// A failure while serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Reflection could not be built from the descriptor set.
+    #[error("reflection: {0}")]
+    Reflection(String),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `routes` (the services named in `service_names`) on `listener` until
+/// `shutdown` resolves.
+pub async fn serve(
+    ctx: &AppContext,
+    routes: Routes,
+    service_names: &[&str],
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in service_names {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    let mut routes = routes.add_service(health_service);
+    if ctx.config().reflection {
+        let v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(refnet_api::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(refnet_api::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        routes = routes.add_service(v1).add_service(v1alpha);
+    }
+
+    let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
+    let draining = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, draining calls");
+        health.set_service_status("", ServingStatus::NotServing).await;
+        for name in &names {
+            health.set_service_status(name, ServingStatus::NotServing).await;
+        }
+    };
+
+    let local = listener.local_addr().ok();
+    tracing::info!(addr = ?local, services = ?service_names, "serving");
+    Server::builder()
+        .layer(AuthLayer::new(ctx.authenticator().clone()))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            draining,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
