@@ -1,1 +1,39 @@
-//! placeholder
+//! refnet: multi-agency referral messaging for Kenya's National Referral
+//! Mechanism for victims of trafficking in persons.
+//!
+//! This root crate is the `refnet` binary: the command line ([`cli`]) and
+//! [`serve_all`], which mounts every service on one port (the embedded default
+//! on SQLite). Each service also has its own crate and binary under `services/`.
+
+pub mod cli;
+
+use std::future::Future;
+
+use refnet_core::{AppContext, server::ServeError};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+/// Serves every refnet service on `listener` until `shutdown` resolves.
+pub async fn serve_all(
+    ctx: &AppContext,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let mut routes = Routes::builder();
+    routes
+        .add_service(refnet_intake::service(ctx))
+        .add_service(refnet_routing::service(ctx))
+        .add_service(refnet_protection::service(ctx));
+    refnet_core::server::serve(
+        ctx,
+        routes.routes(),
+        &[
+            refnet_intake::SERVICE_NAME,
+            refnet_routing::SERVICE_NAME,
+            refnet_protection::SERVICE_NAME,
+        ],
+        listener,
+        shutdown,
+    )
+    .await
+}

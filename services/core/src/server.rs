@@ -97,3 +97,53 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
+
+/// Command-line flags of a service's own binary.
+#[derive(Debug, clap::Parser)]
+#[command(version, about = "Serve one refnet service (production: PostgreSQL)")]
+pub struct StandaloneArgs {
+    /// Configuration file (TOML); `REFNET_...` variables override it.
+    #[arg(long, env = "REFNET_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Database URL (`postgres://...`); overrides the configuration.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data directory (only needed for SQLite or a master key file).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Do not apply migrations at start-up (run `refnet migrate` instead).
+    #[arg(long)]
+    pub no_migrate: bool,
+}
+
+/// Runs one service alone until SIGTERM or Ctrl-C: configuration, telemetry,
+/// context, then [`serve`] with the routes `mount` adds.
+pub async fn run_standalone(
+    args: StandaloneArgs,
+    service_name: &'static str,
+    mount: impl FnOnce(&AppContext, &mut tonic::service::RoutesBuilder),
+) -> anyhow::Result<()> {
+    let mut config = crate::config::Config::load(args.config.as_deref())?;
+    if let Some(url) = args.database_url {
+        config.database_url = Some(url.into());
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if args.no_migrate {
+        config.migrate_on_start = false;
+    }
+    crate::telemetry::init(config.log_format);
+    let ctx = AppContext::build(config).await?;
+    let mut routes = Routes::builder();
+    mount(&ctx, &mut routes);
+    let listener = TcpListener::bind(ctx.config().listen).await?;
+    serve(&ctx, routes.routes(), &[service_name], listener, shutdown_signal()).await?;
+    Ok(())
+}

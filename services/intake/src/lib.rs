@@ -1,1 +1,21 @@
-//! placeholder
+//! IntakeService: a desk officer files a referral, reads it back, lists the
+//! referrals their agency is party to, amends it and records consent.
+//!
+//! Intake owns the subjects, referrals and blind-index tables. [`service`]
+//! builds the tonic service that `refnet serve` mounts beside the others and
+//! that this crate's own binary serves alone.
+
+pub mod entities;
+pub mod service;
+pub mod store;
+
+use refnet_api::v1::intake_service_server::IntakeServiceServer;
+use refnet_core::AppContext;
+
+/// The fully qualified gRPC service name.
+pub const SERVICE_NAME: &str = "refnet.v1.IntakeService";
+
+/// The IntakeService over `ctx`, ready to mount.
+pub fn service(ctx: &AppContext) -> IntakeServiceServer<service::Intake> {
+    IntakeServiceServer::new(service::Intake::new(ctx.clone()))
+}

@@ -1,0 +1,13 @@
+//! `refnet-intake`: the IntakeService alone, for production (PostgreSQL).
+
+use clap::Parser;
+use refnet_core::server::{StandaloneArgs, run_standalone};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = StandaloneArgs::parse();
+    run_standalone(args, refnet_intake::SERVICE_NAME, |ctx, routes| {
+        routes.add_service(refnet_intake::service(ctx));
+    })
+    .await
+}

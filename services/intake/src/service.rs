@@ -1,0 +1,296 @@
+//! The IntakeService handlers: convert the request into domain types (every
+//! bad field reported at once), check the caller's role, and call the store.
+
+use prost::Message;
+use refnet_api::v1::{self as pb, intake_service_server::IntakeService};
+use refnet_core::{
+    AppContext, ServiceError, ServiceResult,
+    auth::{Principal, Role, agency_kind_name},
+    crypto::sha256,
+    domain::{IdempotencyKey, ReferralRef, canonical_county, referral::ReferralContent},
+    error::Violations,
+};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::store::{self, ConsentChange, FileCommand, ListFilter};
+
+/// Default and largest page sizes of `ListReferrals`.
+const DEFAULT_PAGE: u64 = 50;
+const MAX_PAGE: u64 = 200;
+
+/// Roles that may write (file, amend, consent).
+const WRITERS: &[Role] = &[Role::Officer, Role::Supervisor];
+/// Roles that may read referrals at this stage. Auditors read the audit log,
+/// not referrals, until the redactor gives them their operational view.
+const READERS: &[Role] = &[Role::Officer, Role::Supervisor];
+
+/// The IntakeService.
+#[derive(Clone)]
+pub struct Intake {
+    ctx: AppContext,
+}
+
+impl Intake {
+    /// The service over `ctx`.
+    pub fn new(ctx: AppContext) -> Self {
+        Self { ctx }
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// Agency kinds that identify and file victims. The WPA receives requests,
+/// the Trust Fund receives applications and the secretariat sees statistics.
+fn may_file(kind: pb::AgencyKind) -> bool {
+    !matches!(
+        kind,
+        pb::AgencyKind::Wpa | pb::AgencyKind::TrustFund | pb::AgencyKind::Secretariat
+    )
+}
+
+fn referral_ref(v: &mut Violations, field: &str, raw: &str) -> Option<ReferralRef> {
+    v.check(field, ReferralRef::parse(raw))
+}
+
+fn expected_version(v: &mut Violations, raw: i64) -> Option<i64> {
+    if raw >= 1 {
+        Some(raw)
+    } else {
+        v.add("expected_version", "is required (the version you read, 1 or more)");
+        None
+    }
+}
+
+/// A list cursor as sealed into a page token.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// Last id of the previous page.
+    last: Uuid,
+    /// The agency the token was issued to.
+    agency: String,
+    /// Digest of the filters it was issued for.
+    filter: String,
+}
+
+fn filter_digest(req: &pb::ListReferralsRequest) -> String {
+    let mut canonical = req.clone();
+    canonical.page_token.clear();
+    canonical.page_size = 0;
+    sha256(&canonical.encode_to_vec())
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn timestamp(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = t?;
+    let parsed = u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| chrono::DateTime::from_timestamp(t.seconds, n));
+    if parsed.is_none() {
+        v.add(field, "is not a valid timestamp");
+    }
+    parsed
+}
+
+fn enum_names<E: TryFrom<i32>>(v: &mut Violations, field: &str, raw: &[i32], name: impl Fn(E) -> &'static str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        match E::try_from(*r) {
+            Ok(e) if *r != 0 => out.push(name(e).to_owned()),
+            _ => v.add(format!("{field}[{i}]"), format!("unknown or unspecified value {r}")),
+        }
+    }
+    out
+}
+
+impl Intake {
+    async fn file_referral_inner(&self, request: Request<pb::FileReferralRequest>) -> ServiceResult<pb::FileReferralResponse> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(WRITERS)?;
+        if !may_file(principal.agency_kind) {
+            return Err(ServiceError::PermissionDenied(format!(
+                "{} agencies do not file referrals",
+                agency_kind_name(principal.agency_kind)
+            )));
+        }
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let key = v.check("idempotency_key", IdempotencyKey::parse(&req.idempotency_key));
+        let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
+        let (key, content) = v.finish(|| Some((key?, content?)))?;
+        let digest = sha256(&req.draft.unwrap_or_default().encode_to_vec());
+        let filed = store::file(
+            &self.ctx,
+            &principal,
+            FileCommand {
+                idempotency_key: key.as_str().to_owned(),
+                request_digest: digest,
+                content,
+            },
+        )
+        .await?;
+        Ok(pb::FileReferralResponse {
+            referral: Some(filed.referral),
+            replayed: filed.replayed,
+            possible_duplicates: filed.possible_duplicates,
+        })
+    }
+
+    async fn get_referral_inner(&self, request: Request<pb::GetReferralRequest>) -> ServiceResult<pb::GetReferralResponse> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let mut v = Violations::new();
+        let reference = referral_ref(&mut v, "referral", &request.get_ref().referral);
+        let reference = v.finish(|| reference)?;
+        let referral = store::get(&self.ctx, &principal, &reference).await?;
+        Ok(pb::GetReferralResponse { referral: Some(referral) })
+    }
+
+    async fn list_referrals_inner(&self, request: Request<pb::ListReferralsRequest>) -> ServiceResult<pb::ListReferralsResponse> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let page_size = match req.page_size {
+            0 => Some(DEFAULT_PAGE),
+            n if n > 0 && (n as u64) <= MAX_PAGE => Some(n as u64),
+            _ => {
+                v.add("page_size", format!("must be between 1 and {MAX_PAGE}"));
+                None
+            }
+        };
+        let statuses = enum_names::<pb::ReferralStatus>(&mut v, "statuses", &req.statuses, |e| e.as_str_name());
+        let urgencies = enum_names::<pb::Urgency>(&mut v, "urgencies", &req.urgencies, |e| e.as_str_name());
+        let county = if req.county.trim().is_empty() {
+            None
+        } else {
+            let c = canonical_county(&req.county).map(str::to_owned);
+            if c.is_none() {
+                v.add("county", "must be one of Kenya's 47 counties");
+            }
+            c
+        };
+        let filing_agency_id = (!req.filing_agency_id.is_empty()).then(|| req.filing_agency_id.clone());
+        if req.filing_agency_id.len() > 64 {
+            v.add("filing_agency_id", "is too long");
+        }
+        let filed_after = timestamp(&mut v, "filed_after", req.filed_after.as_ref());
+        let filed_before = timestamp(&mut v, "filed_before", req.filed_before.as_ref());
+        let digest = filter_digest(&req);
+        let cursor = if req.page_token.is_empty() {
+            None
+        } else {
+            let parsed = self
+                .ctx
+                .keys()
+                .tokens
+                .open(&req.page_token)
+                .and_then(|raw| serde_json::from_slice::<Cursor>(&raw).ok())
+                .filter(|c| c.agency == principal.agency_id && c.filter == digest);
+            if parsed.is_none() {
+                v.add("page_token", "is not a page token for this caller and these filters");
+            }
+            parsed.map(|c| c.last)
+        };
+        let page_size = v.finish(|| page_size)?;
+        let filter = ListFilter {
+            statuses,
+            urgencies,
+            county,
+            filing_agency_id,
+            filed_after,
+            filed_before,
+        };
+        let (rows, more) = store::list(&self.ctx, &principal, &filter, cursor, page_size).await?;
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => {
+                let cursor = Cursor {
+                    last: last.id,
+                    agency: principal.agency_id.clone(),
+                    filter: digest,
+                };
+                let raw = serde_json::to_vec(&cursor).map_err(|e| ServiceError::internal("cursor", e))?;
+                self.ctx.keys().tokens.seal(&raw)
+            }
+            _ => String::new(),
+        };
+        Ok(pb::ListReferralsResponse {
+            referrals: rows.iter().map(store::to_summary).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn amend_referral_inner(&self, request: Request<pb::AmendReferralRequest>) -> ServiceResult<pb::AmendReferralResponse> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(WRITERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let reference = referral_ref(&mut v, "referral", &req.referral);
+        let version = expected_version(&mut v, req.expected_version);
+        let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
+        let (reference, version, content) = v.finish(|| Some((reference?, version?, content?)))?;
+        let referral = store::amend(&self.ctx, &principal, reference, version, content).await?;
+        Ok(pb::AmendReferralResponse { referral: Some(referral) })
+    }
+
+    async fn record_consent_inner(&self, request: Request<pb::RecordConsentRequest>) -> ServiceResult<pb::RecordConsentResponse> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(WRITERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let reference = referral_ref(&mut v, "referral", &req.referral);
+        let version = expected_version(&mut v, req.expected_version);
+        if req.consent.is_none() {
+            v.add("consent", "is required");
+        }
+        let (reference, version, consent) = v.finish(|| Some((reference?, version?, req.consent?)))?;
+        let referral = store::change_consent(&self.ctx, &principal, reference, version, ConsentChange::Record(consent)).await?;
+        Ok(pb::RecordConsentResponse { referral: Some(referral) })
+    }
+
+    async fn withdraw_consent_inner(&self, request: Request<pb::WithdrawConsentRequest>) -> ServiceResult<pb::WithdrawConsentResponse> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(WRITERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let reference = referral_ref(&mut v, "referral", &req.referral);
+        let version = expected_version(&mut v, req.expected_version);
+        let kinds = enum_names::<pb::AgencyKind>(&mut v, "agency_kinds", &req.agency_kinds, |e| e.as_str_name());
+        let (reference, version) = v.finish(|| Some((reference?, version?)))?;
+        let referral = store::change_consent(&self.ctx, &principal, reference, version, ConsentChange::Withdraw(kinds)).await?;
+        Ok(pb::WithdrawConsentResponse { referral: Some(referral) })
+    }
+}
+
+#[tonic::async_trait]
+impl IntakeService for Intake {
+    async fn file_referral(&self, request: Request<pb::FileReferralRequest>) -> Result<Response<pb::FileReferralResponse>, Status> {
+        Ok(Response::new(self.file_referral_inner(request).await?))
+    }
+
+    async fn get_referral(&self, request: Request<pb::GetReferralRequest>) -> Result<Response<pb::GetReferralResponse>, Status> {
+        Ok(Response::new(self.get_referral_inner(request).await?))
+    }
+
+    async fn list_referrals(&self, request: Request<pb::ListReferralsRequest>) -> Result<Response<pb::ListReferralsResponse>, Status> {
+        Ok(Response::new(self.list_referrals_inner(request).await?))
+    }
+
+    async fn amend_referral(&self, request: Request<pb::AmendReferralRequest>) -> Result<Response<pb::AmendReferralResponse>, Status> {
+        Ok(Response::new(self.amend_referral_inner(request).await?))
+    }
+
+    async fn record_consent(&self, request: Request<pb::RecordConsentRequest>) -> Result<Response<pb::RecordConsentResponse>, Status> {
+        Ok(Response::new(self.record_consent_inner(request).await?))
+    }
+
+    async fn withdraw_consent(&self, request: Request<pb::WithdrawConsentRequest>) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
+        Ok(Response::new(self.withdraw_consent_inner(request).await?))
+    }
+}

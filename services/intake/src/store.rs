@@ -1,0 +1,765 @@
+//! Intake's storage: filing, reading, amending and consent, each one
+//! transaction that also appends its event.
+//!
+//! Identity and location are sealed under the subject's data key before they
+//! reach the database; the narrative, special category and suspects (free
+//! text that may repeat identifiers) are sealed under the same key. Only
+//! keyed hashes of ID, passport and phone numbers are stored, for the
+//! possible-duplicate check.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use refnet_api::v1 as pb;
+use refnet_core::{
+    AppContext, ServiceError, ServiceResult,
+    auth::{Principal, agency_kind_name},
+    crypto::{DataKey, Keyring},
+    domain::{
+        CountryCode, LanguageCode, ReferralRef, new_reference_code,
+        referral::{
+            CaseRecord, ConsentRecord, IdentityRecord, LocationRecord, QuasiRecord,
+            ReferralContent, SealedRecord, timestamp,
+        },
+    },
+    entities::referral_party,
+    events::{self, EventKind},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::Query,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use crate::entities::{referral, subject, subject_identifier};
+
+/// The relation of the filing agency to its referral.
+pub const RELATION_FILER: &str = "FILER";
+
+/// A filed referral and what filing found.
+pub struct Filed {
+    /// The referral.
+    pub referral: pb::Referral,
+    /// True when this answered a retry.
+    pub replayed: bool,
+    /// Earlier referrals of possibly the same person.
+    pub possible_duplicates: Vec<pb::PossibleDuplicate>,
+}
+
+fn json<T: Serialize>(value: &T) -> ServiceResult<String> {
+    serde_json::to_string(value).map_err(|e| ServiceError::internal("encode", e))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> ServiceResult<T> {
+    serde_json::from_str(text).map_err(|e| ServiceError::internal(what, e))
+}
+
+fn seal<T: Serialize>(key: &DataKey, row: Uuid, purpose: &str, value: &T) -> ServiceResult<Vec<u8>> {
+    let plain = serde_json::to_vec(value).map_err(|e| ServiceError::internal("encode", e))?;
+    key.seal(row, purpose, &plain)
+        .map_err(|e| ServiceError::internal("seal", e))
+}
+
+fn open<T: DeserializeOwned>(key: &DataKey, row: Uuid, purpose: &str, sealed: &[u8]) -> ServiceResult<T> {
+    let plain = key
+        .open(row, purpose, sealed)
+        .map_err(|e| ServiceError::internal("open", e))?;
+    serde_json::from_slice(&plain).map_err(|e| ServiceError::internal("decode", e))
+}
+
+/// The referral ids `agency_id` is party to, as a sub-query.
+fn party_ids(agency_id: &str) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(referral_party::Column::ReferralId)
+        .from(referral_party::Entity)
+        .and_where(referral_party::Column::AgencyId.eq(agency_id))
+        .to_owned()
+}
+
+fn by_ref(reference: &ReferralRef) -> Condition {
+    match reference {
+        ReferralRef::Id(id) => Condition::all().add(referral::Column::Id.eq(*id)),
+        ReferralRef::Code(code) => {
+            Condition::all().add(referral::Column::ReferenceCode.eq(code.as_str()))
+        }
+    }
+}
+
+/// The referral `reference` if `agency_id` is party to it; NOT_FOUND otherwise,
+/// the same answer as for a referral that does not exist.
+async fn find_visible<C: ConnectionTrait>(
+    db: &C,
+    agency_id: &str,
+    reference: &ReferralRef,
+) -> ServiceResult<referral::Model> {
+    referral::Entity::find()
+        .filter(by_ref(reference))
+        .filter(referral::Column::Id.in_subquery(party_ids(agency_id)))
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// Reads the content of a referral, opening its sealed parts.
+async fn load_content<C: ConnectionTrait>(
+    db: &C,
+    keys: &Keyring,
+    row: &referral::Model,
+) -> ServiceResult<ReferralContent> {
+    let subj = subject::Entity::find_by_id(row.subject_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
+    let key = keys
+        .master
+        .unwrap_data_key(subj.id, &subj.wrapped_key)
+        .map_err(|e| ServiceError::internal("unwrap data key", e))?;
+    let identity: IdentityRecord = open(&key, subj.id, "identity", &subj.identity_ct)?;
+    let location: LocationRecord = open(&key, subj.id, "location", &subj.location_ct)?;
+    let sealed: SealedRecord = open(&key, row.id, "sealed", &row.sealed)?;
+    let quasi = QuasiRecord {
+        date_of_birth: subj
+            .date_of_birth
+            .as_deref()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+        sex: subj.sex.clone(),
+        nationality: CountryCode::parse(&subj.nationality).ok(),
+        county_of_origin: (!subj.county_of_origin.is_empty()).then(|| subj.county_of_origin.clone()),
+        sub_county_of_origin: subj.sub_county_of_origin.clone(),
+        languages: from_json::<Vec<String>>(&subj.languages, "languages")?
+            .iter()
+            .filter_map(|l| LanguageCode::parse(l).ok())
+            .collect(),
+    };
+    Ok(ReferralContent {
+        identity,
+        location,
+        quasi,
+        is_child: row.is_child,
+        case_facts: from_json::<CaseRecord>(&row.case_facts, "case facts")?,
+        sealed,
+        needs: from_json(&row.needs, "needs")?,
+        consent: from_json::<ConsentRecord>(&row.consent, "consent")?,
+        urgency: pb::Urgency::from_str_name(&row.urgency).unwrap_or_default(),
+        classification: pb::Classification::from_str_name(&row.classification).unwrap_or_default(),
+        identified_by: pb::IdentifiedBy::from_str_name(&row.identified_by).unwrap_or_default(),
+        county: row.county.clone(),
+    })
+}
+
+/// The wire form of a stored referral.
+fn to_proto(row: &referral::Model, content: &ReferralContent) -> pb::Referral {
+    pb::Referral {
+        id: row.id.to_string(),
+        reference_code: row.reference_code.clone(),
+        version: row.version,
+        status: pb::ReferralStatus::from_str_name(&row.status).map_or(0, |s| s as i32),
+        draft: Some(content.to_proto()),
+        missing_elements: content.missing_elements().into_iter().map(|e| e as i32).collect(),
+        subject_is_child: row.is_child,
+        filing_agency_id: row.filing_agency_id.clone(),
+        filing_agency_kind: refnet_core::auth::parse_agency_kind(&row.filing_agency_kind)
+            .map_or(0, |k| k as i32),
+        filed_by_officer: row.filed_by_officer.clone(),
+        filed_at: Some(timestamp(row.filed_at)),
+        updated_at: Some(timestamp(row.updated_at)),
+    }
+}
+
+/// A list row; reads no sealed column.
+pub fn to_summary(row: &referral::Model) -> pb::ReferralSummary {
+    pb::ReferralSummary {
+        id: row.id.to_string(),
+        reference_code: row.reference_code.clone(),
+        version: row.version,
+        status: pb::ReferralStatus::from_str_name(&row.status).map_or(0, |s| s as i32),
+        urgency: pb::Urgency::from_str_name(&row.urgency).map_or(0, |s| s as i32),
+        classification: pb::Classification::from_str_name(&row.classification)
+            .map_or(0, |s| s as i32),
+        county: row.county.clone(),
+        subject_is_child: row.is_child,
+        filing_agency_id: row.filing_agency_id.clone(),
+        filing_agency_kind: refnet_core::auth::parse_agency_kind(&row.filing_agency_kind)
+            .map_or(0, |k| k as i32),
+        filed_at: Some(timestamp(row.filed_at)),
+    }
+}
+
+/// Reads one referral visible to `principal`.
+pub async fn get(ctx: &AppContext, principal: &Principal, reference: &ReferralRef) -> ServiceResult<pb::Referral> {
+    let row = find_visible(ctx.db(), &principal.agency_id, reference).await?;
+    let content = load_content(ctx.db(), ctx.keys(), &row).await?;
+    Ok(to_proto(&row, &content))
+}
+
+/// Earlier referrals whose subject shares an identifier with `digests`.
+async fn possible_duplicates<C: ConnectionTrait>(
+    db: &C,
+    digests: &[(&'static str, Vec<u8>)],
+    exclude: Option<Uuid>,
+) -> ServiceResult<Vec<pb::PossibleDuplicate>> {
+    if digests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hits = subject_identifier::Entity::find()
+        .filter(subject_identifier::Column::Digest.is_in(digests.iter().map(|(_, d)| d.clone())))
+        .limit(200)
+        .all(db)
+        .await?;
+    let mut matched: BTreeMap<Uuid, String> = BTreeMap::new();
+    for hit in hits {
+        if Some(hit.referral_id) == exclude {
+            continue;
+        }
+        matched.entry(hit.referral_id).or_insert(hit.kind);
+    }
+    if matched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = referral::Entity::find()
+        .filter(referral::Column::Id.is_in(matched.keys().copied()))
+        .order_by_asc(referral::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| pb::PossibleDuplicate {
+            matched_on: matched.get(&r.id).cloned().unwrap_or_default(),
+            reference_code: r.reference_code,
+        })
+        .collect())
+}
+
+fn digests(keys: &Keyring, content: &ReferralContent) -> Vec<(&'static str, Vec<u8>)> {
+    content
+        .blind_identifiers()
+        .into_iter()
+        .map(|(kind, value)| (kind, keys.blind_index.digest(kind, &value)))
+        .collect()
+}
+
+async fn insert_identifiers(
+    txn: &DatabaseTransaction,
+    digests: &[(&'static str, Vec<u8>)],
+    referral_id: Uuid,
+    subject_id: Uuid,
+) -> ServiceResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<_> = digests
+        .iter()
+        .filter(|(_, d)| seen.insert(d.clone()))
+        .map(|(kind, digest)| subject_identifier::ActiveModel {
+            digest: Set(digest.clone()),
+            referral_id: Set(referral_id),
+            kind: Set((*kind).to_owned()),
+            subject_id: Set(subject_id),
+        })
+        .collect();
+    if !rows.is_empty() {
+        subject_identifier::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct FiledPayload<'a> {
+    reference_code: &'a str,
+    version: i64,
+    filing_agency_kind: &'a str,
+    urgency: &'a str,
+    county: &'a str,
+}
+
+#[derive(Serialize)]
+struct VersionPayload {
+    version: i64,
+}
+
+#[derive(Serialize)]
+struct ConsentPayload<'a> {
+    version: i64,
+    given: bool,
+    agency_kinds: &'a [String],
+}
+
+/// What a filing call asked for.
+pub struct FileCommand {
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// SHA-256 of the request's draft, to tell a retry from a reuse of the key.
+    pub request_digest: Vec<u8>,
+    /// The validated content.
+    pub content: ReferralContent,
+}
+
+/// Files a referral, or answers a retry with the referral first filed.
+pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> ServiceResult<Filed> {
+    if let Some(filed) = replay(ctx, principal, &cmd.idempotency_key, &cmd.request_digest).await? {
+        return Ok(filed);
+    }
+    let keys = ctx.keys();
+    let digests = digests(keys, &cmd.content);
+    let duplicates = possible_duplicates(ctx.db(), &digests, None).await?;
+
+    let now = Utc::now();
+    let subject_id = Uuid::now_v7();
+    let referral_id = Uuid::now_v7();
+    let (dek, wrapped) = keys
+        .master
+        .new_data_key(subject_id)
+        .map_err(|e| ServiceError::internal("data key", e))?;
+    let content = cmd.content;
+    let mut consent = content.consent.clone();
+    if consent.given || !consent.by.is_empty() {
+        consent.recorded_at = Some(now);
+        consent.recorded_by_officer.clone_from(&principal.officer_id);
+    }
+    let content = ReferralContent { consent, ..content };
+    let q = &content.quasi;
+    let subject_row = subject::ActiveModel {
+        id: Set(subject_id),
+        key_id: Set(keys.master.id().to_owned()),
+        wrapped_key: Set(wrapped),
+        identity_ct: Set(seal(&dek, subject_id, "identity", &content.identity)?),
+        location_ct: Set(seal(&dek, subject_id, "location", &content.location)?),
+        date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
+        sex: Set(q.sex.clone()),
+        nationality: Set(q.nationality.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default()),
+        county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
+        sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
+        languages: Set(json(&q.languages)?),
+        is_child: Set(content.is_child),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let missing: Vec<&str> = content.missing_elements().iter().map(|e| e.as_str_name()).collect();
+    let kind = agency_kind_name(principal.agency_kind);
+    let sealed = seal(&dek, referral_id, "sealed", &content.sealed)?;
+
+    for attempt in 0..3 {
+        let reference_code = new_reference_code(chrono::Datelike::year(&now));
+        let referral_row = referral::ActiveModel {
+            id: Set(referral_id),
+            reference_code: Set(reference_code.clone()),
+            version: Set(1),
+            status: Set(pb::ReferralStatus::Filed.as_str_name().to_owned()),
+            subject_id: Set(subject_id),
+            filing_agency_id: Set(principal.agency_id.clone()),
+            filing_agency_kind: Set(kind.to_owned()),
+            filed_by_officer: Set(principal.officer_id.clone()),
+            urgency: Set(content.urgency.as_str_name().to_owned()),
+            classification: Set(content.classification.as_str_name().to_owned()),
+            identified_by: Set(content.identified_by.as_str_name().to_owned()),
+            county: Set(content.county.clone()),
+            is_child: Set(content.is_child),
+            case_facts: Set(json(&content.case_facts)?),
+            needs: Set(json(&content.needs)?),
+            missing_elements: Set(json(&missing)?),
+            consent: Set(json(&content.consent)?),
+            sealed: Set(sealed.clone()),
+            idempotency_key: Set(cmd.idempotency_key.clone()),
+            request_digest: Set(cmd.request_digest.clone()),
+            filed_at: Set(now),
+            updated_at: Set(now),
+        };
+        let subject_row = subject_row.clone();
+        let digests = digests.clone();
+        let agency_id = principal.agency_id.clone();
+        let actor = principal.clone();
+        let urgency = content.urgency.as_str_name();
+        let county = content.county.clone();
+        let code = reference_code.clone();
+        let result = ctx
+            .db()
+            .transaction::<_, (), ServiceError>(move |txn| {
+                Box::pin(async move {
+                    subject::Entity::insert(subject_row).exec_without_returning(txn).await?;
+                    referral::Entity::insert(referral_row).exec_without_returning(txn).await?;
+                    insert_identifiers(txn, &digests, referral_id, subject_id).await?;
+                    referral_party::Entity::insert(referral_party::ActiveModel {
+                        referral_id: Set(referral_id),
+                        agency_id: Set(agency_id),
+                        relation: Set(RELATION_FILER.to_owned()),
+                        since: Set(now),
+                    })
+                    .exec_without_returning(txn)
+                    .await?;
+                    events::append(
+                        txn,
+                        EventKind::ReferralFiled,
+                        Some(referral_id),
+                        Some(&actor),
+                        &FiledPayload {
+                            reference_code: &code,
+                            version: 1,
+                            filing_agency_kind: kind,
+                            urgency,
+                            county: &county,
+                        },
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                tracing::info!(reference_code = %reference_code, referral_id = %referral_id, "referral filed");
+                let row = referral::Entity::find_by_id(referral_id)
+                    .one(ctx.db())
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal("filed referral vanished".into()))?;
+                return Ok(Filed {
+                    referral: to_proto(&row, &content),
+                    replayed: false,
+                    possible_duplicates: duplicates,
+                });
+            }
+            Err(err) => {
+                // A concurrent retry with the same key won the race: answer as a replay.
+                if let Some(filed) =
+                    replay(ctx, principal, &cmd.idempotency_key, &cmd.request_digest).await?
+                {
+                    return Ok(filed);
+                }
+                if is_unique_violation(&err) && attempt < 2 {
+                    tracing::warn!("reference code collision, retrying");
+                    continue;
+                }
+                return Err(err.into());
+            }
+        }
+    }
+    Err(ServiceError::Internal("could not allocate a reference code".into()))
+}
+
+fn is_unique_violation(err: &sea_orm::TransactionError<ServiceError>) -> bool {
+    match err {
+        sea_orm::TransactionError::Connection(db) => matches!(
+            db.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ),
+        sea_orm::TransactionError::Transaction(ServiceError::Internal(msg)) => {
+            let m = msg.to_ascii_lowercase();
+            m.contains("unique") || m.contains("duplicate key")
+        }
+        sea_orm::TransactionError::Transaction(_) => false,
+    }
+}
+
+/// The earlier answer to a call with the same idempotency key, if any.
+async fn replay(
+    ctx: &AppContext,
+    principal: &Principal,
+    idempotency_key: &str,
+    request_digest: &[u8],
+) -> ServiceResult<Option<Filed>> {
+    let Some(row) = referral::Entity::find()
+        .filter(referral::Column::FilingAgencyId.eq(principal.agency_id.as_str()))
+        .filter(referral::Column::IdempotencyKey.eq(idempotency_key))
+        .one(ctx.db())
+        .await?
+    else {
+        return Ok(None);
+    };
+    if row.request_digest != request_digest {
+        return Err(ServiceError::invalid(
+            "idempotency_key",
+            "was already used for a different referral; use a new key",
+        ));
+    }
+    let content = load_content(ctx.db(), ctx.keys(), &row).await?;
+    let duplicates = possible_duplicates(ctx.db(), &digests(ctx.keys(), &content), Some(row.id))
+        .await?
+        .into_iter()
+        .filter(|d| d.reference_code != row.reference_code)
+        .collect::<Vec<_>>();
+    // Only referrals filed before this one were "earlier" at filing time.
+    let earlier = referral::Entity::find()
+        .filter(referral::Column::ReferenceCode.is_in(duplicates.iter().map(|d| d.reference_code.clone())))
+        .filter(referral::Column::Id.lt(row.id))
+        .all(ctx.db())
+        .await?;
+    let earlier: std::collections::HashSet<_> = earlier.into_iter().map(|r| r.reference_code).collect();
+    Ok(Some(Filed {
+        referral: to_proto(&row, &content),
+        replayed: true,
+        possible_duplicates: duplicates
+            .into_iter()
+            .filter(|d| earlier.contains(&d.reference_code))
+            .collect(),
+    }))
+}
+
+/// Loads `reference` for a change by `principal`, inside `txn`: NOT_FOUND for
+/// non-parties, PERMISSION_DENIED for parties that may not change it, ABORTED
+/// when `expected_version` is stale.
+async fn for_change(
+    txn: &DatabaseTransaction,
+    principal: &Principal,
+    reference: &ReferralRef,
+    expected_version: i64,
+    filer_only: bool,
+) -> ServiceResult<referral::Model> {
+    let row = find_visible(txn, &principal.agency_id, reference).await?;
+    if filer_only {
+        let party = referral_party::Entity::find_by_id((row.id, principal.agency_id.clone()))
+            .one(txn)
+            .await?;
+        if party.map(|p| p.relation) != Some(RELATION_FILER.to_owned()) {
+            return Err(ServiceError::PermissionDenied(
+                "only the filing agency may amend a referral".into(),
+            ));
+        }
+    }
+    if row.version != expected_version {
+        return Err(ServiceError::Aborted(format!(
+            "referral is at version {}, not {expected_version}; re-read and retry",
+            row.version
+        )));
+    }
+    Ok(row)
+}
+
+/// Bumps the version of `row` if it is still `row.version`; ABORTED otherwise.
+async fn bump_version(
+    txn: &DatabaseTransaction,
+    row: &referral::Model,
+    changes: referral::ActiveModel,
+) -> ServiceResult<()> {
+    let mut changes = changes;
+    changes.version = Set(row.version + 1);
+    changes.updated_at = Set(Utc::now());
+    let result = referral::Entity::update_many()
+        .set(changes)
+        .filter(referral::Column::Id.eq(row.id))
+        .filter(referral::Column::Version.eq(row.version))
+        .exec(txn)
+        .await?;
+    if result.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(ServiceError::Aborted("referral changed concurrently; re-read and retry".into()))
+    }
+}
+
+/// Replaces a referral's content (consent is kept).
+pub async fn amend(
+    ctx: &AppContext,
+    principal: &Principal,
+    reference: ReferralRef,
+    expected_version: i64,
+    content: ReferralContent,
+) -> ServiceResult<pb::Referral> {
+    let keys = ctx.keys().clone();
+    let actor = principal.clone();
+    let id = ctx
+        .db()
+        .transaction::<_, Uuid, ServiceError>(move |txn| {
+            Box::pin(async move {
+                let row = for_change(txn, &actor, &reference, expected_version, true).await?;
+                let old = load_content(txn, &keys, &row).await?;
+                let content = ReferralContent { consent: old.consent, ..content };
+                let subj = subject::Entity::find_by_id(row.subject_id)
+                    .one(txn)
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
+                let dek = keys
+                    .master
+                    .unwrap_data_key(subj.id, &subj.wrapped_key)
+                    .map_err(|e| ServiceError::internal("unwrap data key", e))?;
+                let q = &content.quasi;
+                let now = Utc::now();
+                subject::Entity::update(subject::ActiveModel {
+                    id: Set(subj.id),
+                    identity_ct: Set(seal(&dek, subj.id, "identity", &content.identity)?),
+                    location_ct: Set(seal(&dek, subj.id, "location", &content.location)?),
+                    date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
+                    sex: Set(q.sex.clone()),
+                    nationality: Set(q.nationality.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default()),
+                    county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
+                    sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
+                    languages: Set(json(&q.languages)?),
+                    is_child: Set(content.is_child),
+                    updated_at: Set(now),
+                    ..Default::default()
+                })
+                .exec(txn)
+                .await?;
+                let missing: Vec<&str> =
+                    content.missing_elements().iter().map(|e| e.as_str_name()).collect();
+                bump_version(
+                    txn,
+                    &row,
+                    referral::ActiveModel {
+                        urgency: Set(content.urgency.as_str_name().to_owned()),
+                        classification: Set(content.classification.as_str_name().to_owned()),
+                        identified_by: Set(content.identified_by.as_str_name().to_owned()),
+                        county: Set(content.county.clone()),
+                        is_child: Set(content.is_child),
+                        case_facts: Set(json(&content.case_facts)?),
+                        needs: Set(json(&content.needs)?),
+                        missing_elements: Set(json(&missing)?),
+                        sealed: Set(seal(&dek, row.id, "sealed", &content.sealed)?),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                subject_identifier::Entity::delete_many()
+                    .filter(subject_identifier::Column::ReferralId.eq(row.id))
+                    .exec(txn)
+                    .await?;
+                insert_identifiers(txn, &digests(&keys, &content), row.id, subj.id).await?;
+                events::append(
+                    txn,
+                    EventKind::ReferralAmended,
+                    Some(row.id),
+                    Some(&actor),
+                    &VersionPayload { version: row.version + 1 },
+                )
+                .await?;
+                Ok(row.id)
+            })
+        })
+        .await?;
+    get(ctx, principal, &ReferralRef::Id(id)).await
+}
+
+/// How consent changes.
+pub enum ConsentChange {
+    /// Record (replace) consent.
+    Record(refnet_api::v1::Consent),
+    /// Withdraw for these kinds (all when empty).
+    Withdraw(Vec<String>),
+}
+
+/// Records or withdraws consent.
+pub async fn change_consent(
+    ctx: &AppContext,
+    principal: &Principal,
+    reference: ReferralRef,
+    expected_version: i64,
+    change: ConsentChange,
+) -> ServiceResult<pb::Referral> {
+    let actor = principal.clone();
+    let id = ctx
+        .db()
+        .transaction::<_, Uuid, ServiceError>(move |txn| {
+            Box::pin(async move {
+                let row = for_change(txn, &actor, &reference, expected_version, false).await?;
+                let mut consent: ConsentRecord = from_json(&row.consent, "consent")?;
+                let kind = match change {
+                    ConsentChange::Record(wire) => {
+                        let mut v = refnet_core::error::Violations::new();
+                        let parsed = ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
+                        if !v.is_empty() {
+                            return Err(ServiceError::InvalidArgument(v.into_vec()));
+                        }
+                        consent = parsed;
+                        EventKind::ConsentRecorded
+                    }
+                    ConsentChange::Withdraw(kinds) => {
+                        if kinds.is_empty() {
+                            consent.given = false;
+                            consent.agency_kinds.clear();
+                        } else {
+                            consent.agency_kinds.retain(|k| !kinds.contains(k));
+                            if consent.agency_kinds.is_empty() {
+                                consent.given = false;
+                            }
+                        }
+                        EventKind::ConsentWithdrawn
+                    }
+                };
+                consent.recorded_at = Some(Utc::now());
+                consent.recorded_by_officer.clone_from(&actor.officer_id);
+                bump_version(
+                    txn,
+                    &row,
+                    referral::ActiveModel {
+                        consent: Set(json(&consent)?),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                events::append(
+                    txn,
+                    kind,
+                    Some(row.id),
+                    Some(&actor),
+                    &ConsentPayload {
+                        version: row.version + 1,
+                        given: consent.given,
+                        agency_kinds: &consent.agency_kinds,
+                    },
+                )
+                .await?;
+                Ok(row.id)
+            })
+        })
+        .await?;
+    get(ctx, principal, &ReferralRef::Id(id)).await
+}
+
+/// Filters of a list call, validated.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    /// Statuses (proto names).
+    pub statuses: Vec<String>,
+    /// Urgencies (proto names).
+    pub urgencies: Vec<String>,
+    /// County.
+    pub county: Option<String>,
+    /// Filing agency.
+    pub filing_agency_id: Option<String>,
+    /// Filed at or after.
+    pub filed_after: Option<chrono::DateTime<Utc>>,
+    /// Filed before.
+    pub filed_before: Option<chrono::DateTime<Utc>>,
+}
+
+/// One page of referrals visible to `principal`, newest first, after `cursor`.
+/// Keyset pagination on the UUIDv7 id: cost does not grow with the page number.
+pub async fn list(
+    ctx: &AppContext,
+    principal: &Principal,
+    filter: &ListFilter,
+    cursor: Option<Uuid>,
+    page_size: u64,
+) -> ServiceResult<(Vec<referral::Model>, bool)> {
+    let mut q = referral::Entity::find()
+        .filter(referral::Column::Id.in_subquery(party_ids(&principal.agency_id)));
+    if !filter.statuses.is_empty() {
+        q = q.filter(referral::Column::Status.is_in(filter.statuses.clone()));
+    }
+    if !filter.urgencies.is_empty() {
+        q = q.filter(referral::Column::Urgency.is_in(filter.urgencies.clone()));
+    }
+    if let Some(county) = &filter.county {
+        q = q.filter(referral::Column::County.eq(county.as_str()));
+    }
+    if let Some(agency) = &filter.filing_agency_id {
+        q = q.filter(referral::Column::FilingAgencyId.eq(agency.as_str()));
+    }
+    if let Some(after) = filter.filed_after {
+        q = q.filter(referral::Column::FiledAt.gte(after));
+    }
+    if let Some(before) = filter.filed_before {
+        q = q.filter(referral::Column::FiledAt.lt(before));
+    }
+    if let Some(cursor) = cursor {
+        q = q.filter(referral::Column::Id.lt(cursor));
+    }
+    let mut rows = q
+        .order_by_desc(referral::Column::Id)
+        .limit(page_size + 1)
+        .all(ctx.db())
+        .await?;
+    let more = rows.len() as u64 > page_size;
+    rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+    Ok((rows, more))
+}

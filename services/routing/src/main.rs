@@ -1,0 +1,13 @@
+//! `refnet-routing`: the RoutingService alone, for production (PostgreSQL).
+
+use clap::Parser;
+use refnet_core::server::{StandaloneArgs, run_standalone};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = StandaloneArgs::parse();
+    run_standalone(args, refnet_routing::SERVICE_NAME, |ctx, routes| {
+        routes.add_service(refnet_routing::service(ctx));
+    })
+    .await
+}

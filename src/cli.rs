@@ -1,0 +1,180 @@
+//! The `refnet` command line: `serve`, `migrate`, `agencies` and `token`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use refnet_core::{
+    AppContext, agencies,
+    auth::{Role, agency_kind_name},
+    config::Config,
+    db, devkeys,
+};
+
+/// refnet: referral messaging for the National Referral Mechanism.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file (TOML); `REFNET_...` variables override it.
+    #[arg(long, global = true, env = "REFNET_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service on one port (embedded default: SQLite in the data directory).
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:50051].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory [default: ./refnet-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Database URL, instead of SQLite in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Database URL; default: SQLite in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List the registered agencies: id, kind, name (tab-separated).
+    Agencies {
+        /// Data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Database URL, instead of SQLite in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Print a development token that `refnet serve` on this data directory accepts.
+    Token {
+        /// Data directory holding the development key.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Agency id (see `refnet agencies`).
+        #[arg(long)]
+        agency: String,
+        /// Role: officer, supervisor or auditor (repeat for several).
+        #[arg(long, required = true)]
+        role: Vec<String>,
+        /// Officer id [default: officer-1].
+        #[arg(long, default_value = "officer-1")]
+        officer: String,
+        /// Lifetime, e.g. 30m, 8h [default: 8h].
+        #[arg(long, default_value = "8h")]
+        ttl: humantime::Duration,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { listen, data_dir, database_url } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            if let Some(url) = database_url {
+                config.database_url = Some(url.into());
+            }
+            let config = config.embedded();
+            refnet_core::telemetry::init(config.log_format);
+            let data_dir = config.data_dir.clone();
+            let ctx = AppContext::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(ctx.config().listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", ctx.config().listen))?;
+            let addr = listener.local_addr()?;
+            eprintln!(
+                "refnet serving on {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+                dir = data_dir.display()
+            );
+            crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await?;
+        }
+        Command::Migrate { database_url, data_dir } => {
+            apply_db_flags(&mut config, database_url, data_dir);
+            refnet_core::telemetry::init(config.log_format);
+            if config.is_sqlite() {
+                std::fs::create_dir_all(&config.data_dir)?;
+            }
+            let conn = db::connect(&config.database_url()).await?;
+            db::migrate(&conn).await?;
+            println!("migrations applied");
+        }
+        Command::Agencies { data_dir, database_url } => {
+            apply_db_flags(&mut config, database_url, data_dir);
+            let conn = existing_db(&config).await?;
+            for agency in agencies::load_all(&conn).await? {
+                println!(
+                    "{}\t{}\t{}",
+                    agency.id,
+                    agency_kind_name(agency.kind),
+                    agency.name
+                );
+            }
+        }
+        Command::Token { data_dir, agency, role, officer, ttl } => {
+            apply_db_flags(&mut config, None, data_dir);
+            let roles: Vec<String> = role
+                .iter()
+                .flat_map(|r| r.split(','))
+                .map(|r| r.trim().to_owned())
+                .collect();
+            for r in &roles {
+                if Role::parse(r).is_none() {
+                    bail!("unknown role {r:?}: use officer, supervisor or auditor");
+                }
+            }
+            let conn = existing_db(&config).await?;
+            let Some(found) = agencies::load_all(&conn).await?.into_iter().find(|a| a.id == agency) else {
+                bail!("no agency {agency:?}: see `refnet agencies`");
+            };
+            let signer = devkeys::DevSigner::load(&config.data_dir, &config.auth.issuer, &config.auth.audience)?;
+            let token = signer.mint(&devkeys::TokenRequest {
+                officer_id: officer,
+                agency_id: found.id,
+                agency_kind: found.kind,
+                roles,
+                ttl: ttl.into(),
+            })?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+fn apply_db_flags(config: &mut Config, database_url: Option<String>, data_dir: Option<PathBuf>) {
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = database_url {
+        config.database_url = Some(url.into());
+    }
+}
+
+/// Connects to a database that `refnet serve` (or `migrate`) already created.
+async fn existing_db(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    if config.is_sqlite() && config.database_url.is_none() {
+        let file = config.data_dir.join("refnet.db");
+        if !file.exists() {
+            bail!(
+                "no refnet data in {}: run `refnet serve --data-dir {}` once first",
+                config.data_dir.display(),
+                config.data_dir.display()
+            );
+        }
+    }
+    Ok(db::connect(&config.database_url()).await?)
+}
