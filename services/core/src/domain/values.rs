@@ -26,7 +26,13 @@ impl Phone {
         };
         let number = phonenumber::parse(Some(phonenumber::country::Id::KE), &candidate)
             .map_err(|_| "is not a phone number".to_owned())?;
-        if !phonenumber::is_valid(&number) {
+        // libphonenumber's metadata lags new Kenyan mobile ranges (e.g. 0109...),
+        // so a 9-digit Kenyan national number starting 1 or 7 is accepted too.
+        let national = number.national().value().to_string();
+        let kenyan_mobile = number.code().value() == 254
+            && national.len() == 9
+            && (national.starts_with('7') || national.starts_with('1'));
+        if !phonenumber::is_valid(&number) && !kenyan_mobile {
             return Err("is not a valid phone number".into());
         }
         Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()))
@@ -314,6 +320,8 @@ mod tests {
         }
         assert_eq!(Phone::parse("0110 123 456").unwrap().as_str(), "+254110123456");
         assert_eq!(Phone::parse("+256 772 123456").unwrap().as_str(), "+256772123456");
+        assert_eq!(Phone::parse("0109-521-593").unwrap().as_str(), "+254109521593");
+        assert!(Phone::parse("0009 521 593").is_err(), "not a Kenyan range");
         assert!(Phone::parse("12345").is_err());
         assert!(Phone::parse("call me").is_err());
         assert!(Phone::parse("").is_err());

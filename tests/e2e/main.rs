@@ -1,0 +1,15 @@
+//! End-to-end tests: the real server on port 0, real gRPC clients, real
+//! tokens, a real database. Every scenario runs on SQLite, and on PostgreSQL
+//! when `REFNET_TEST_DATABASE_URL` is set (each test in its own database).
+//!
+//! One test binary keeps link time down; scenarios are grouped by module.
+
+#![allow(unreachable_pub, missing_docs, clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+mod at_rest;
+mod auth;
+mod intake;
+mod server;
+mod validation;
