@@ -79,7 +79,11 @@ pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { listen, data_dir, database_url } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            database_url,
+        } => {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
@@ -103,7 +107,10 @@ pub async fn run() -> anyhow::Result<()> {
             );
             crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await?;
         }
-        Command::Migrate { database_url, data_dir } => {
+        Command::Migrate {
+            database_url,
+            data_dir,
+        } => {
             apply_db_flags(&mut config, database_url, data_dir);
             refnet_core::telemetry::init(config.log_format);
             if config.is_sqlite() {
@@ -113,7 +120,10 @@ pub async fn run() -> anyhow::Result<()> {
             db::migrate(&conn).await?;
             println!("migrations applied");
         }
-        Command::Agencies { data_dir, database_url } => {
+        Command::Agencies {
+            data_dir,
+            database_url,
+        } => {
             apply_db_flags(&mut config, database_url, data_dir);
             let conn = existing_db(&config).await?;
             for agency in agencies::load_all(&conn).await? {
@@ -125,7 +135,13 @@ pub async fn run() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Token { data_dir, agency, role, officer, ttl } => {
+        Command::Token {
+            data_dir,
+            agency,
+            role,
+            officer,
+            ttl,
+        } => {
             apply_db_flags(&mut config, None, data_dir);
             let roles: Vec<String> = role
                 .iter()
@@ -138,10 +154,18 @@ pub async fn run() -> anyhow::Result<()> {
                 }
             }
             let conn = existing_db(&config).await?;
-            let Some(found) = agencies::load_all(&conn).await?.into_iter().find(|a| a.id == agency) else {
+            let Some(found) = agencies::load_all(&conn)
+                .await?
+                .into_iter()
+                .find(|a| a.id == agency)
+            else {
                 bail!("no agency {agency:?}: see `refnet agencies`");
             };
-            let signer = devkeys::DevSigner::load(&config.data_dir, &config.auth.issuer, &config.auth.audience)?;
+            let signer = devkeys::DevSigner::load(
+                &config.data_dir,
+                &config.auth.issuer,
+                &config.auth.audience,
+            )?;
             let token = signer.mint(&devkeys::TokenRequest {
                 officer_id: officer,
                 agency_id: found.id,

@@ -4,7 +4,6 @@
 
 use std::{env, path::PathBuf};
 
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["common", "intake", "routing", "protection", "sensitivity"]

@@ -9,7 +9,6 @@ use std::{
 
 use sea_orm::{ConnectionTrait, Statement};
 
-
 use crate::{
     common::{Backend, CANARIES, TestApp, authed, canary_draft},
     on_both,
@@ -31,7 +30,8 @@ fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
             .finish();
         // If another test installed a subscriber first, this capture sees nothing and
         // the assertion below would pass vacuously; so insist on being first-or-only.
-        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in this binary");
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this binary");
         buffer
     })
     .clone()
@@ -51,27 +51,52 @@ impl Write for Capture {
     }
 }
 
-const TABLES: [&str; 6] = ["agencies", "subjects", "referrals", "subject_identifiers", "referral_parties", "events"];
+const TABLES: [&str; 6] = [
+    "agencies",
+    "subjects",
+    "referrals",
+    "subject_identifiers",
+    "referral_parties",
+    "events",
+];
 
 async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
     let logs = captured_logs();
-    let filed = app.file("police-nairobi", canary_draft()).await.referral.expect("referral");
+    let filed = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
     let mut client = app.intake().await;
     let token = app.officer("police-nairobi");
     let got = client
-        .get_referral(authed(pb::GetReferralRequest { referral: filed.id.clone() }, &token))
+        .get_referral(authed(
+            pb::GetReferralRequest {
+                referral: filed.id.clone(),
+            },
+            &token,
+        ))
         .await
         .expect("get")
         .into_inner();
     let reply = format!("{got:?}");
     for canary in CANARIES {
-        assert!(reply.contains(canary), "the API returns {canary} to its filer");
+        assert!(
+            reply.contains(canary),
+            "the API returns {canary} to its filer"
+        );
     }
     // A failing call with canaries in it must not log them either.
     let mut bad = canary_draft();
     bad.subject.as_mut().expect("subject").email = "Canarybad email".into();
     let _ = client
-        .file_referral(authed(pb::FileReferralRequest { idempotency_key: "k".into(), draft: Some(bad) }, &token))
+        .file_referral(authed(
+            pb::FileReferralRequest {
+                idempotency_key: "k".into(),
+                draft: Some(bad),
+            },
+            &token,
+        ))
         .await
         .expect_err("invalid");
 
@@ -103,8 +128,14 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
             }
         }
     }
-    assert!(stored.contains(&filed.reference_code), "the dump is real: it holds the reference code");
-    assert!(stored.contains("ReferralFiled"), "the dump is real: it holds the event log");
+    assert!(
+        stored.contains(&filed.reference_code),
+        "the dump is real: it holds the reference code"
+    );
+    assert!(
+        stored.contains("ReferralFiled"),
+        "the dump is real: it holds the event log"
+    );
     for canary in CANARIES {
         assert!(!stored.contains(canary), "{canary} stored in clear");
     }

@@ -13,7 +13,11 @@ use crate::{
     on_both,
 };
 
-on_both!(bad_tokens_are_refused, unknown_roles_are_denied, rotated_keys_work_without_restart);
+on_both!(
+    bad_tokens_are_refused,
+    unknown_roles_are_denied,
+    rotated_keys_work_without_restart
+);
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -62,14 +66,17 @@ async fn call(app: &TestApp, token: Option<&str>) -> Result<(), tonic::Status> {
 
 async fn bad_tokens_are_refused(app: &TestApp) {
     // The well-formed token is accepted, so each failure below is the one change.
-    call(app, Some(&sign(app, &good_claims()))).await.expect("good token accepted");
+    call(app, Some(&sign(app, &good_claims())))
+        .await
+        .expect("good token accepted");
 
     let kid = app.signer().kid().to_owned();
     let good = sign(app, &good_claims());
     let parts: Vec<&str> = good.split('.').collect();
 
     let unsigned = {
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
+        let header =
+            URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
         format!("{header}.{}.", parts[1])
     };
     let hmac_with_public_key = {
@@ -81,9 +88,13 @@ async fn bad_tokens_are_refused(app: &TestApp) {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
         let mut tokens = Vec::new();
-        for secret in [x.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(&x).expect("x bytes")] {
+        for secret in [
+            x.as_bytes().to_vec(),
+            URL_SAFE_NO_PAD.decode(&x).expect("x bytes"),
+        ] {
             tokens.push(
-                jsonwebtoken::encode(&header, &good_claims(), &EncodingKey::from_secret(&secret)).expect("hs256"),
+                jsonwebtoken::encode(&header, &good_claims(), &EncodingKey::from_secret(&secret))
+                    .expect("hs256"),
             );
         }
         tokens
@@ -93,27 +104,51 @@ async fn bad_tokens_are_refused(app: &TestApp) {
         header.kid = Some("no-such-key".into());
         jsonwebtoken::encode(&header, &good_claims(), &dev_key(app)).expect("sign")
     };
-    let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &good_claims(), &dev_key(app)).expect("sign");
+    let no_kid = jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &good_claims(),
+        &dev_key(app),
+    )
+    .expect("sign");
     let other_key_same_kid = {
         let other = tempfile::tempdir().expect("tempdir");
         devkeys::ensure(other.path()).expect("other key");
         let pem = std::fs::read(other.path().join(devkeys::PRIVATE_KEY_FILE)).expect("pem");
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, &good_claims(), &EncodingKey::from_ed_pem(&pem).expect("key")).expect("sign")
+        jsonwebtoken::encode(
+            &header,
+            &good_claims(),
+            &EncodingKey::from_ed_pem(&pem).expect("key"),
+        )
+        .expect("sign")
     };
     let tampered = {
         let mut claims = good_claims();
         claims["agency_id"] = json!("police-mombasa");
-        format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            parts[2]
+        )
     };
 
     let mut cases: Vec<(&str, String)> = vec![
         ("garbage", "not.a.token".into()),
         ("expired", sign(app, &with_claim("exp", json!(now() - 300)))),
-        ("not yet valid", sign(app, &with_claim("nbf", json!(now() + 600)))),
-        ("wrong audience", sign(app, &with_claim("aud", json!("someone-else")))),
-        ("wrong issuer", sign(app, &with_claim("iss", json!("https://evil.example")))),
+        (
+            "not yet valid",
+            sign(app, &with_claim("nbf", json!(now() + 600))),
+        ),
+        (
+            "wrong audience",
+            sign(app, &with_claim("aud", json!("someone-else"))),
+        ),
+        (
+            "wrong issuer",
+            sign(app, &with_claim("iss", json!("https://evil.example"))),
+        ),
         ("no expiry", sign(app, &without_claim("exp"))),
         ("no subject", sign(app, &without_claim("sub"))),
         ("unsigned (alg none)", unsigned),
@@ -121,32 +156,63 @@ async fn bad_tokens_are_refused(app: &TestApp) {
         ("no key id", no_kid),
         ("signed by another key", other_key_same_kid),
         ("tampered payload", tampered),
-        ("unknown agency", sign(app, &with_claim("agency_id", json!("ghost-agency")))),
-        ("agency kind mismatch", sign(app, &with_claim("agency_kind", json!("WPA")))),
-        ("unknown agency kind", sign(app, &with_claim("agency_kind", json!("SPIES")))),
+        (
+            "unknown agency",
+            sign(app, &with_claim("agency_id", json!("ghost-agency"))),
+        ),
+        (
+            "agency kind mismatch",
+            sign(app, &with_claim("agency_kind", json!("WPA"))),
+        ),
+        (
+            "unknown agency kind",
+            sign(app, &with_claim("agency_kind", json!("SPIES"))),
+        ),
         ("empty", String::new()),
     ];
     for (i, token) in hmac_with_public_key.into_iter().enumerate() {
-        cases.push((if i == 0 { "HS256 with the public key (text)" } else { "HS256 with the public key (bytes)" }, token));
+        cases.push((
+            if i == 0 {
+                "HS256 with the public key (text)"
+            } else {
+                "HS256 with the public key (bytes)"
+            },
+            token,
+        ));
     }
     for (what, token) in cases {
         let status = call(app, Some(&token)).await.expect_err(what);
-        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {}", status.message());
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{what}: {}",
+            status.message()
+        );
     }
     let status = call(app, None).await.expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated);
 
     // A basic-auth header is not a bearer token.
     let mut request = tonic::Request::new(pb::ListReferralsRequest::default());
-    request.metadata_mut().insert("authorization", "Basic dXNlcjpwYXNz".parse().expect("ascii"));
-    let status = app.intake().await.list_referrals(request).await.expect_err("basic");
+    request.metadata_mut().insert(
+        "authorization",
+        "Basic dXNlcjpwYXNz".parse().expect("ascii"),
+    );
+    let status = app
+        .intake()
+        .await
+        .list_referrals(request)
+        .await
+        .expect_err("basic");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(app.count("events").await, 0);
 }
 
 async fn unknown_roles_are_denied(app: &TestApp) {
     for roles in [json!(["janitor"]), json!([]), json!(["officer", "root"])] {
-        let status = call(app, Some(&sign(app, &with_claim("roles", roles.clone())))).await.expect_err("role");
+        let status = call(app, Some(&sign(app, &with_claim("roles", roles.clone()))))
+            .await
+            .expect_err("role");
         assert_eq!(status.code(), Code::PermissionDenied, "{roles}");
     }
 }
@@ -170,12 +236,22 @@ async fn rotated_keys_work_without_restart(app: &TestApp) {
 
     // Publish both keys in the trusted JWKS file: old and new are valid together.
     let path = devkeys::jwks_path(app.data_dir.path());
-    let mut jwks: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("jwks")).expect("json");
-    let new_keys: Value =
-        serde_json::from_str(&std::fs::read_to_string(devkeys::jwks_path(other.path())).expect("jwks")).expect("json");
-    jwks["keys"].as_array_mut().expect("keys").push(new_keys["keys"][0].clone());
+    let mut jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("jwks")).expect("json");
+    let new_keys: Value = serde_json::from_str(
+        &std::fs::read_to_string(devkeys::jwks_path(other.path())).expect("jwks"),
+    )
+    .expect("json");
+    jwks["keys"]
+        .as_array_mut()
+        .expect("keys")
+        .push(new_keys["keys"][0].clone());
     std::fs::write(&path, jwks.to_string()).expect("write jwks");
 
-    call(app, Some(&token)).await.expect("rotated-in key accepted");
-    call(app, Some(&app.officer("police-nairobi"))).await.expect("old key still accepted");
+    call(app, Some(&token))
+        .await
+        .expect("rotated-in key accepted");
+    call(app, Some(&app.officer("police-nairobi")))
+        .await
+        .expect("old key still accepted");
 }

@@ -110,7 +110,10 @@ impl TestApp {
     }
 
     /// Spawns refnet with the configuration adjusted by `adjust`.
-    pub async fn spawn_with(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Self {
+    pub async fn spawn_with(
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: data_dir.path().to_path_buf(),
@@ -121,7 +124,11 @@ impl TestApp {
         // Tests rotate keys within a second of start; production keeps the 30 s floor.
         config.auth.refresh_min_interval_seconds = 0;
         adjust(&mut config);
-        let backend = if database_url.is_some() { Backend::Postgres } else { Backend::Sqlite };
+        let backend = if database_url.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
         let database_url = config.database_url();
         let ctx = AppContext::build(config).await.expect("refnet starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -202,7 +209,9 @@ impl TestApp {
 
     /// A direct connection to the database, for assertions on what is stored.
     pub async fn db(&self) -> DatabaseConnection {
-        Database::connect(self.database_url.clone()).await.expect("db")
+        Database::connect(self.database_url.clone())
+            .await
+            .expect("db")
     }
 
     /// Rows in `table`.
@@ -237,7 +246,9 @@ impl TestApp {
 }
 
 async fn fresh_postgres_database(admin_url: &str) -> String {
-    let admin = Database::connect(admin_url.to_owned()).await.expect("connect to PostgreSQL");
+    let admin = Database::connect(admin_url.to_owned())
+        .await
+        .expect("connect to PostgreSQL");
     let name = format!("refnet_test_{}", uuid::Uuid::new_v4().simple());
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -341,7 +352,9 @@ pub struct FixtureConsent {
 fn fixtures_path() -> PathBuf {
     std::env::var_os("REFNET_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/referrals.jsonl"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/referrals.jsonl")
+        })
 }
 
 /// The synthetic fixture referrals (a copy of shared/fixtures/referrals.jsonl).
@@ -379,12 +392,17 @@ impl Fixture {
     /// True when the subject is a child by date of birth today (the fixture's
     /// `is_child` was computed on an earlier day; a few have since... not turned 18).
     pub fn child_today(&self) -> bool {
-        let birth = chrono::NaiveDate::parse_from_str(&self.subject.date_of_birth, "%Y-%m-%d").expect("dob");
+        let birth = chrono::NaiveDate::parse_from_str(&self.subject.date_of_birth, "%Y-%m-%d")
+            .expect("dob");
         let today = chrono::Utc::now().date_naive();
         let mut age = chrono::Datelike::year(&today) - chrono::Datelike::year(&birth);
-        if (chrono::Datelike::month(&today), chrono::Datelike::day(&today))
-            < (chrono::Datelike::month(&birth), chrono::Datelike::day(&birth))
-        {
+        if (
+            chrono::Datelike::month(&today),
+            chrono::Datelike::day(&today),
+        ) < (
+            chrono::Datelike::month(&birth),
+            chrono::Datelike::day(&birth),
+        ) {
             age -= 1;
         }
         age < 18
@@ -422,9 +440,29 @@ impl Fixture {
                 ..Default::default()
             }),
             case_facts: Some(pb::CaseFacts {
-                acts: c.acts.iter().map(|a| enum_value("ACT_", a, |n| pb::Act::from_str_name(n).map(|e| e as i32))).collect(),
-                means: c.means.iter().map(|a| enum_value("MEANS_", a, |n| pb::Means::from_str_name(n).map(|e| e as i32))).collect(),
-                purposes: c.purposes.iter().map(|a| enum_value("PURPOSE_", a, |n| pb::Purpose::from_str_name(n).map(|e| e as i32))).collect(),
+                acts: c
+                    .acts
+                    .iter()
+                    .map(|a| enum_value("ACT_", a, |n| pb::Act::from_str_name(n).map(|e| e as i32)))
+                    .collect(),
+                means: c
+                    .means
+                    .iter()
+                    .map(|a| {
+                        enum_value("MEANS_", a, |n| {
+                            pb::Means::from_str_name(n).map(|e| e as i32)
+                        })
+                    })
+                    .collect(),
+                purposes: c
+                    .purposes
+                    .iter()
+                    .map(|a| {
+                        enum_value("PURPOSE_", a, |n| {
+                            pb::Purpose::from_str_name(n).map(|e| e as i32)
+                        })
+                    })
+                    .collect(),
                 country_of_exploitation: c.country_of_exploitation.clone(),
                 county_of_recruitment: c.county_of_recruitment.clone(),
                 narrative: c.narrative.clone(),
@@ -444,26 +482,46 @@ impl Fixture {
                     ..Default::default()
                 })
                 .collect(),
-            needs: self.needs.iter().map(|n| enum_value("NEED_", n, |x| pb::Need::from_str_name(x).map(|e| e as i32))).collect(),
+            needs: self
+                .needs
+                .iter()
+                .map(|n| enum_value("NEED_", n, |x| pb::Need::from_str_name(x).map(|e| e as i32)))
+                .collect(),
             consent: Some(pb::Consent {
                 given: self.consent.given,
                 by: if child && self.consent.by == "SUBJECT" {
                     pb::ConsentBy::Guardian as i32
                 } else {
-                    enum_value("CONSENT_BY_", &self.consent.by, |x| pb::ConsentBy::from_str_name(x).map(|e| e as i32))
+                    enum_value("CONSENT_BY_", &self.consent.by, |x| {
+                        pb::ConsentBy::from_str_name(x).map(|e| e as i32)
+                    })
                 },
                 agency_kinds: self
                     .consent
                     .agency_kinds
                     .iter()
-                    .map(|k| enum_value("AGENCY_KIND_", k, |x| pb::AgencyKind::from_str_name(x).map(|e| e as i32)))
+                    .map(|k| {
+                        enum_value("AGENCY_KIND_", k, |x| {
+                            pb::AgencyKind::from_str_name(x).map(|e| e as i32)
+                        })
+                    })
                     .collect(),
                 ..Default::default()
             }),
-            urgency: enum_value("URGENCY_", &self.urgency, |x| pb::Urgency::from_str_name(x).map(|e| e as i32)),
-            classification: enum_value("CLASSIFICATION_", &self.classification, |x| pb::Classification::from_str_name(x).map(|e| e as i32)),
-            identified_by: enum_value("IDENTIFIED_BY_", &self.identified_by, |x| pb::IdentifiedBy::from_str_name(x).map(|e| e as i32)),
-            county: if c.county_of_recruitment.is_empty() { "Nairobi".into() } else { c.county_of_recruitment.clone() },
+            urgency: enum_value("URGENCY_", &self.urgency, |x| {
+                pb::Urgency::from_str_name(x).map(|e| e as i32)
+            }),
+            classification: enum_value("CLASSIFICATION_", &self.classification, |x| {
+                pb::Classification::from_str_name(x).map(|e| e as i32)
+            }),
+            identified_by: enum_value("IDENTIFIED_BY_", &self.identified_by, |x| {
+                pb::IdentifiedBy::from_str_name(x).map(|e| e as i32)
+            }),
+            county: if c.county_of_recruitment.is_empty() {
+                "Nairobi".into()
+            } else {
+                c.county_of_recruitment.clone()
+            },
         }
     }
 
@@ -493,7 +551,10 @@ pub fn canary_draft() -> pb::ReferralDraft {
             }],
             current_location: "Canarywhere market stall 9".into(),
             shelter_address: "Canaryshelter Road 12, Nakuru".into(),
-            coordinates: Some(pb::GeoPoint { latitude: -1.2921, longitude: 36.8219 }),
+            coordinates: Some(pb::GeoPoint {
+                latitude: -1.2921,
+                longitude: 36.8219,
+            }),
             date_of_birth: "1999-04-17".into(),
             sex: pb::Sex::Female as i32,
             nationality: "KE".into(),
@@ -543,9 +604,31 @@ pub fn canary_draft() -> pb::ReferralDraft {
 
 /// Every identifying canary in [`canary_draft`], as it may be stored or printed.
 pub const CANARIES: &[&str] = &[
-    "Canarygiven", "Canaryfamily", "Canaryalias", "31415926", "ZQ7271828", "RAS-9988776",
-    "700111222", "772987654", "canary.email.zqx", "Canaryhome", "Canarykin", "733444555",
-    "Canaryrelation", "Canarywhere", "Canaryshelter", "Canaryother", "Canaryroute",
-    "Canarynarrative", "Canaryhealth", "Canaryinjury", "Canarypsych", "Canarysuspect",
-    "722666777", "KZQ 123X", "Canaryemployer", "Canaryagency", "36.8219",
+    "Canarygiven",
+    "Canaryfamily",
+    "Canaryalias",
+    "31415926",
+    "ZQ7271828",
+    "RAS-9988776",
+    "700111222",
+    "772987654",
+    "canary.email.zqx",
+    "Canaryhome",
+    "Canarykin",
+    "733444555",
+    "Canaryrelation",
+    "Canarywhere",
+    "Canaryshelter",
+    "Canaryother",
+    "Canaryroute",
+    "Canarynarrative",
+    "Canaryhealth",
+    "Canaryinjury",
+    "Canarypsych",
+    "Canarysuspect",
+    "722666777",
+    "KZQ 123X",
+    "Canaryemployer",
+    "Canaryagency",
+    "36.8219",
 ];

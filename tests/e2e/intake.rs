@@ -45,21 +45,33 @@ async fn files_and_reads_back_every_field(app: &TestApp) {
     assert_eq!(referral.filing_agency_kind, pb::AgencyKind::Police as i32);
     assert_eq!(referral.filed_by_officer, "officer-police-nairobi");
     assert!(referral.missing_elements.is_empty());
-    let consent = referral.draft.as_ref().and_then(|d| d.consent.clone()).expect("consent");
+    let consent = referral
+        .draft
+        .as_ref()
+        .and_then(|d| d.consent.clone())
+        .expect("consent");
     assert_eq!(consent.recorded_by_officer, "officer-police-nairobi");
     assert!(consent.recorded_at.is_some());
 
     let mut client = app.intake().await;
     for reference in [referral.id.clone(), referral.reference_code.to_lowercase()] {
         let got = client
-            .get_referral(authed(pb::GetReferralRequest { referral: reference }, &app.officer("police-nairobi")))
+            .get_referral(authed(
+                pb::GetReferralRequest {
+                    referral: reference,
+                },
+                &app.officer("police-nairobi"),
+            ))
             .await
             .expect("get")
             .into_inner()
             .referral
             .expect("referral");
         assert_eq!(got.id, referral.id);
-        assert_eq!(normalised(got.draft.clone().expect("draft")), normalised(draft.clone()));
+        assert_eq!(
+            normalised(got.draft.clone().expect("draft")),
+            normalised(draft.clone())
+        );
         assert_eq!(got, referral, "a read returns what filing returned");
     }
 }
@@ -77,25 +89,57 @@ async fn every_fixture_files_and_reads_back(app: &TestApp) {
             for (fixture, token) in chunk.iter().zip(tokens) {
                 let filed = client
                     .file_referral(authed(
-                        pb::FileReferralRequest { idempotency_key: new_key(), draft: Some(fixture.draft()) },
+                        pb::FileReferralRequest {
+                            idempotency_key: new_key(),
+                            draft: Some(fixture.draft()),
+                        },
                         &token,
                     ))
                     .await
-                    .unwrap_or_else(|s| panic!("{} rejected: {:?} {:?}", fixture.fixture_id, s.message(), violations(&s)))
+                    .unwrap_or_else(|s| {
+                        panic!(
+                            "{} rejected: {:?} {:?}",
+                            fixture.fixture_id,
+                            s.message(),
+                            violations(&s)
+                        )
+                    })
                     .into_inner();
                 let referral = filed.referral.expect("referral");
                 let got = client
-                    .get_referral(authed(pb::GetReferralRequest { referral: referral.id.clone() }, &token))
+                    .get_referral(authed(
+                        pb::GetReferralRequest {
+                            referral: referral.id.clone(),
+                        },
+                        &token,
+                    ))
                     .await
                     .expect("get")
                     .into_inner()
                     .referral
                     .expect("referral");
-                let subject = got.draft.as_ref().and_then(|d| d.subject.clone()).expect("subject");
+                let subject = got
+                    .draft
+                    .as_ref()
+                    .and_then(|d| d.subject.clone())
+                    .expect("subject");
                 assert_eq!(subject.given_name, fixture.subject.given_name);
-                assert_eq!(subject.phones, fixture.subject.phones, "{}", fixture.fixture_id);
-                assert_eq!(got.subject_is_child, fixture.child_today(), "{}", fixture.fixture_id);
-                let narrative = got.draft.as_ref().and_then(|d| d.case_facts.as_ref()).map(|c| c.narrative.clone());
+                assert_eq!(
+                    subject.phones, fixture.subject.phones,
+                    "{}",
+                    fixture.fixture_id
+                );
+                assert_eq!(
+                    got.subject_is_child,
+                    fixture.child_today(),
+                    "{}",
+                    fixture.fixture_id
+                );
+                let narrative = got
+                    .draft
+                    .as_ref()
+                    .and_then(|d| d.case_facts.as_ref())
+                    .map(|c| c.narrative.clone());
                 assert_eq!(narrative.as_deref(), Some(fixture.case.narrative.as_str()));
             }
         }));
@@ -110,9 +154,20 @@ async fn retry_with_the_same_key_returns_the_same_referral(app: &TestApp) {
     let mut client = app.intake().await;
     let token = app.officer("immigration-nairobi");
     let key = new_key();
-    let request = pb::FileReferralRequest { idempotency_key: key.clone(), draft: Some(canary_draft()) };
-    let first = client.file_referral(authed(request.clone(), &token)).await.expect("first").into_inner();
-    let second = client.file_referral(authed(request.clone(), &token)).await.expect("retry").into_inner();
+    let request = pb::FileReferralRequest {
+        idempotency_key: key.clone(),
+        draft: Some(canary_draft()),
+    };
+    let first = client
+        .file_referral(authed(request.clone(), &token))
+        .await
+        .expect("first")
+        .into_inner();
+    let second = client
+        .file_referral(authed(request.clone(), &token))
+        .await
+        .expect("retry")
+        .into_inner();
     assert!(!first.replayed);
     assert!(second.replayed);
     assert_eq!(first.referral, second.referral);
@@ -123,7 +178,13 @@ async fn retry_with_the_same_key_returns_the_same_referral(app: &TestApp) {
     let mut other = canary_draft();
     other.urgency = pb::Urgency::Low as i32;
     let status = client
-        .file_referral(authed(pb::FileReferralRequest { idempotency_key: key.clone(), draft: Some(other) }, &token))
+        .file_referral(authed(
+            pb::FileReferralRequest {
+                idempotency_key: key.clone(),
+                draft: Some(other),
+            },
+            &token,
+        ))
         .await
         .expect_err("key reuse");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -136,11 +197,18 @@ async fn retry_with_the_same_key_returns_the_same_referral(app: &TestApp) {
         .expect("other agency")
         .into_inner();
     assert!(!elsewhere.replayed);
-    assert_ne!(elsewhere.referral.map(|r| r.id), first.referral.map(|r| r.id));
+    assert_ne!(
+        elsewhere.referral.map(|r| r.id),
+        first.referral.map(|r| r.id)
+    );
 }
 
 async fn amend_checks_the_version(app: &TestApp) {
-    let referral = app.file("police-nairobi", canary_draft()).await.referral.expect("referral");
+    let referral = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
     let mut client = app.intake().await;
     let token = app.officer("police-nairobi");
     let mut draft = canary_draft();
@@ -148,7 +216,11 @@ async fn amend_checks_the_version(app: &TestApp) {
     draft.subject.as_mut().expect("subject").phones = vec!["0711 000 111".into()];
     let amended = client
         .amend_referral(authed(
-            pb::AmendReferralRequest { referral: referral.id.clone(), expected_version: 1, draft: Some(draft.clone()) },
+            pb::AmendReferralRequest {
+                referral: referral.id.clone(),
+                expected_version: 1,
+                draft: Some(draft.clone()),
+            },
             &token,
         ))
         .await
@@ -159,13 +231,24 @@ async fn amend_checks_the_version(app: &TestApp) {
     assert_eq!(amended.version, 2);
     let got = amended.draft.expect("draft");
     assert_eq!(got.urgency, pb::Urgency::Critical as i32);
-    assert_eq!(got.subject.expect("subject").phones, vec!["+254711000111".to_owned()]);
-    assert_eq!(got.consent.map(|c| c.given), Some(true), "amend keeps consent");
+    assert_eq!(
+        got.subject.expect("subject").phones,
+        vec!["+254711000111".to_owned()]
+    );
+    assert_eq!(
+        got.consent.map(|c| c.given),
+        Some(true),
+        "amend keeps consent"
+    );
 
     // The same amendment against version 1 again is stale.
     let stale = client
         .amend_referral(authed(
-            pb::AmendReferralRequest { referral: referral.id.clone(), expected_version: 1, draft: Some(draft.clone()) },
+            pb::AmendReferralRequest {
+                referral: referral.id.clone(),
+                expected_version: 1,
+                draft: Some(draft.clone()),
+            },
             &token,
         ))
         .await
@@ -175,7 +258,11 @@ async fn amend_checks_the_version(app: &TestApp) {
     // A non-party cannot tell the referral exists.
     let foreign = client
         .amend_referral(authed(
-            pb::AmendReferralRequest { referral: referral.id.clone(), expected_version: 2, draft: Some(draft.clone()) },
+            pb::AmendReferralRequest {
+                referral: referral.id.clone(),
+                expected_version: 2,
+                draft: Some(draft.clone()),
+            },
             &app.officer("police-mombasa"),
         ))
         .await
@@ -186,18 +273,32 @@ async fn amend_checks_the_version(app: &TestApp) {
     draft.subject.as_mut().expect("subject").email = "nope".into();
     let bad = client
         .amend_referral(authed(
-            pb::AmendReferralRequest { referral: referral.id.clone(), expected_version: 0, draft: Some(draft) },
+            pb::AmendReferralRequest {
+                referral: referral.id.clone(),
+                expected_version: 0,
+                draft: Some(draft),
+            },
             &token,
         ))
         .await
         .expect_err("invalid");
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert_eq!(violations(&bad), vec!["expected_version".to_owned(), "draft.subject.email".to_owned()]);
+    assert_eq!(
+        violations(&bad),
+        vec![
+            "expected_version".to_owned(),
+            "draft.subject.email".to_owned()
+        ]
+    );
     assert_eq!(app.count("events").await, 2);
 }
 
 async fn consent_is_recorded_and_withdrawn(app: &TestApp) {
-    let referral = app.file("labour-nairobi", canary_draft()).await.referral.expect("referral");
+    let referral = app
+        .file("labour-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
     let mut client = app.intake().await;
     let token = app.officer("labour-nairobi");
     let recorded = client
@@ -208,7 +309,11 @@ async fn consent_is_recorded_and_withdrawn(app: &TestApp) {
                 consent: Some(pb::Consent {
                     given: true,
                     by: pb::ConsentBy::Subject as i32,
-                    agency_kinds: vec![pb::AgencyKind::Ngo as i32, pb::AgencyKind::Health as i32, pb::AgencyKind::TrustFund as i32],
+                    agency_kinds: vec![
+                        pb::AgencyKind::Ngo as i32,
+                        pb::AgencyKind::Health as i32,
+                        pb::AgencyKind::TrustFund as i32,
+                    ],
                     ..Default::default()
                 }),
             },
@@ -240,11 +345,18 @@ async fn consent_is_recorded_and_withdrawn(app: &TestApp) {
         .expect("referral");
     let consent = withdrawn.draft.and_then(|d| d.consent).expect("consent");
     assert!(consent.given);
-    assert_eq!(consent.agency_kinds, vec![pb::AgencyKind::Ngo as i32, pb::AgencyKind::TrustFund as i32]);
+    assert_eq!(
+        consent.agency_kinds,
+        vec![pb::AgencyKind::Ngo as i32, pb::AgencyKind::TrustFund as i32]
+    );
 
     let all = client
         .withdraw_consent(authed(
-            pb::WithdrawConsentRequest { referral: referral.id.clone(), expected_version: 3, agency_kinds: vec![] },
+            pb::WithdrawConsentRequest {
+                referral: referral.id.clone(),
+                expected_version: 3,
+                agency_kinds: vec![],
+            },
             &token,
         ))
         .await
@@ -258,7 +370,11 @@ async fn consent_is_recorded_and_withdrawn(app: &TestApp) {
 
     let stale = client
         .withdraw_consent(authed(
-            pb::WithdrawConsentRequest { referral: referral.id.clone(), expected_version: 3, agency_kinds: vec![] },
+            pb::WithdrawConsentRequest {
+                referral: referral.id.clone(),
+                expected_version: 3,
+                agency_kinds: vec![],
+            },
             &token,
         ))
         .await
@@ -267,7 +383,12 @@ async fn consent_is_recorded_and_withdrawn(app: &TestApp) {
     assert_eq!(app.count("events").await, 4);
 }
 
-async fn file_n(app: &TestApp, agency: &str, n: usize, adjust: impl Fn(usize, &mut pb::ReferralDraft)) -> Vec<pb::Referral> {
+async fn file_n(
+    app: &TestApp,
+    agency: &str,
+    n: usize,
+    adjust: impl Fn(usize, &mut pb::ReferralDraft),
+) -> Vec<pb::Referral> {
     let mut out = Vec::new();
     for i in 0..n {
         let mut draft = canary_draft();
@@ -277,11 +398,19 @@ async fn file_n(app: &TestApp, agency: &str, n: usize, adjust: impl Fn(usize, &m
     out
 }
 
-async fn list_all(app: &TestApp, token: &str, mut request: pb::ListReferralsRequest) -> Vec<Vec<pb::ReferralSummary>> {
+async fn list_all(
+    app: &TestApp,
+    token: &str,
+    mut request: pb::ListReferralsRequest,
+) -> Vec<Vec<pb::ReferralSummary>> {
     let mut client = app.intake().await;
     let mut pages = Vec::new();
     loop {
-        let page = client.list_referrals(authed(request.clone(), token)).await.expect("list").into_inner();
+        let page = client
+            .list_referrals(authed(request.clone(), token))
+            .await
+            .expect("list")
+            .into_inner();
         pages.push(page.referrals);
         if page.next_page_token.is_empty() {
             return pages;
@@ -301,64 +430,127 @@ async fn list_pages_by_keyset_with_filters(app: &TestApp) {
     file_n(app, "police-mombasa", 2, |_, _| {}).await;
     let token = app.officer("police-nairobi");
 
-    let pages = list_all(app, &token, pb::ListReferralsRequest { page_size: 3, ..Default::default() }).await;
-    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 1]);
+    let pages = list_all(
+        app,
+        &token,
+        pb::ListReferralsRequest {
+            page_size: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 1]
+    );
     let ids: Vec<String> = pages.concat().into_iter().map(|s| s.id).collect();
     let mut expected: Vec<String> = filed.iter().map(|r| r.id.clone()).collect();
     expected.reverse();
-    assert_eq!(ids, expected, "newest first, every referral once, none of another agency's");
+    assert_eq!(
+        ids, expected,
+        "newest first, every referral once, none of another agency's"
+    );
 
     let critical = list_all(
         app,
         &token,
-        pb::ListReferralsRequest { urgencies: vec![pb::Urgency::Critical as i32], county: "mombasa".into(), page_size: 2, ..Default::default() },
+        pb::ListReferralsRequest {
+            urgencies: vec![pb::Urgency::Critical as i32],
+            county: "mombasa".into(),
+            page_size: 2,
+            ..Default::default()
+        },
     )
     .await
     .concat();
     assert_eq!(critical.len(), 4);
-    assert!(critical.iter().all(|s| s.urgency == pb::Urgency::Critical as i32 && s.county == "Mombasa"));
+    assert!(
+        critical
+            .iter()
+            .all(|s| s.urgency == pb::Urgency::Critical as i32 && s.county == "Mombasa")
+    );
 
     let by_filer = list_all(
         app,
         &token,
-        pb::ListReferralsRequest { filing_agency_id: "police-mombasa".into(), ..Default::default() },
+        pb::ListReferralsRequest {
+            filing_agency_id: "police-mombasa".into(),
+            ..Default::default()
+        },
     )
     .await
     .concat();
-    assert!(by_filer.is_empty(), "another agency's referrals stay invisible even when asked for");
+    assert!(
+        by_filer.is_empty(),
+        "another agency's referrals stay invisible even when asked for"
+    );
 
     let statuses = list_all(
         app,
         &token,
-        pb::ListReferralsRequest { statuses: vec![pb::ReferralStatus::Closed as i32], ..Default::default() },
+        pb::ListReferralsRequest {
+            statuses: vec![pb::ReferralStatus::Closed as i32],
+            ..Default::default()
+        },
     )
     .await
     .concat();
     assert!(statuses.is_empty());
 
-    let future = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 3600, nanos: 0 };
-    let past = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() - 3600, nanos: 0 };
+    let future = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 3600,
+        nanos: 0,
+    };
+    let past = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() - 3600,
+        nanos: 0,
+    };
     let window = list_all(
         app,
         &token,
-        pb::ListReferralsRequest { filed_after: Some(past.clone()), filed_before: Some(future.clone()), ..Default::default() },
+        pb::ListReferralsRequest {
+            filed_after: Some(past),
+            filed_before: Some(future),
+            ..Default::default()
+        },
     )
     .await
     .concat();
     assert_eq!(window.len(), 7);
-    let none = list_all(app, &token, pb::ListReferralsRequest { filed_after: Some(future), ..Default::default() }).await.concat();
+    let none = list_all(
+        app,
+        &token,
+        pb::ListReferralsRequest {
+            filed_after: Some(future),
+            ..Default::default()
+        },
+    )
+    .await
+    .concat();
     assert!(none.is_empty());
 
     let mut client = app.intake().await;
     let bad = client
         .list_referrals(authed(
-            pb::ListReferralsRequest { page_size: 1000, urgencies: vec![42], county: "Gotham".into(), ..Default::default() },
+            pb::ListReferralsRequest {
+                page_size: 1000,
+                urgencies: vec![42],
+                county: "Gotham".into(),
+                ..Default::default()
+            },
             &token,
         ))
         .await
         .expect_err("bad filters");
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert_eq!(violations(&bad), vec!["page_size".to_owned(), "urgencies[0]".to_owned(), "county".to_owned()]);
+    assert_eq!(
+        violations(&bad),
+        vec![
+            "page_size".to_owned(),
+            "urgencies[0]".to_owned(),
+            "county".to_owned()
+        ]
+    );
 }
 
 async fn page_tokens_cannot_be_forged_or_reused(app: &TestApp) {
@@ -366,7 +558,13 @@ async fn page_tokens_cannot_be_forged_or_reused(app: &TestApp) {
     let token = app.officer("police-nairobi");
     let mut client = app.intake().await;
     let first = client
-        .list_referrals(authed(pb::ListReferralsRequest { page_size: 1, ..Default::default() }, &token))
+        .list_referrals(authed(
+            pb::ListReferralsRequest {
+                page_size: 1,
+                ..Default::default()
+            },
+            &token,
+        ))
         .await
         .expect("list")
         .into_inner();
@@ -376,28 +574,58 @@ async fn page_tokens_cannot_be_forged_or_reused(app: &TestApp) {
     let last = forged.pop().expect("char");
     forged.push(if last == 'A' { 'B' } else { 'A' });
     let cases = [
-        (pb::ListReferralsRequest { page_size: 1, page_token: forged, ..Default::default() }, token.clone()),
-        (pb::ListReferralsRequest { page_size: 1, page_token: "not-a-token".into(), ..Default::default() }, token.clone()),
+        (
+            pb::ListReferralsRequest {
+                page_size: 1,
+                page_token: forged,
+                ..Default::default()
+            },
+            token.clone(),
+        ),
+        (
+            pb::ListReferralsRequest {
+                page_size: 1,
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            token.clone(),
+        ),
         // Same token, different filters.
         (
-            pb::ListReferralsRequest { page_size: 1, page_token: first.next_page_token.clone(), county: "Kisumu".into(), ..Default::default() },
+            pb::ListReferralsRequest {
+                page_size: 1,
+                page_token: first.next_page_token.clone(),
+                county: "Kisumu".into(),
+                ..Default::default()
+            },
             token.clone(),
         ),
         // Same token, another agency.
         (
-            pb::ListReferralsRequest { page_size: 1, page_token: first.next_page_token.clone(), ..Default::default() },
+            pb::ListReferralsRequest {
+                page_size: 1,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
             app.officer("police-mombasa"),
         ),
     ];
     for (request, token) in cases {
-        let status = client.list_referrals(authed(request, &token)).await.expect_err("refused");
+        let status = client
+            .list_referrals(authed(request, &token))
+            .await
+            .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(violations(&status), vec!["page_token".to_owned()]);
     }
     // A different page size with the same filters is fine.
     client
         .list_referrals(authed(
-            pb::ListReferralsRequest { page_size: 2, page_token: first.next_page_token, ..Default::default() },
+            pb::ListReferralsRequest {
+                page_size: 2,
+                page_token: first.next_page_token,
+                ..Default::default()
+            },
             &token,
         ))
         .await
@@ -405,21 +633,47 @@ async fn page_tokens_cannot_be_forged_or_reused(app: &TestApp) {
 }
 
 async fn other_agencies_get_not_found(app: &TestApp) {
-    let referral = app.file("police-nairobi", canary_draft()).await.referral.expect("referral");
+    let referral = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
     let mut client = app.intake().await;
-    for agency in ["police-mombasa", "ngo-shelter-nairobi", "wpa", "secretariat"] {
+    for agency in [
+        "police-mombasa",
+        "ngo-shelter-nairobi",
+        "wpa",
+        "secretariat",
+    ] {
         let status = client
-            .get_referral(authed(pb::GetReferralRequest { referral: referral.id.clone() }, &app.officer(agency)))
+            .get_referral(authed(
+                pb::GetReferralRequest {
+                    referral: referral.id.clone(),
+                },
+                &app.officer(agency),
+            ))
             .await
             .expect_err("not party");
         assert_eq!(status.code(), Code::NotFound, "{agency}");
         let missing = client
-            .get_referral(authed(pb::GetReferralRequest { referral: uuid::Uuid::now_v7().to_string() }, &app.officer(agency)))
+            .get_referral(authed(
+                pb::GetReferralRequest {
+                    referral: uuid::Uuid::now_v7().to_string(),
+                },
+                &app.officer(agency),
+            ))
             .await
             .expect_err("missing");
-        assert_eq!((missing.code(), missing.message()), (status.code(), status.message()), "indistinguishable from absent");
+        assert_eq!(
+            (missing.code(), missing.message()),
+            (status.code(), status.message()),
+            "indistinguishable from absent"
+        );
         let listed = client
-            .list_referrals(authed(pb::ListReferralsRequest::default(), &app.officer(agency)))
+            .list_referrals(authed(
+                pb::ListReferralsRequest::default(),
+                &app.officer(agency),
+            ))
             .await
             .expect("list")
             .into_inner();
@@ -427,7 +681,11 @@ async fn other_agencies_get_not_found(app: &TestApp) {
     }
     let consent = client
         .record_consent(authed(
-            pb::RecordConsentRequest { referral: referral.id, expected_version: 1, consent: Some(pb::Consent::default()) },
+            pb::RecordConsentRequest {
+                referral: referral.id,
+                expected_version: 1,
+                consent: Some(pb::Consent::default()),
+            },
             &app.officer("police-mombasa"),
         ))
         .await
@@ -460,7 +718,12 @@ async fn possible_duplicates_are_reported(app: &TestApp) {
     subject.refugee_id.clear();
     subject.phones = vec!["+254799888777".into()];
     subject.next_of_kin.clear();
-    assert!(app.file("police-nairobi", stranger).await.possible_duplicates.is_empty());
+    assert!(
+        app.file("police-nairobi", stranger)
+            .await
+            .possible_duplicates
+            .is_empty()
+    );
 
     // The numbers themselves are not stored in clear: only keyed hashes.
     assert_eq!(app.count("subject_identifiers").await, 5 + 1 + 3);
@@ -469,8 +732,15 @@ async fn possible_duplicates_are_reported(app: &TestApp) {
 async fn adult_without_means_is_accepted_but_incomplete(app: &TestApp) {
     let mut draft = canary_draft();
     draft.case_facts.as_mut().expect("case").means.clear();
-    let referral = app.file("ngo-shelter-nairobi", draft).await.referral.expect("referral");
-    assert_eq!(referral.missing_elements, vec![pb::TraffickingElement::Means as i32]);
+    let referral = app
+        .file("ngo-shelter-nairobi", draft)
+        .await
+        .referral
+        .expect("referral");
+    assert_eq!(
+        referral.missing_elements,
+        vec![pb::TraffickingElement::Means as i32]
+    );
 
     // A child needs no means.
     let mut child = canary_draft();
@@ -478,15 +748,27 @@ async fn adult_without_means_is_accepted_but_incomplete(app: &TestApp) {
     subject.date_of_birth = "2012-03-04".into();
     child.case_facts.as_mut().expect("case").means.clear();
     child.consent.as_mut().expect("consent").by = pb::ConsentBy::Guardian as i32;
-    let referral = app.file("children-nairobi", child).await.referral.expect("referral");
+    let referral = app
+        .file("children-nairobi", child)
+        .await
+        .referral
+        .expect("referral");
     assert!(referral.missing_elements.is_empty());
     assert!(referral.subject_is_child);
 }
 
 async fn roles_and_agency_kinds_are_enforced(app: &TestApp) {
     let mut client = app.intake().await;
-    let request = || pb::FileReferralRequest { idempotency_key: new_key(), draft: Some(canary_draft()) };
-    for (agency, roles) in [("police-nairobi", vec!["auditor"]), ("wpa", vec!["officer"]), ("secretariat", vec!["supervisor"]), ("trust-fund", vec!["officer"])] {
+    let request = || pb::FileReferralRequest {
+        idempotency_key: new_key(),
+        draft: Some(canary_draft()),
+    };
+    for (agency, roles) in [
+        ("police-nairobi", vec!["auditor"]),
+        ("wpa", vec!["officer"]),
+        ("secretariat", vec!["supervisor"]),
+        ("trust-fund", vec!["officer"]),
+    ] {
         let status = client
             .file_referral(authed(request(), &app.token(agency, &roles)))
             .await
@@ -494,7 +776,10 @@ async fn roles_and_agency_kinds_are_enforced(app: &TestApp) {
         assert_eq!(status.code(), Code::PermissionDenied, "{agency} {roles:?}");
     }
     client
-        .file_referral(authed(request(), &app.token("police-nairobi", &["supervisor"])))
+        .file_referral(authed(
+            request(),
+            &app.token("police-nairobi", &["supervisor"]),
+        ))
         .await
         .expect("a supervisor files");
     assert_eq!(app.count("referrals").await, 1);
@@ -503,15 +788,22 @@ async fn roles_and_agency_kinds_are_enforced(app: &TestApp) {
 async fn routing_and_protection_answer_unimplemented(app: &TestApp) {
     let channel = app.channel().await;
     let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
-    let mut protection = pb::witness_protection_service_client::WitnessProtectionServiceClient::new(channel);
+    let mut protection =
+        pb::witness_protection_service_client::WitnessProtectionServiceClient::new(channel);
     let token = app.officer("police-nairobi");
-    let status = routing.list_inbox(authed(pb::ListInboxRequest::default(), &token)).await.expect_err("stub");
+    let status = routing
+        .list_inbox(authed(pb::ListInboxRequest::default(), &token))
+        .await
+        .expect_err("stub");
     assert_eq!(status.code(), Code::Unimplemented);
     let status = protection
         .get_protection_request(authed(pb::GetProtectionRequestRequest::default(), &token))
         .await
         .expect_err("stub");
     assert_eq!(status.code(), Code::Unimplemented);
-    let status = routing.list_inbox(pb::ListInboxRequest::default()).await.expect_err("no token");
+    let status = routing
+        .list_inbox(pb::ListInboxRequest::default())
+        .await
+        .expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated);
 }

@@ -4,7 +4,12 @@
 //!
 //! One test binary keeps link time down; scenarios are grouped by module.
 
-#![allow(unreachable_pub, missing_docs, clippy::expect_used, clippy::unwrap_used)]
+#![allow(
+    unreachable_pub,
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used
+)]
 
 mod common;
 

@@ -3,7 +3,9 @@
 
 use refnet_api::SERVICE_NAMES;
 use tonic::Code;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -17,7 +19,9 @@ async fn health_and_reflection_are_served(app: &TestApp) {
     let mut health = HealthClient::new(app.channel().await);
     for service in SERVICE_NAMES {
         let status = health
-            .check(HealthCheckRequest { service: service.to_owned() })
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
             .await
             .expect("health")
             .into_inner()
@@ -25,7 +29,9 @@ async fn health_and_reflection_are_served(app: &TestApp) {
         assert_eq!(status, ServingStatus::Serving as i32, "{service}");
     }
     let unknown = health
-        .check(HealthCheckRequest { service: "refnet.v1.Nope".into() })
+        .check(HealthCheckRequest {
+            service: "refnet.v1.Nope".into(),
+        })
         .await
         .expect_err("unknown service");
     assert_eq!(unknown.code(), Code::NotFound);

@@ -48,7 +48,11 @@ pub fn fields_without_sensitivity(pool: &DescriptorPool) -> Vec<String> {
         return pool
             .all_messages()
             .filter(|m| m.package_name() == "refnet.v1")
-            .flat_map(|m| m.fields().map(|f| f.full_name().to_owned()).collect::<Vec<_>>())
+            .flat_map(|m| {
+                m.fields()
+                    .map(|f| f.full_name().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .collect();
     };
     let mut missing = Vec::new();
@@ -84,9 +88,15 @@ mod tests {
             .filter(|m| m.package_name() == "refnet.v1")
             .map(|m| m.fields().len())
             .sum();
-        assert!(fields > 100, "expected the whole contract, saw {fields} fields");
+        assert!(
+            fields > 100,
+            "expected the whole contract, saw {fields} fields"
+        );
         let missing = fields_without_sensitivity(pool);
-        assert!(missing.is_empty(), "fields without a sensitivity class: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "fields without a sensitivity class: {missing:?}"
+        );
     }
 
     /// The check must be able to fail: a contract with an unlabelled field is caught.
@@ -96,8 +106,11 @@ mod tests {
         let v1 = dir.path().join("refnet/v1");
         std::fs::create_dir_all(&v1).expect("mkdir");
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-        std::fs::copy(root.join("refnet/v1/sensitivity.proto"), v1.join("sensitivity.proto"))
-            .expect("copy");
+        std::fs::copy(
+            root.join("refnet/v1/sensitivity.proto"),
+            v1.join("sensitivity.proto"),
+        )
+        .expect("copy");
         std::fs::write(
             v1.join("probe.proto"),
             r#"syntax = "proto3";
@@ -113,14 +126,18 @@ message Probe {
         .expect("write");
         let mut compiler = protox::Compiler::new([dir.path()]).expect("compiler");
         compiler.include_imports(true);
-        compiler.open_file("refnet/v1/probe.proto").expect("compiles");
-        let pool = prost_reflect::DescriptorPool::decode(
-            compiler.encode_file_descriptor_set().as_slice(),
-        )
-        .expect("decodes");
+        compiler
+            .open_file("refnet/v1/probe.proto")
+            .expect("compiles");
+        let pool =
+            prost_reflect::DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice())
+                .expect("decodes");
         assert_eq!(
             fields_without_sensitivity(&pool),
-            vec!["refnet.v1.Probe.unlabelled".to_owned(), "refnet.v1.Probe.unspecified".to_owned()]
+            vec![
+                "refnet.v1.Probe.unlabelled".to_owned(),
+                "refnet.v1.Probe.unspecified".to_owned()
+            ]
         );
     }
 }

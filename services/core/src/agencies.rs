@@ -9,9 +9,7 @@
 use std::{collections::HashMap, path::Path, sync::RwLock};
 
 use refnet_api::v1::AgencyKind;
-use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, EntityTrait, sea_query::OnConflict,
-};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, sea_query::OnConflict};
 use serde::Deserialize;
 
 use crate::{
@@ -94,16 +92,21 @@ pub fn parse_file(path: &Path) -> Result<Vec<Agency>, RegistryError> {
         }
         let kind = parse_agency_kind(&entry.kind)
             .ok_or_else(|| RegistryError::File(format!("{at}: unknown kind {:?}", entry.kind)))?;
-        if let Some(county) = &entry.county {
-            if crate::domain::canonical_county(county).is_none() {
-                return Err(RegistryError::File(format!("{at}: unknown county {county:?}")));
-            }
+        if let Some(county) = &entry.county
+            && crate::domain::canonical_county(county).is_none()
+        {
+            return Err(RegistryError::File(format!(
+                "{at}: unknown county {county:?}"
+            )));
         }
         out.push(Agency {
             id: entry.id,
             kind,
             name: entry.name,
-            county: entry.county.and_then(|c| crate::domain::canonical_county(&c)).map(str::to_owned),
+            county: entry
+                .county
+                .and_then(|c| crate::domain::canonical_county(&c))
+                .map(str::to_owned),
             active: entry.active,
         });
     }
@@ -114,20 +117,85 @@ pub fn parse_file(path: &Path) -> Result<Vec<Agency>, RegistryError> {
 pub fn demo() -> Vec<Agency> {
     use AgencyKind as K;
     let rows: [(&str, AgencyKind, &str, Option<&str>); 14] = [
-        ("police-nairobi", K::Police, "Demo Police Anti-Trafficking Unit, Nairobi", Some("Nairobi")),
-        ("police-mombasa", K::Police, "Demo Police Child Protection Unit, Mombasa", Some("Mombasa")),
-        ("prosecution-nairobi", K::Prosecution, "Demo Prosecution Office, Nairobi", Some("Nairobi")),
-        ("immigration-nairobi", K::Immigration, "Demo Immigration Border Desk, Nairobi", Some("Nairobi")),
-        ("immigration-busia", K::Immigration, "Demo Immigration Border Post, Busia", Some("Busia")),
-        ("labour-nairobi", K::Labour, "Demo Labour Office, Nairobi", Some("Nairobi")),
-        ("children-nairobi", K::Children, "Demo Sub-County Children Office, Nairobi", Some("Nairobi")),
-        ("children-mombasa", K::Children, "Demo Sub-County Children Office, Mombasa", Some("Mombasa")),
-        ("ngo-shelter-nairobi", K::Ngo, "Demo Safe Shelter NGO, Nairobi", Some("Nairobi")),
-        ("ngo-legal-mombasa", K::Ngo, "Demo Legal Aid NGO, Mombasa", Some("Mombasa")),
-        ("health-nairobi", K::Health, "Demo County Referral Hospital, Nairobi", Some("Nairobi")),
+        (
+            "police-nairobi",
+            K::Police,
+            "Demo Police Anti-Trafficking Unit, Nairobi",
+            Some("Nairobi"),
+        ),
+        (
+            "police-mombasa",
+            K::Police,
+            "Demo Police Child Protection Unit, Mombasa",
+            Some("Mombasa"),
+        ),
+        (
+            "prosecution-nairobi",
+            K::Prosecution,
+            "Demo Prosecution Office, Nairobi",
+            Some("Nairobi"),
+        ),
+        (
+            "immigration-nairobi",
+            K::Immigration,
+            "Demo Immigration Border Desk, Nairobi",
+            Some("Nairobi"),
+        ),
+        (
+            "immigration-busia",
+            K::Immigration,
+            "Demo Immigration Border Post, Busia",
+            Some("Busia"),
+        ),
+        (
+            "labour-nairobi",
+            K::Labour,
+            "Demo Labour Office, Nairobi",
+            Some("Nairobi"),
+        ),
+        (
+            "children-nairobi",
+            K::Children,
+            "Demo Sub-County Children Office, Nairobi",
+            Some("Nairobi"),
+        ),
+        (
+            "children-mombasa",
+            K::Children,
+            "Demo Sub-County Children Office, Mombasa",
+            Some("Mombasa"),
+        ),
+        (
+            "ngo-shelter-nairobi",
+            K::Ngo,
+            "Demo Safe Shelter NGO, Nairobi",
+            Some("Nairobi"),
+        ),
+        (
+            "ngo-legal-mombasa",
+            K::Ngo,
+            "Demo Legal Aid NGO, Mombasa",
+            Some("Mombasa"),
+        ),
+        (
+            "health-nairobi",
+            K::Health,
+            "Demo County Referral Hospital, Nairobi",
+            Some("Nairobi"),
+        ),
         ("wpa", K::Wpa, "Demo Witness Protection Agency", None),
-        ("trust-fund", K::TrustFund, "Demo Victims Assistance Trust Fund", None),
-        ("secretariat", K::Secretariat, "Demo Counter-Trafficking Secretariat", None),
+        (
+            "trust-fund",
+            K::TrustFund,
+            "Demo Victims Assistance Trust Fund",
+            None,
+        ),
+        (
+            "secretariat",
+            K::Secretariat,
+            "Demo Counter-Trafficking Secretariat",
+            None,
+        ),
     ];
     rows.into_iter()
         .map(|(id, kind, name, county)| Agency {
@@ -247,13 +315,24 @@ mod tests {
         )
         .unwrap();
         let err = parse_file(&path).unwrap_err().to_string();
-        assert!(err.contains("agencies.toml") && err.contains("#2") && err.contains("SPY"), "{err}");
+        assert!(
+            err.contains("agencies.toml") && err.contains("#2") && err.contains("SPY"),
+            "{err}"
+        );
 
-        std::fs::write(&path, "[[agency]]\nid = \"p1\"\nkind = \"POLICE\"\nname = \"P\"\ncolour = 1\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[agency]]\nid = \"p1\"\nkind = \"POLICE\"\nname = \"P\"\ncolour = 1\n",
+        )
+        .unwrap();
         let err = parse_file(&path).unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
 
-        std::fs::write(&path, "[[agency]]\nid = \"p1\"\nkind = \"POLICE\"\nname = \"P\"\ncounty = \"nairobi\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[agency]]\nid = \"p1\"\nkind = \"POLICE\"\nname = \"P\"\ncounty = \"nairobi\"\n",
+        )
+        .unwrap();
         let ok = parse_file(&path).unwrap();
         assert_eq!(ok[0].county.as_deref(), Some("Nairobi"));
     }

@@ -117,8 +117,7 @@ struct Claims {
 
 /// The agency kind spelled as in tokens and data files ("POLICE").
 pub fn parse_agency_kind(s: &str) -> Option<AgencyKind> {
-    AgencyKind::from_str_name(&format!("AGENCY_KIND_{s}"))
-        .filter(|k| *k != AgencyKind::Unspecified)
+    AgencyKind::from_str_name(&format!("AGENCY_KIND_{s}")).filter(|k| *k != AgencyKind::Unspecified)
 }
 
 /// The spelling of `kind` in tokens and data files ("POLICE").
@@ -210,7 +209,9 @@ impl Authenticator {
         };
         let keys = auth.fetch_keys().await?;
         if keys.is_empty() {
-            return Err(AuthError::KeySet("no usable signing key in the key set".into()));
+            return Err(AuthError::KeySet(
+                "no usable signing key in the key set".into(),
+            ));
         }
         *auth.keys.write().await = Arc::new(keys);
         *auth.last_refresh.lock().await = Some(Instant::now());
@@ -277,7 +278,10 @@ impl Authenticator {
     /// Verifies a bearer token from `authorization` metadata.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
@@ -288,7 +292,9 @@ impl Authenticator {
             .ok_or_else(|| AuthError::Invalid("token names no key id".into()))?;
         let pinned = self.key_for(&kid).await?;
         if header.alg != pinned.algorithm {
-            return Err(AuthError::Invalid("algorithm not allowed for this key".into()));
+            return Err(AuthError::Invalid(
+                "algorithm not allowed for this key".into(),
+            ));
         }
         let mut validation = Validation::new(pinned.algorithm);
         validation.set_issuer(&[&self.config.issuer]);

@@ -187,7 +187,11 @@ mod tests {
     fn file_values_override_defaults_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("refnet.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:6000\"\n[auth]\nissuer = \"idp\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:6000\"\n[auth]\nissuer = \"idp\"\n",
+        )
+        .unwrap();
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.listen.port(), 6000);
         assert_eq!(config.auth.issuer, "idp");

@@ -68,7 +68,9 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,8 +87,17 @@ impl MasterKey {
         let mut key = [0u8; 32];
         key.copy_from_slice(&raw);
         raw.zeroize();
-        let id = hex_prefix(&Sha256::digest(b"refnet/master-key-id/v1".iter().chain(key.iter()).copied().collect::<Vec<u8>>()));
-        Ok(Self { id, key: KeyBytes(key) })
+        let id = hex_prefix(&Sha256::digest(
+            b"refnet/master-key-id/v1"
+                .iter()
+                .chain(key.iter())
+                .copied()
+                .collect::<Vec<u8>>(),
+        ));
+        Ok(Self {
+            id,
+            key: KeyBytes(key),
+        })
     }
 
     /// Reads `path`, or when `create` is set and the file is missing, generates
@@ -101,12 +112,12 @@ impl MasterKey {
                     .map_err(|e| CryptoError::MasterKey(format!("{}: {e}", path.display())))?;
                 Self::from_base64(&encoded)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CryptoError::MasterKey(
-                format!(
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(CryptoError::MasterKey(format!(
                     "no master key configured and {} does not exist (set REFNET_MASTER_KEY)",
                     path.display()
-                ),
-            )),
+                )))
+            }
             Err(e) => Err(CryptoError::MasterKey(format!("{}: {e}", path.display()))),
         }
     }
@@ -180,7 +191,13 @@ fn seal_with(key: &KeyBytes, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, Cr
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::Malformed("plaintext"))?;
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
     out.push(SEAL_V1);
@@ -197,7 +214,10 @@ fn open_with(key: &KeyBytes, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, Crypt
     cipher
         .decrypt(
             XNonce::from_slice(&sealed[1..1 + NONCE_LEN]),
-            Payload { msg: &sealed[1 + NONCE_LEN..], aad },
+            Payload {
+                msg: &sealed[1 + NONCE_LEN..],
+                aad,
+            },
         )
         .map_err(|_| CryptoError::Open)
 }
@@ -273,7 +293,11 @@ impl Keyring {
     pub fn new(master: MasterKey) -> Self {
         let blind_index = BlindIndex(master.derive(b"refnet/blind-index/v1"));
         let tokens = TokenSealer(master.derive(b"refnet/page-token/v1"));
-        Self { master, blind_index, tokens }
+        Self {
+            master,
+            blind_index,
+            tokens,
+        }
     }
 }
 
@@ -319,7 +343,10 @@ mod tests {
         let sealed = dek.seal(subject, "identity", b"Wanjiru Kamau").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"Wanjiru"));
         let dek2 = m.unwrap_data_key(subject, &wrapped).unwrap();
-        assert_eq!(dek2.open(subject, "identity", &sealed).unwrap(), b"Wanjiru Kamau");
+        assert_eq!(
+            dek2.open(subject, "identity", &sealed).unwrap(),
+            b"Wanjiru Kamau"
+        );
         assert!(dek2.open(subject, "location", &sealed).is_err());
         assert!(dek2.open(Uuid::now_v7(), "identity", &sealed).is_err());
         assert!(m.unwrap_data_key(Uuid::now_v7(), &wrapped).is_err());

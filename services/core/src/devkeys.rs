@@ -111,10 +111,15 @@ impl DevSigner {
     /// Loads the private key from `data_dir`.
     pub fn load(data_dir: &Path, issuer: &str, audience: &str) -> Result<Self, DevKeyError> {
         let path = data_dir.join(PRIVATE_KEY_FILE);
-        let pem = std::fs::read_to_string(&path)
-            .map_err(|e| DevKeyError(format!("{}: {e} (run `refnet serve` once first)", path.display())))?;
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            DevKeyError(format!(
+                "{}: {e} (run `refnet serve` once first)",
+                path.display()
+            ))
+        })?;
         let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|e| DevKeyError(e.to_string()))?;
-        let key = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| DevKeyError(e.to_string()))?;
+        let key =
+            EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| DevKeyError(e.to_string()))?;
         Ok(Self {
             kid: kid_for(&signing),
             key,

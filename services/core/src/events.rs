@@ -41,8 +41,8 @@ pub async fn append<C: ConnectionTrait>(
     actor: Option<&Principal>,
     payload: &impl Serialize,
 ) -> Result<(), ServiceError> {
-    let payload = serde_json::to_string(payload)
-        .map_err(|e| ServiceError::internal("event payload", e))?;
+    let payload =
+        serde_json::to_string(payload).map_err(|e| ServiceError::internal("event payload", e))?;
     let row = event::ActiveModel {
         id: Set(Uuid::now_v7()),
         referral_id: Set(referral_id),
@@ -54,6 +54,8 @@ pub async fn append<C: ConnectionTrait>(
         occurred_at: Set(chrono::Utc::now()),
         ..Default::default()
     };
-    event::Entity::insert(row).exec_without_returning(db).await?;
+    event::Entity::insert(row)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }

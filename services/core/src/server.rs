@@ -32,7 +32,9 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
     }
     let mut routes = routes.add_service(health_service);
     if ctx.config().reflection {
@@ -51,9 +53,13 @@ pub async fn serve(
     let draining = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, draining calls");
-        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         for name in &names {
-            health.set_service_status(name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
     };
 
@@ -144,6 +150,13 @@ pub async fn run_standalone(
     let mut routes = Routes::builder();
     mount(&ctx, &mut routes);
     let listener = TcpListener::bind(ctx.config().listen).await?;
-    serve(&ctx, routes.routes(), &[service_name], listener, shutdown_signal()).await?;
+    serve(
+        &ctx,
+        routes.routes(),
+        &[service_name],
+        listener,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -60,7 +60,10 @@ fn expected_version(v: &mut Violations, raw: i64) -> Option<i64> {
     if raw >= 1 {
         Some(raw)
     } else {
-        v.add("expected_version", "is required (the version you read, 1 or more)");
+        v.add(
+            "expected_version",
+            "is required (the version you read, 1 or more)",
+        );
         None
     }
 }
@@ -87,7 +90,11 @@ fn filter_digest(req: &pb::ListReferralsRequest) -> String {
         .collect()
 }
 
-fn timestamp(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+fn timestamp(
+    v: &mut Violations,
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     let t = t?;
     let parsed = u32::try_from(t.nanos)
         .ok()
@@ -98,19 +105,30 @@ fn timestamp(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>
     parsed
 }
 
-fn enum_names<E: TryFrom<i32>>(v: &mut Violations, field: &str, raw: &[i32], name: impl Fn(E) -> &'static str) -> Vec<String> {
+fn enum_names<E: TryFrom<i32>>(
+    v: &mut Violations,
+    field: &str,
+    raw: &[i32],
+    name: impl Fn(E) -> &'static str,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         match E::try_from(*r) {
             Ok(e) if *r != 0 => out.push(name(e).to_owned()),
-            _ => v.add(format!("{field}[{i}]"), format!("unknown or unspecified value {r}")),
+            _ => v.add(
+                format!("{field}[{i}]"),
+                format!("unknown or unspecified value {r}"),
+            ),
         }
     }
     out
 }
 
 impl Intake {
-    async fn file_referral_inner(&self, request: Request<pb::FileReferralRequest>) -> ServiceResult<pb::FileReferralResponse> {
+    async fn file_referral_inner(
+        &self,
+        request: Request<pb::FileReferralRequest>,
+    ) -> ServiceResult<pb::FileReferralResponse> {
         let principal = Principal::of(&request)?.clone();
         principal.require_any(WRITERS)?;
         if !may_file(principal.agency_kind) {
@@ -121,7 +139,10 @@ impl Intake {
         }
         let req = request.into_inner();
         let mut v = Violations::new();
-        let key = v.check("idempotency_key", IdempotencyKey::parse(&req.idempotency_key));
+        let key = v.check(
+            "idempotency_key",
+            IdempotencyKey::parse(&req.idempotency_key),
+        );
         let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
         let (key, content) = v.finish(|| Some((key?, content?)))?;
         let digest = sha256(&req.draft.unwrap_or_default().encode_to_vec());
@@ -142,17 +163,25 @@ impl Intake {
         })
     }
 
-    async fn get_referral_inner(&self, request: Request<pb::GetReferralRequest>) -> ServiceResult<pb::GetReferralResponse> {
+    async fn get_referral_inner(
+        &self,
+        request: Request<pb::GetReferralRequest>,
+    ) -> ServiceResult<pb::GetReferralResponse> {
         let principal = Principal::of(&request)?.clone();
         principal.require_any(READERS)?;
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &request.get_ref().referral);
         let reference = v.finish(|| reference)?;
         let referral = store::get(&self.ctx, &principal, &reference).await?;
-        Ok(pb::GetReferralResponse { referral: Some(referral) })
+        Ok(pb::GetReferralResponse {
+            referral: Some(referral),
+        })
     }
 
-    async fn list_referrals_inner(&self, request: Request<pb::ListReferralsRequest>) -> ServiceResult<pb::ListReferralsResponse> {
+    async fn list_referrals_inner(
+        &self,
+        request: Request<pb::ListReferralsRequest>,
+    ) -> ServiceResult<pb::ListReferralsResponse> {
         let principal = Principal::of(&request)?.clone();
         principal.require_any(READERS)?;
         let req = request.into_inner();
@@ -165,8 +194,11 @@ impl Intake {
                 None
             }
         };
-        let statuses = enum_names::<pb::ReferralStatus>(&mut v, "statuses", &req.statuses, |e| e.as_str_name());
-        let urgencies = enum_names::<pb::Urgency>(&mut v, "urgencies", &req.urgencies, |e| e.as_str_name());
+        let statuses = enum_names::<pb::ReferralStatus>(&mut v, "statuses", &req.statuses, |e| {
+            e.as_str_name()
+        });
+        let urgencies =
+            enum_names::<pb::Urgency>(&mut v, "urgencies", &req.urgencies, |e| e.as_str_name());
         let county = if req.county.trim().is_empty() {
             None
         } else {
@@ -176,7 +208,8 @@ impl Intake {
             }
             c
         };
-        let filing_agency_id = (!req.filing_agency_id.is_empty()).then(|| req.filing_agency_id.clone());
+        let filing_agency_id =
+            (!req.filing_agency_id.is_empty()).then(|| req.filing_agency_id.clone());
         if req.filing_agency_id.len() > 64 {
             v.add("filing_agency_id", "is too long");
         }
@@ -194,7 +227,10 @@ impl Intake {
                 .and_then(|raw| serde_json::from_slice::<Cursor>(&raw).ok())
                 .filter(|c| c.agency == principal.agency_id && c.filter == digest);
             if parsed.is_none() {
-                v.add("page_token", "is not a page token for this caller and these filters");
+                v.add(
+                    "page_token",
+                    "is not a page token for this caller and these filters",
+                );
             }
             parsed.map(|c| c.last)
         };
@@ -215,7 +251,8 @@ impl Intake {
                     agency: principal.agency_id.clone(),
                     filter: digest,
                 };
-                let raw = serde_json::to_vec(&cursor).map_err(|e| ServiceError::internal("cursor", e))?;
+                let raw =
+                    serde_json::to_vec(&cursor).map_err(|e| ServiceError::internal("cursor", e))?;
                 self.ctx.keys().tokens.seal(&raw)
             }
             _ => String::new(),
@@ -226,7 +263,10 @@ impl Intake {
         })
     }
 
-    async fn amend_referral_inner(&self, request: Request<pb::AmendReferralRequest>) -> ServiceResult<pb::AmendReferralResponse> {
+    async fn amend_referral_inner(
+        &self,
+        request: Request<pb::AmendReferralRequest>,
+    ) -> ServiceResult<pb::AmendReferralResponse> {
         let principal = Principal::of(&request)?.clone();
         principal.require_any(WRITERS)?;
         let req = request.into_inner();
@@ -236,10 +276,15 @@ impl Intake {
         let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
         let (reference, version, content) = v.finish(|| Some((reference?, version?, content?)))?;
         let referral = store::amend(&self.ctx, &principal, reference, version, content).await?;
-        Ok(pb::AmendReferralResponse { referral: Some(referral) })
+        Ok(pb::AmendReferralResponse {
+            referral: Some(referral),
+        })
     }
 
-    async fn record_consent_inner(&self, request: Request<pb::RecordConsentRequest>) -> ServiceResult<pb::RecordConsentResponse> {
+    async fn record_consent_inner(
+        &self,
+        request: Request<pb::RecordConsentRequest>,
+    ) -> ServiceResult<pb::RecordConsentResponse> {
         let principal = Principal::of(&request)?.clone();
         principal.require_any(WRITERS)?;
         let req = request.into_inner();
@@ -249,48 +294,90 @@ impl Intake {
         if req.consent.is_none() {
             v.add("consent", "is required");
         }
-        let (reference, version, consent) = v.finish(|| Some((reference?, version?, req.consent?)))?;
-        let referral = store::change_consent(&self.ctx, &principal, reference, version, ConsentChange::Record(consent)).await?;
-        Ok(pb::RecordConsentResponse { referral: Some(referral) })
+        let (reference, version, consent) =
+            v.finish(|| Some((reference?, version?, req.consent?)))?;
+        let referral = store::change_consent(
+            &self.ctx,
+            &principal,
+            reference,
+            version,
+            ConsentChange::Record(consent),
+        )
+        .await?;
+        Ok(pb::RecordConsentResponse {
+            referral: Some(referral),
+        })
     }
 
-    async fn withdraw_consent_inner(&self, request: Request<pb::WithdrawConsentRequest>) -> ServiceResult<pb::WithdrawConsentResponse> {
+    async fn withdraw_consent_inner(
+        &self,
+        request: Request<pb::WithdrawConsentRequest>,
+    ) -> ServiceResult<pb::WithdrawConsentResponse> {
         let principal = Principal::of(&request)?.clone();
         principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
         let version = expected_version(&mut v, req.expected_version);
-        let kinds = enum_names::<pb::AgencyKind>(&mut v, "agency_kinds", &req.agency_kinds, |e| e.as_str_name());
+        let kinds = enum_names::<pb::AgencyKind>(&mut v, "agency_kinds", &req.agency_kinds, |e| {
+            e.as_str_name()
+        });
         let (reference, version) = v.finish(|| Some((reference?, version?)))?;
-        let referral = store::change_consent(&self.ctx, &principal, reference, version, ConsentChange::Withdraw(kinds)).await?;
-        Ok(pb::WithdrawConsentResponse { referral: Some(referral) })
+        let referral = store::change_consent(
+            &self.ctx,
+            &principal,
+            reference,
+            version,
+            ConsentChange::Withdraw(kinds),
+        )
+        .await?;
+        Ok(pb::WithdrawConsentResponse {
+            referral: Some(referral),
+        })
     }
 }
 
 #[tonic::async_trait]
 impl IntakeService for Intake {
-    async fn file_referral(&self, request: Request<pb::FileReferralRequest>) -> Result<Response<pb::FileReferralResponse>, Status> {
+    async fn file_referral(
+        &self,
+        request: Request<pb::FileReferralRequest>,
+    ) -> Result<Response<pb::FileReferralResponse>, Status> {
         Ok(Response::new(self.file_referral_inner(request).await?))
     }
 
-    async fn get_referral(&self, request: Request<pb::GetReferralRequest>) -> Result<Response<pb::GetReferralResponse>, Status> {
+    async fn get_referral(
+        &self,
+        request: Request<pb::GetReferralRequest>,
+    ) -> Result<Response<pb::GetReferralResponse>, Status> {
         Ok(Response::new(self.get_referral_inner(request).await?))
     }
 
-    async fn list_referrals(&self, request: Request<pb::ListReferralsRequest>) -> Result<Response<pb::ListReferralsResponse>, Status> {
+    async fn list_referrals(
+        &self,
+        request: Request<pb::ListReferralsRequest>,
+    ) -> Result<Response<pb::ListReferralsResponse>, Status> {
         Ok(Response::new(self.list_referrals_inner(request).await?))
     }
 
-    async fn amend_referral(&self, request: Request<pb::AmendReferralRequest>) -> Result<Response<pb::AmendReferralResponse>, Status> {
+    async fn amend_referral(
+        &self,
+        request: Request<pb::AmendReferralRequest>,
+    ) -> Result<Response<pb::AmendReferralResponse>, Status> {
         Ok(Response::new(self.amend_referral_inner(request).await?))
     }
 
-    async fn record_consent(&self, request: Request<pb::RecordConsentRequest>) -> Result<Response<pb::RecordConsentResponse>, Status> {
+    async fn record_consent(
+        &self,
+        request: Request<pb::RecordConsentRequest>,
+    ) -> Result<Response<pb::RecordConsentResponse>, Status> {
         Ok(Response::new(self.record_consent_inner(request).await?))
     }
 
-    async fn withdraw_consent(&self, request: Request<pb::WithdrawConsentRequest>) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
+    async fn withdraw_consent(
+        &self,
+        request: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
         Ok(Response::new(self.withdraw_consent_inner(request).await?))
     }
 }

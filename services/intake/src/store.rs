@@ -27,8 +27,7 @@ use refnet_core::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::Query,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::Query,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
@@ -56,13 +55,23 @@ fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> ServiceResult<T> {
     serde_json::from_str(text).map_err(|e| ServiceError::internal(what, e))
 }
 
-fn seal<T: Serialize>(key: &DataKey, row: Uuid, purpose: &str, value: &T) -> ServiceResult<Vec<u8>> {
+fn seal<T: Serialize>(
+    key: &DataKey,
+    row: Uuid,
+    purpose: &str,
+    value: &T,
+) -> ServiceResult<Vec<u8>> {
     let plain = serde_json::to_vec(value).map_err(|e| ServiceError::internal("encode", e))?;
     key.seal(row, purpose, &plain)
         .map_err(|e| ServiceError::internal("seal", e))
 }
 
-fn open<T: DeserializeOwned>(key: &DataKey, row: Uuid, purpose: &str, sealed: &[u8]) -> ServiceResult<T> {
+fn open<T: DeserializeOwned>(
+    key: &DataKey,
+    row: Uuid,
+    purpose: &str,
+    sealed: &[u8],
+) -> ServiceResult<T> {
     let plain = key
         .open(row, purpose, sealed)
         .map_err(|e| ServiceError::internal("open", e))?;
@@ -126,7 +135,8 @@ async fn load_content<C: ConnectionTrait>(
             .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
         sex: subj.sex.clone(),
         nationality: CountryCode::parse(&subj.nationality).ok(),
-        county_of_origin: (!subj.county_of_origin.is_empty()).then(|| subj.county_of_origin.clone()),
+        county_of_origin: (!subj.county_of_origin.is_empty())
+            .then(|| subj.county_of_origin.clone()),
         sub_county_of_origin: subj.sub_county_of_origin.clone(),
         languages: from_json::<Vec<String>>(&subj.languages, "languages")?
             .iter()
@@ -157,7 +167,11 @@ fn to_proto(row: &referral::Model, content: &ReferralContent) -> pb::Referral {
         version: row.version,
         status: pb::ReferralStatus::from_str_name(&row.status).map_or(0, |s| s as i32),
         draft: Some(content.to_proto()),
-        missing_elements: content.missing_elements().into_iter().map(|e| e as i32).collect(),
+        missing_elements: content
+            .missing_elements()
+            .into_iter()
+            .map(|e| e as i32)
+            .collect(),
         subject_is_child: row.is_child,
         filing_agency_id: row.filing_agency_id.clone(),
         filing_agency_kind: refnet_core::auth::parse_agency_kind(&row.filing_agency_kind)
@@ -188,7 +202,11 @@ pub fn to_summary(row: &referral::Model) -> pb::ReferralSummary {
 }
 
 /// Reads one referral visible to `principal`.
-pub async fn get(ctx: &AppContext, principal: &Principal, reference: &ReferralRef) -> ServiceResult<pb::Referral> {
+pub async fn get(
+    ctx: &AppContext,
+    principal: &Principal,
+    reference: &ReferralRef,
+) -> ServiceResult<pb::Referral> {
     let row = find_visible(ctx.db(), &principal.agency_id, reference).await?;
     let content = load_content(ctx.db(), ctx.keys(), &row).await?;
     Ok(to_proto(&row, &content))
@@ -297,7 +315,11 @@ pub struct FileCommand {
 }
 
 /// Files a referral, or answers a retry with the referral first filed.
-pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> ServiceResult<Filed> {
+pub async fn file(
+    ctx: &AppContext,
+    principal: &Principal,
+    cmd: FileCommand,
+) -> ServiceResult<Filed> {
     if let Some(filed) = replay(ctx, principal, &cmd.idempotency_key, &cmd.request_digest).await? {
         return Ok(filed);
     }
@@ -316,7 +338,9 @@ pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> 
     let mut consent = content.consent.clone();
     if consent.given || !consent.by.is_empty() {
         consent.recorded_at = Some(now);
-        consent.recorded_by_officer.clone_from(&principal.officer_id);
+        consent
+            .recorded_by_officer
+            .clone_from(&principal.officer_id);
     }
     let content = ReferralContent { consent, ..content };
     let q = &content.quasi;
@@ -328,7 +352,11 @@ pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> 
         location_ct: Set(seal(&dek, subject_id, "location", &content.location)?),
         date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
         sex: Set(q.sex.clone()),
-        nationality: Set(q.nationality.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default()),
+        nationality: Set(q
+            .nationality
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default()),
         county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
         sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
         languages: Set(json(&q.languages)?),
@@ -336,7 +364,11 @@ pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> 
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let missing: Vec<&str> = content.missing_elements().iter().map(|e| e.as_str_name()).collect();
+    let missing: Vec<&str> = content
+        .missing_elements()
+        .iter()
+        .map(|e| e.as_str_name())
+        .collect();
     let kind = agency_kind_name(principal.agency_kind);
     let sealed = seal(&dek, referral_id, "sealed", &content.sealed)?;
 
@@ -377,8 +409,12 @@ pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> 
             .db()
             .transaction::<_, (), ServiceError>(move |txn| {
                 Box::pin(async move {
-                    subject::Entity::insert(subject_row).exec_without_returning(txn).await?;
-                    referral::Entity::insert(referral_row).exec_without_returning(txn).await?;
+                    subject::Entity::insert(subject_row)
+                        .exec_without_returning(txn)
+                        .await?;
+                    referral::Entity::insert(referral_row)
+                        .exec_without_returning(txn)
+                        .await?;
                     insert_identifiers(txn, &digests, referral_id, subject_id).await?;
                     referral_party::Entity::insert(referral_party::ActiveModel {
                         referral_id: Set(referral_id),
@@ -434,7 +470,9 @@ pub async fn file(ctx: &AppContext, principal: &Principal, cmd: FileCommand) -> 
             }
         }
     }
-    Err(ServiceError::Internal("could not allocate a reference code".into()))
+    Err(ServiceError::Internal(
+        "could not allocate a reference code".into(),
+    ))
 }
 
 fn is_unique_violation(err: &sea_orm::TransactionError<ServiceError>) -> bool {
@@ -480,11 +518,15 @@ async fn replay(
         .collect::<Vec<_>>();
     // Only referrals filed before this one were "earlier" at filing time.
     let earlier = referral::Entity::find()
-        .filter(referral::Column::ReferenceCode.is_in(duplicates.iter().map(|d| d.reference_code.clone())))
+        .filter(
+            referral::Column::ReferenceCode
+                .is_in(duplicates.iter().map(|d| d.reference_code.clone())),
+        )
         .filter(referral::Column::Id.lt(row.id))
         .all(ctx.db())
         .await?;
-    let earlier: std::collections::HashSet<_> = earlier.into_iter().map(|r| r.reference_code).collect();
+    let earlier: std::collections::HashSet<_> =
+        earlier.into_iter().map(|r| r.reference_code).collect();
     Ok(Some(Filed {
         referral: to_proto(&row, &content),
         replayed: true,
@@ -543,7 +585,9 @@ async fn bump_version(
     if result.rows_affected == 1 {
         Ok(())
     } else {
-        Err(ServiceError::Aborted("referral changed concurrently; re-read and retry".into()))
+        Err(ServiceError::Aborted(
+            "referral changed concurrently; re-read and retry".into(),
+        ))
     }
 }
 
@@ -563,7 +607,10 @@ pub async fn amend(
             Box::pin(async move {
                 let row = for_change(txn, &actor, &reference, expected_version, true).await?;
                 let old = load_content(txn, &keys, &row).await?;
-                let content = ReferralContent { consent: old.consent, ..content };
+                let content = ReferralContent {
+                    consent: old.consent,
+                    ..content
+                };
                 let subj = subject::Entity::find_by_id(row.subject_id)
                     .one(txn)
                     .await?
@@ -580,7 +627,11 @@ pub async fn amend(
                     location_ct: Set(seal(&dek, subj.id, "location", &content.location)?),
                     date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
                     sex: Set(q.sex.clone()),
-                    nationality: Set(q.nationality.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default()),
+                    nationality: Set(q
+                        .nationality
+                        .as_ref()
+                        .map(|c| c.as_str().to_owned())
+                        .unwrap_or_default()),
                     county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
                     sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
                     languages: Set(json(&q.languages)?),
@@ -590,8 +641,11 @@ pub async fn amend(
                 })
                 .exec(txn)
                 .await?;
-                let missing: Vec<&str> =
-                    content.missing_elements().iter().map(|e| e.as_str_name()).collect();
+                let missing: Vec<&str> = content
+                    .missing_elements()
+                    .iter()
+                    .map(|e| e.as_str_name())
+                    .collect();
                 bump_version(
                     txn,
                     &row,
@@ -619,7 +673,9 @@ pub async fn amend(
                     EventKind::ReferralAmended,
                     Some(row.id),
                     Some(&actor),
-                    &VersionPayload { version: row.version + 1 },
+                    &VersionPayload {
+                        version: row.version + 1,
+                    },
                 )
                 .await?;
                 Ok(row.id)
@@ -655,7 +711,8 @@ pub async fn change_consent(
                 let kind = match change {
                     ConsentChange::Record(wire) => {
                         let mut v = refnet_core::error::Violations::new();
-                        let parsed = ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
+                        let parsed =
+                            ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
                         if !v.is_empty() {
                             return Err(ServiceError::InvalidArgument(v.into_vec()));
                         }

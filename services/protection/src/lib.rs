@@ -3,7 +3,9 @@
 //! the protection issue lands; the crate, contract and binary exist so
 //! deployments and clients can be built against them now.
 
-use refnet_api::v1::witness_protection_service_server::{WitnessProtectionService, WitnessProtectionServiceServer};
+use refnet_api::v1::witness_protection_service_server::{
+    WitnessProtectionService, WitnessProtectionServiceServer,
+};
 use refnet_core::AppContext;
 
 /// The fully qualified gRPC service name.

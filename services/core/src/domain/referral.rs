@@ -253,13 +253,27 @@ macro_rules! enum_name {
         }
     )*};
 }
-enum_name!(pb::Act, pb::Means, pb::Purpose, pb::Need, pb::AgencyKind, pb::Sex, pb::ConsentBy);
+enum_name!(
+    pb::Act,
+    pb::Means,
+    pb::Purpose,
+    pb::Need,
+    pb::AgencyKind,
+    pb::Sex,
+    pb::ConsentBy
+);
 
 fn text(v: &mut Violations, path: &str, s: &str, max: usize, multiline: bool) -> String {
-    v.check(path, parse_text(s, max, multiline)).unwrap_or_default()
+    v.check(path, parse_text(s, max, multiline))
+        .unwrap_or_default()
 }
 
-fn opt<T>(v: &mut Violations, path: &str, s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+fn opt<T>(
+    v: &mut Violations,
+    path: &str,
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<T> {
     if s.trim().is_empty() {
         None
     } else {
@@ -321,7 +335,8 @@ impl ConsentRecord {
                 String::new()
             }
         };
-        let agency_kinds = enum_list::<pb::AgencyKind>(v, &format!("{path}.agency_kinds"), &c.agency_kinds);
+        let agency_kinds =
+            enum_list::<pb::AgencyKind>(v, &format!("{path}.agency_kinds"), &c.agency_kinds);
         Self {
             given: c.given,
             by,
@@ -352,11 +367,16 @@ pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
 }
 
 fn names_to_i32<E: Into<i32>>(names: &[String], parse: impl Fn(&str) -> Option<E>) -> Vec<i32> {
-    names.iter().filter_map(|n| parse(n)).map(Into::into).collect()
+    names
+        .iter()
+        .filter_map(|n| parse(n))
+        .map(Into::into)
+        .collect()
 }
 
 fn date_str(d: Option<NaiveDate>) -> String {
-    d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+    d.map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 impl ReferralContent {
@@ -386,10 +406,10 @@ impl ReferralContent {
         let mut phones = Vec::new();
         list_len(v, &sp("phones"), s.phones.len(), MAX_SHORT_LIST);
         for (i, raw) in s.phones.iter().enumerate() {
-            if let Some(phone) = v.check(format!("{}[{i}]", sp("phones")), Phone::parse(raw)) {
-                if !phones.contains(&phone) {
-                    phones.push(phone);
-                }
+            if let Some(phone) = v.check(format!("{}[{i}]", sp("phones")), Phone::parse(raw))
+                && !phones.contains(&phone)
+            {
+                phones.push(phone);
             }
         }
         list_len(v, &sp("next_of_kin"), s.next_of_kin.len(), MAX_SHORT_LIST);
@@ -402,7 +422,13 @@ impl ReferralContent {
                 NextOfKinRecord {
                     name: text(v, &format!("{kp}.name"), &k.name, MAX_NAME, false),
                     phone: opt(v, &format!("{kp}.phone"), &k.phone, Phone::parse),
-                    relationship: text(v, &format!("{kp}.relationship"), &k.relationship, MAX_NAME, false),
+                    relationship: text(
+                        v,
+                        &format!("{kp}.relationship"),
+                        &k.relationship,
+                        MAX_NAME,
+                        false,
+                    ),
                 }
             })
             .collect();
@@ -411,7 +437,12 @@ impl ReferralContent {
             family_name: text(v, &sp("family_name"), &s.family_name, MAX_NAME, false),
             aliases: short_texts(v, &sp("aliases"), &s.aliases),
             national_id: opt(v, &sp("national_id"), &s.national_id, NationalId::parse),
-            passport_number: opt(v, &sp("passport_number"), &s.passport_number, PassportNumber::parse),
+            passport_number: opt(
+                v,
+                &sp("passport_number"),
+                &s.passport_number,
+                PassportNumber::parse,
+            ),
             refugee_id: opt(v, &sp("refugee_id"), &s.refugee_id, RefugeeId::parse),
             phones,
             email: opt(v, &sp("email"), &s.email, Email::parse),
@@ -423,20 +454,40 @@ impl ReferralContent {
             let ok_lat = g.latitude.is_finite() && (-90.0..=90.0).contains(&g.latitude);
             let ok_lon = g.longitude.is_finite() && (-180.0..=180.0).contains(&g.longitude);
             if !ok_lat {
-                v.add(format!("{}.latitude", sp("coordinates")), "must be between -90 and 90");
+                v.add(
+                    format!("{}.latitude", sp("coordinates")),
+                    "must be between -90 and 90",
+                );
             }
             if !ok_lon {
-                v.add(format!("{}.longitude", sp("coordinates")), "must be between -180 and 180");
+                v.add(
+                    format!("{}.longitude", sp("coordinates")),
+                    "must be between -180 and 180",
+                );
             }
             (ok_lat && ok_lon).then_some((g.latitude, g.longitude))
         });
         let location = LocationRecord {
-            current_location: text(v, &sp("current_location"), &s.current_location, MAX_ADDRESS, false),
-            shelter_address: text(v, &sp("shelter_address"), &s.shelter_address, MAX_ADDRESS, false),
+            current_location: text(
+                v,
+                &sp("current_location"),
+                &s.current_location,
+                MAX_ADDRESS,
+                false,
+            ),
+            shelter_address: text(
+                v,
+                &sp("shelter_address"),
+                &s.shelter_address,
+                MAX_ADDRESS,
+                false,
+            ),
             coordinates,
         };
 
-        let date_of_birth = opt(v, &sp("date_of_birth"), &s.date_of_birth, |x| parse_past_date(x, today));
+        let date_of_birth = opt(v, &sp("date_of_birth"), &s.date_of_birth, |x| {
+            parse_past_date(x, today)
+        });
         let sex = match pb::Sex::try_from(s.sex) {
             Ok(sex) => sex.as_str_name().to_owned(),
             Err(_) => {
@@ -448,10 +499,11 @@ impl ReferralContent {
             list_len(v, &sp("languages"), s.languages.len(), MAX_SHORT_LIST);
             let mut out: Vec<LanguageCode> = Vec::new();
             for (i, l) in s.languages.iter().enumerate() {
-                if let Some(code) = v.check(format!("{}[{i}]", sp("languages")), LanguageCode::parse(l)) {
-                    if !out.contains(&code) {
-                        out.push(code);
-                    }
+                if let Some(code) =
+                    v.check(format!("{}[{i}]", sp("languages")), LanguageCode::parse(l))
+                    && !out.contains(&code)
+                {
+                    out.push(code);
                 }
             }
             out
@@ -461,16 +513,25 @@ impl ReferralContent {
             sex,
             nationality: opt(v, &sp("nationality"), &s.nationality, CountryCode::parse),
             county_of_origin: county(v, &sp("county_of_origin"), &s.county_of_origin),
-            sub_county_of_origin: text(v, &sp("sub_county_of_origin"), &s.sub_county_of_origin, MAX_NAME, false),
+            sub_county_of_origin: text(
+                v,
+                &sp("sub_county_of_origin"),
+                &s.sub_county_of_origin,
+                MAX_NAME,
+                false,
+            ),
             languages,
         };
 
         let empty_case = pb::CaseFacts::default();
         let c = d.case_facts.as_ref().unwrap_or(&empty_case);
         let cp = |f: &str| format!("{path}.case_facts.{f}");
-        let recruitment_date = opt(v, &cp("recruitment_date"), &c.recruitment_date, |x| parse_past_date(x, today));
-        let identification_date =
-            opt(v, &cp("identification_date"), &c.identification_date, |x| parse_past_date(x, today));
+        let recruitment_date = opt(v, &cp("recruitment_date"), &c.recruitment_date, |x| {
+            parse_past_date(x, today)
+        });
+        let identification_date = opt(v, &cp("identification_date"), &c.identification_date, |x| {
+            parse_past_date(x, today)
+        });
 
         // The child rule: a date of birth decides; without one, the officer's assessment does.
         let is_child = match date_of_birth {
@@ -488,8 +549,17 @@ impl ReferralContent {
             acts: enum_list::<pb::Act>(v, &cp("acts"), &c.acts),
             means: enum_list::<pb::Means>(v, &cp("means"), &c.means),
             purposes: enum_list::<pb::Purpose>(v, &cp("purposes"), &c.purposes),
-            country_of_exploitation: opt(v, &cp("country_of_exploitation"), &c.country_of_exploitation, CountryCode::parse),
-            county_of_recruitment: county(v, &cp("county_of_recruitment"), &c.county_of_recruitment),
+            country_of_exploitation: opt(
+                v,
+                &cp("country_of_exploitation"),
+                &c.country_of_exploitation,
+                CountryCode::parse,
+            ),
+            county_of_recruitment: county(
+                v,
+                &cp("county_of_recruitment"),
+                &c.county_of_recruitment,
+            ),
             recruitment_date,
             identification_date,
         };
@@ -501,8 +571,13 @@ impl ReferralContent {
                 v.add(cp("purposes"), "a child case needs at least one purpose");
             }
         }
-        if case_facts.purposes.iter().any(|p| p == "PURPOSE_OTHER") && c.other_purpose.trim().is_empty() {
-            v.add(cp("other_purpose"), "is required when PURPOSE_OTHER is given");
+        if case_facts.purposes.iter().any(|p| p == "PURPOSE_OTHER")
+            && c.other_purpose.trim().is_empty()
+        {
+            v.add(
+                cp("other_purpose"),
+                "is required when PURPOSE_OTHER is given",
+            );
         }
 
         let empty_special = pb::SpecialCategory::default();
@@ -520,19 +595,37 @@ impl ReferralContent {
                     phone: opt(v, &xp("phone"), &x.phone, Phone::parse),
                     vehicles: short_texts(v, &xp("vehicles"), &x.vehicles),
                     employer: text(v, &xp("employer"), &x.employer, MAX_NAME, false),
-                    recruitment_agency: text(v, &xp("recruitment_agency"), &x.recruitment_agency, MAX_NAME, false),
+                    recruitment_agency: text(
+                        v,
+                        &xp("recruitment_agency"),
+                        &x.recruitment_agency,
+                        MAX_NAME,
+                        false,
+                    ),
                 }
             })
             .collect();
         let sealed = SealedRecord {
             narrative: text(v, &cp("narrative"), &c.narrative, MAX_NARRATIVE, true),
             other_purpose: text(v, &cp("other_purpose"), &c.other_purpose, MAX_NAME, false),
-            recruitment_route: text(v, &cp("recruitment_route"), &c.recruitment_route, MAX_NOTE, true),
+            recruitment_route: text(
+                v,
+                &cp("recruitment_route"),
+                &c.recruitment_route,
+                MAX_NOTE,
+                true,
+            ),
             special: SpecialRecord {
                 health_notes: text(v, &scp("health_notes"), &sc.health_notes, MAX_NOTE, true),
                 injuries: text(v, &scp("injuries"), &sc.injuries, MAX_NOTE, true),
                 sexual_violence: sc.sexual_violence,
-                psychosocial_notes: text(v, &scp("psychosocial_notes"), &sc.psychosocial_notes, MAX_NOTE, true),
+                psychosocial_notes: text(
+                    v,
+                    &scp("psychosocial_notes"),
+                    &sc.psychosocial_notes,
+                    MAX_NOTE,
+                    true,
+                ),
             },
             suspects,
         };
@@ -540,8 +633,10 @@ impl ReferralContent {
         let needs = enum_list::<pb::Need>(v, &p("needs"), &d.needs);
         let consent = ConsentRecord::from_proto(v, &p("consent"), d.consent.as_ref(), is_child);
         let urgency = enum_required::<pb::Urgency>(v, &p("urgency"), d.urgency);
-        let classification = enum_required::<pb::Classification>(v, &p("classification"), d.classification);
-        let identified_by = enum_required::<pb::IdentifiedBy>(v, &p("identified_by"), d.identified_by);
+        let classification =
+            enum_required::<pb::Classification>(v, &p("classification"), d.classification);
+        let identified_by =
+            enum_required::<pb::IdentifiedBy>(v, &p("identified_by"), d.identified_by);
         let county_now = if d.county.trim().is_empty() {
             v.add(p("county"), "is required (one of Kenya's 47 counties)");
             None
@@ -614,27 +709,54 @@ impl ReferralContent {
                 given_name: id.given_name.clone(),
                 family_name: id.family_name.clone(),
                 aliases: id.aliases.clone(),
-                national_id: id.national_id.as_ref().map(|x| x.as_str().to_owned()).unwrap_or_default(),
-                passport_number: id.passport_number.as_ref().map(|x| x.as_str().to_owned()).unwrap_or_default(),
-                refugee_id: id.refugee_id.as_ref().map(|x| x.as_str().to_owned()).unwrap_or_default(),
+                national_id: id
+                    .national_id
+                    .as_ref()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
+                passport_number: id
+                    .passport_number
+                    .as_ref()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
+                refugee_id: id
+                    .refugee_id
+                    .as_ref()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
                 phones: id.phones.iter().map(|p| p.as_str().to_owned()).collect(),
-                email: id.email.as_ref().map(|x| x.as_str().to_owned()).unwrap_or_default(),
+                email: id
+                    .email
+                    .as_ref()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
                 home_address: id.home_address.clone(),
                 next_of_kin: id
                     .next_of_kin
                     .iter()
                     .map(|k| pb::NextOfKin {
                         name: k.name.clone(),
-                        phone: k.phone.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                        phone: k
+                            .phone
+                            .as_ref()
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_default(),
                         relationship: k.relationship.clone(),
                     })
                     .collect(),
                 current_location: loc.current_location.clone(),
                 shelter_address: loc.shelter_address.clone(),
-                coordinates: loc.coordinates.map(|(latitude, longitude)| pb::GeoPoint { latitude, longitude }),
+                coordinates: loc.coordinates.map(|(latitude, longitude)| pb::GeoPoint {
+                    latitude,
+                    longitude,
+                }),
                 date_of_birth: date_str(q.date_of_birth),
                 sex: pb::Sex::from_str_name(&q.sex).map_or(0, |x| x as i32),
-                nationality: q.nationality.as_ref().map(|x| x.as_str().to_owned()).unwrap_or_default(),
+                nationality: q
+                    .nationality
+                    .as_ref()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
                 county_of_origin: q.county_of_origin.clone().unwrap_or_default(),
                 sub_county_of_origin: q.sub_county_of_origin.clone(),
                 languages: q.languages.iter().map(|l| l.as_str().to_owned()).collect(),
@@ -645,7 +767,11 @@ impl ReferralContent {
                 means: names_to_i32(&c.means, pb::Means::from_str_name),
                 purposes: names_to_i32(&c.purposes, pb::Purpose::from_str_name),
                 other_purpose: s.other_purpose.clone(),
-                country_of_exploitation: c.country_of_exploitation.as_ref().map(|x| x.as_str().to_owned()).unwrap_or_default(),
+                country_of_exploitation: c
+                    .country_of_exploitation
+                    .as_ref()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
                 county_of_recruitment: c.county_of_recruitment.clone().unwrap_or_default(),
                 recruitment_route: s.recruitment_route.clone(),
                 recruitment_date: date_str(c.recruitment_date),
@@ -663,7 +789,11 @@ impl ReferralContent {
                 .iter()
                 .map(|x| pb::Suspect {
                     name: x.name.clone(),
-                    phone: x.phone.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                    phone: x
+                        .phone
+                        .as_ref()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default(),
                     vehicles: x.vehicles.clone(),
                     employer: x.employer.clone(),
                     recruitment_agency: x.recruitment_agency.clone(),

@@ -19,7 +19,8 @@ impl Phone {
             return Err("must be a phone number".into());
         }
         // "254712345678" without the plus is a common spelling of a Kenyan number.
-        let candidate = if trimmed.starts_with("254") && trimmed.chars().all(|c| c.is_ascii_digit()) {
+        let candidate = if trimmed.starts_with("254") && trimmed.chars().all(|c| c.is_ascii_digit())
+        {
             format!("+{trimmed}")
         } else {
             trimmed.to_owned()
@@ -35,7 +36,9 @@ impl Phone {
         if !phonenumber::is_valid(&number) && !kenyan_mobile {
             return Err("is not a valid phone number".into());
         }
-        Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()))
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
     }
 
     /// The E.164 form.
@@ -315,12 +318,27 @@ mod tests {
 
     #[test]
     fn kenyan_phone_spellings_normalise_to_e164() {
-        for s in ["+254712345678", "0712 345 678", "0712-345-678", "254712345678", "+254 712 345 678"] {
+        for s in [
+            "+254712345678",
+            "0712 345 678",
+            "0712-345-678",
+            "254712345678",
+            "+254 712 345 678",
+        ] {
             assert_eq!(Phone::parse(s).unwrap().as_str(), "+254712345678", "{s}");
         }
-        assert_eq!(Phone::parse("0110 123 456").unwrap().as_str(), "+254110123456");
-        assert_eq!(Phone::parse("+256 772 123456").unwrap().as_str(), "+256772123456");
-        assert_eq!(Phone::parse("0109-521-593").unwrap().as_str(), "+254109521593");
+        assert_eq!(
+            Phone::parse("0110 123 456").unwrap().as_str(),
+            "+254110123456"
+        );
+        assert_eq!(
+            Phone::parse("+256 772 123456").unwrap().as_str(),
+            "+256772123456"
+        );
+        assert_eq!(
+            Phone::parse("0109-521-593").unwrap().as_str(),
+            "+254109521593"
+        );
         assert!(Phone::parse("0009 521 593").is_err(), "not a Kenyan range");
         assert!(Phone::parse("12345").is_err());
         assert!(Phone::parse("call me").is_err());
@@ -332,7 +350,10 @@ mod tests {
         assert_eq!(NationalId::parse("2020 9408").unwrap().as_str(), "20209408");
         assert!(NationalId::parse("12AB5678").is_err());
         assert!(NationalId::parse("123").is_err());
-        assert_eq!(PassportNumber::parse("bk6945343").unwrap().as_str(), "BK6945343");
+        assert_eq!(
+            PassportNumber::parse("bk6945343").unwrap().as_str(),
+            "BK6945343"
+        );
         assert!(PassportNumber::parse("ABCDEFG").is_err());
         assert!(PassportNumber::parse("A1").is_err());
         assert!(Email::parse("a@example.org").is_ok());
@@ -367,7 +388,10 @@ mod tests {
     #[test]
     fn reference_codes_round_trip() {
         let code = new_reference_code(2026);
-        assert_eq!(ReferralRef::parse(&code.to_lowercase()).unwrap(), ReferralRef::Code(code));
+        assert_eq!(
+            ReferralRef::parse(&code.to_lowercase()).unwrap(),
+            ReferralRef::Code(code)
+        );
         assert!(ReferralRef::parse("RN-2026-IIIIII").is_err());
         assert!(ReferralRef::parse("'; drop table").is_err());
     }
