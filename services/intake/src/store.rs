@@ -78,6 +78,35 @@ fn open<T: DeserializeOwned>(
     serde_json::from_slice(&plain).map_err(|e| ServiceError::internal("decode", e))
 }
 
+/// The subject columns that follow from `content`: sealed identity and
+/// location, and the quasi-identifiers in clear.
+fn subject_columns(
+    dek: &DataKey,
+    subject_id: Uuid,
+    content: &ReferralContent,
+    now: chrono::DateTime<Utc>,
+) -> ServiceResult<subject::ActiveModel> {
+    let q = &content.quasi;
+    Ok(subject::ActiveModel {
+        id: Set(subject_id),
+        identity_ct: Set(seal(dek, subject_id, "identity", &content.identity)?),
+        location_ct: Set(seal(dek, subject_id, "location", &content.location)?),
+        date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
+        sex: Set(q.sex.clone()),
+        nationality: Set(q
+            .nationality
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default()),
+        county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
+        sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
+        languages: Set(json(&q.languages)?),
+        is_child: Set(content.is_child),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+}
+
 /// The referral ids `agency_id` is party to, as a sub-query.
 fn party_ids(agency_id: &str) -> sea_orm::sea_query::SelectStatement {
     Query::select()
@@ -343,26 +372,11 @@ pub async fn file(
             .clone_from(&principal.officer_id);
     }
     let content = ReferralContent { consent, ..content };
-    let q = &content.quasi;
     let subject_row = subject::ActiveModel {
-        id: Set(subject_id),
         key_id: Set(keys.master.id().to_owned()),
         wrapped_key: Set(wrapped),
-        identity_ct: Set(seal(&dek, subject_id, "identity", &content.identity)?),
-        location_ct: Set(seal(&dek, subject_id, "location", &content.location)?),
-        date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
-        sex: Set(q.sex.clone()),
-        nationality: Set(q
-            .nationality
-            .as_ref()
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_default()),
-        county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
-        sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
-        languages: Set(json(&q.languages)?),
-        is_child: Set(content.is_child),
         created_at: Set(now),
-        updated_at: Set(now),
+        ..subject_columns(&dek, subject_id, &content, now)?
     };
     let missing: Vec<&str> = content
         .missing_elements()
@@ -619,28 +633,9 @@ pub async fn amend(
                     .master
                     .unwrap_data_key(subj.id, &subj.wrapped_key)
                     .map_err(|e| ServiceError::internal("unwrap data key", e))?;
-                let q = &content.quasi;
-                let now = Utc::now();
-                subject::Entity::update(subject::ActiveModel {
-                    id: Set(subj.id),
-                    identity_ct: Set(seal(&dek, subj.id, "identity", &content.identity)?),
-                    location_ct: Set(seal(&dek, subj.id, "location", &content.location)?),
-                    date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
-                    sex: Set(q.sex.clone()),
-                    nationality: Set(q
-                        .nationality
-                        .as_ref()
-                        .map(|c| c.as_str().to_owned())
-                        .unwrap_or_default()),
-                    county_of_origin: Set(q.county_of_origin.clone().unwrap_or_default()),
-                    sub_county_of_origin: Set(q.sub_county_of_origin.clone()),
-                    languages: Set(json(&q.languages)?),
-                    is_child: Set(content.is_child),
-                    updated_at: Set(now),
-                    ..Default::default()
-                })
-                .exec(txn)
-                .await?;
+                subject::Entity::update(subject_columns(&dek, subj.id, &content, Utc::now())?)
+                    .exec(txn)
+                    .await?;
                 let missing: Vec<&str> = content
                     .missing_elements()
                     .iter()
