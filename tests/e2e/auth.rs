@@ -255,3 +255,61 @@ async fn rotated_keys_work_without_restart(app: &TestApp) {
         .await
         .expect("old key still accepted");
 }
+
+/// Keys fetched from a JWKS URL (the identity provider's), served here by a
+/// minimal HTTP responder on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_a_jwks_url() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let idp = tempfile::tempdir().expect("tempdir");
+    devkeys::ensure(idp.path()).expect("idp key");
+    let jwks = std::fs::read_to_string(devkeys::jwks_path(idp.path())).expect("jwks");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().expect("addr")
+    );
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+
+    let app = TestApp::spawn_with(None, |c| c.auth.jwks_url = Some(url)).await;
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched once at start"
+    );
+    let idp_signer = devkeys::DevSigner::load(idp.path(), "refnet-dev", "refnet").expect("signer");
+    let token = idp_signer
+        .mint(&devkeys::TokenRequest {
+            officer_id: "officer-idp".into(),
+            agency_id: "police-nairobi".into(),
+            agency_kind: pb::AgencyKind::Police,
+            roles: vec!["officer".into()],
+            ttl: std::time::Duration::from_secs(60),
+        })
+        .expect("mint");
+    call(&app, Some(&token))
+        .await
+        .expect("a key from the URL is trusted");
+    // The data directory's development key is not trusted once a URL is configured.
+    let status = call(&app, Some(&app.officer("police-nairobi")))
+        .await
+        .expect_err("dev key");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    app.stop().await;
+}

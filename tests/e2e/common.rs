@@ -142,6 +142,9 @@ impl TestApp {
             .await
             .expect("serve");
         });
+        // A development key exists even when the server trusts another source,
+        // so tests can show such tokens are refused.
+        refnet_core::devkeys::ensure(data_dir.path()).expect("dev key");
         let signer = DevSigner::load(data_dir.path(), "refnet-dev", "refnet").expect("dev key");
         Self {
             addr,

@@ -15,6 +15,7 @@ mod common;
 
 mod at_rest;
 mod auth;
+mod cli;
 mod intake;
 mod server;
 mod validation;

@@ -1,0 +1,187 @@
+//! The `refnet` binary as a desk officer's administrator uses it: `serve` on a
+//! fresh data directory, `agencies`, and a token from `refnet token` that the
+//! server accepts for filing and reading a referral.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use refnet_api::{SERVICE_NAMES, v1 as pb};
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::common::{authed, canary_draft, new_key};
+
+const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn refnet(args: &[&str]) -> String {
+    let out = Command::new(REFNET)
+        .args(args)
+        .env_remove("REFNET_DATABASE_URL")
+        .output()
+        .expect("run refnet");
+    assert!(
+        out.status.success(),
+        "refnet {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_agencies_and_token_work_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+
+    let err = Command::new(REFNET)
+        .args(["agencies", "--data-dir", data])
+        .output()
+        .expect("run");
+    assert!(
+        !err.status.success(),
+        "agencies before serve is an error, not an empty list"
+    );
+
+    let mut child = Command::new(REFNET)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .env_remove("REFNET_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn refnet serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let addr = tokio::task::spawn_blocking(move || {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("line");
+            if let Some(rest) = line.strip_prefix("refnet serving on ") {
+                return rest.split_whitespace().next().expect("addr").to_owned();
+            }
+        }
+        panic!("refnet serve exited without serving");
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(60), addr)
+        .await
+        .expect("serves in time")
+        .expect("addr");
+
+    let agencies = refnet(&["agencies", "--data-dir", data]);
+    let rows: Vec<Vec<&str>> = agencies.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(rows.len() >= 10);
+    assert!(rows.iter().all(|r| r.len() == 3));
+    for kind in [
+        "POLICE",
+        "PROSECUTION",
+        "IMMIGRATION",
+        "LABOUR",
+        "CHILDREN",
+        "NGO",
+        "HEALTH",
+        "WPA",
+        "TRUST_FUND",
+        "SECRETARIAT",
+    ] {
+        assert!(
+            rows.iter().any(|r| r[1] == kind),
+            "a demo agency of kind {kind}"
+        );
+    }
+    let police = rows.iter().find(|r| r[1] == "POLICE").expect("police")[0].to_owned();
+
+    let token = refnet(&[
+        "token",
+        "--data-dir",
+        data,
+        "--agency",
+        &police,
+        "--role",
+        "officer",
+        "--ttl",
+        "10m",
+    ]);
+    let token = token.trim();
+
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    for service in SERVICE_NAMES {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner();
+        assert_eq!(status.status, ServingStatus::Serving as i32);
+    }
+
+    let mut intake = pb::intake_service_client::IntakeServiceClient::new(channel);
+    let denied = intake
+        .file_referral(pb::FileReferralRequest {
+            idempotency_key: new_key(),
+            draft: Some(canary_draft()),
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(denied.code(), Code::Unauthenticated);
+
+    let filed = intake
+        .file_referral(authed(
+            pb::FileReferralRequest {
+                idempotency_key: new_key(),
+                draft: Some(canary_draft()),
+            },
+            token,
+        ))
+        .await
+        .expect("file with a minted token")
+        .into_inner()
+        .referral
+        .expect("referral");
+    let got = intake
+        .get_referral(authed(
+            pb::GetReferralRequest {
+                referral: filed.reference_code.clone(),
+            },
+            token,
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .referral
+        .expect("referral");
+    assert_eq!(got.id, filed.id);
+    assert_eq!(got.filing_agency_id, police);
+
+    let bad_role = Command::new(REFNET)
+        .args([
+            "token",
+            "--data-dir",
+            data,
+            "--agency",
+            &police,
+            "--role",
+            "janitor",
+        ])
+        .output()
+        .expect("run");
+    assert!(!bad_role.status.success());
+    drop(server);
+}
