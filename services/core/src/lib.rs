@@ -20,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod detect;
 pub mod devkeys;
 pub mod domain;
 pub mod entities;

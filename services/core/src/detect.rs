@@ -1,0 +1,1 @@
+//! placeholder: the free-text detector (see detect.rs docs)
