@@ -15,14 +15,80 @@ pub mod v1 {
     tonic::include_proto!("refnet.v1");
 }
 
+/// The walk over messages that redaction is built on.
+///
+/// `build.rs` implements [`redact::Redact`] for every `refnet.v1` message from
+/// the sensitivity options in the protos; the redactor in `refnet-core` is a
+/// [`redact::Visitor`].
+pub mod redact {
+    use crate::v1::{FieldShape, Redaction, Sensitivity};
+
+    /// What the contract says about one field.
+    #[derive(Debug)]
+    pub struct FieldInfo {
+        /// The proto field name.
+        pub name: &'static str,
+        /// Its sensitivity class.
+        pub class: Sensitivity,
+        /// Whether its content is free text to scan.
+        pub free_text: bool,
+        /// Its shape, for MASK and GENERALISE.
+        pub shape: FieldShape,
+    }
+
+    /// Receives every field of a message, by kind, and may change it.
+    pub trait Visitor {
+        /// A string field.
+        fn string(&mut self, field: &'static FieldInfo, value: &mut String);
+        /// A repeated string field.
+        fn strings(&mut self, field: &'static FieldInfo, value: &mut Vec<String>);
+        /// An enum field.
+        fn enumeration(&mut self, field: &'static FieldInfo, value: &mut i32);
+        /// A repeated enum field.
+        fn enumerations(&mut self, field: &'static FieldInfo, value: &mut Vec<i32>);
+        /// A bool field.
+        fn boolean(&mut self, field: &'static FieldInfo, value: &mut bool);
+        /// A double field.
+        fn double(&mut self, field: &'static FieldInfo, value: &mut f64);
+        /// An int64 field.
+        fn int64(&mut self, field: &'static FieldInfo, value: &mut i64);
+        /// An int32 field.
+        fn int32(&mut self, field: &'static FieldInfo, value: &mut i32);
+        /// A well-known message the redactor treats as one value (timestamps).
+        fn opaque<T>(&mut self, field: &'static FieldInfo, value: &mut Option<T>);
+        /// A refnet message field.
+        fn message<M: Redact>(&mut self, field: &'static FieldInfo, value: &mut Option<M>);
+        /// A repeated refnet message field.
+        fn messages<M: Redact>(&mut self, field: &'static FieldInfo, value: &mut Vec<M>);
+    }
+
+    /// A message whose fields a [`Visitor`] can walk (generated for every refnet.v1 message).
+    pub trait Redact {
+        /// Hands every field to `v`.
+        fn redact<V: Visitor>(&mut self, v: &mut V);
+        /// The reply's list of redactions, for messages that carry one.
+        fn redactions_mut(&mut self) -> Option<&mut Vec<Redaction>> {
+            None
+        }
+    }
+
+    #[allow(missing_docs, clippy::all)]
+    mod generated {
+        use super::{FieldInfo, Redact, Visitor};
+        use crate::v1::*;
+        include!(concat!(env!("OUT_DIR"), "/refnet_redact.rs"));
+    }
+}
+
 /// The encoded `FileDescriptorSet` of the contract (including imports).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("refnet_descriptor");
 
 /// The fully qualified names of the gRPC services refnet serves.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     "refnet.v1.IntakeService",
     "refnet.v1.RoutingService",
     "refnet.v1.WitnessProtectionService",
+    "refnet.v1.AuditService",
 ];
 
 /// The descriptor pool of the contract, decoded once.

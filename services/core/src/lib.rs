@@ -26,6 +26,7 @@ pub mod domain;
 pub mod entities;
 pub mod error;
 pub mod events;
+pub mod policy;
 pub mod server;
 pub mod telemetry;
 
