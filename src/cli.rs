@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use std::io::Write as _;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use refnet_core::{
@@ -54,6 +56,16 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Redaction policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a development token that `refnet serve` on this data directory accepts.
     Token {
         /// Data directory holding the development key.
@@ -71,6 +83,30 @@ enum Command {
         /// Lifetime, e.g. 30m, 8h [default: 8h].
         #[arg(long, default_value = "8h")]
         ttl: humantime::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file and print its effective matrix.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Print the policy compiled into refnet.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; name the first broken record.
+    Verify {
+        /// Database URL, instead of SQLite in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -101,7 +137,9 @@ pub async fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", ctx.config().listen))?;
             let addr = listener.local_addr()?;
-            eprintln!(
+            // A closed stderr must not bring the server down: ignore write errors.
+            let _ = writeln!(
+                std::io::stderr(),
                 "refnet serving on {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
                 dir = data_dir.display()
             );
@@ -133,6 +171,33 @@ pub async fn run() -> anyhow::Result<()> {
                     agency_kind_name(agency.kind),
                     agency.name
                 );
+            }
+        }
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { file } => {
+                let policy = refnet_core::policy::Policy::load(&file)?;
+                println!("{}: valid\n", file.display());
+                print!("{}", policy.matrix());
+            }
+            PolicyCommand::Show => {
+                print!(
+                    "{}",
+                    refnet_core::policy::Policy::default_policy()?.matrix()
+                );
+            }
+        },
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    database_url,
+                    data_dir,
+                },
+        } => {
+            apply_db_flags(&mut config, database_url, data_dir);
+            let conn = existing_db(&config).await?;
+            match refnet_core::audit::verify(&conn).await? {
+                Ok(n) => println!("audit log intact: {n} records"),
+                Err(broken) => bail!("audit log broken: {broken}"),
             }
         }
         Command::Token {

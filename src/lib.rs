@@ -22,6 +22,7 @@ pub async fn serve_all(
     let mut routes = Routes::builder();
     routes
         .add_service(refnet_intake::service(ctx))
+        .add_service(refnet_intake::audit_service(ctx))
         .add_service(refnet_routing::service(ctx))
         .add_service(refnet_protection::service(ctx));
     refnet_core::server::serve(
@@ -29,6 +30,7 @@ pub async fn serve_all(
         routes.routes(),
         &[
             refnet_intake::SERVICE_NAME,
+            refnet_intake::AUDIT_SERVICE_NAME,
             refnet_routing::SERVICE_NAME,
             refnet_protection::SERVICE_NAME,
         ],

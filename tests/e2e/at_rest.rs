@@ -2,54 +2,15 @@
 //! not appear in the raw database (file and WAL on SQLite, every table's rows
 //! on PostgreSQL) nor in any log line, while the API still returns them.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex, OnceLock},
-};
-
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::{
-    common::{Backend, CANARIES, TestApp, authed, canary_draft},
+    common::{Backend, CANARIES, TestApp, authed, canary_draft, captured_logs},
     on_both,
 };
 use refnet_api::v1 as pb;
 
 on_both!(canaries_are_not_stored_or_logged_in_clear);
-
-/// Everything logged by this test binary, at DEBUG and above.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || Capture(writer.clone()))
-            .finish();
-        // If another test installed a subscriber first, this capture sees nothing and
-        // the assertion below would pass vacuously; so insist on being first-or-only.
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other global subscriber in this binary");
-        buffer
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const TABLES: [&str; 6] = [
     "agencies",
@@ -69,21 +30,14 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
         .expect("referral");
     let mut client = app.intake().await;
     let token = app.officer("police-nairobi");
-    let got = client
-        .get_referral(authed(
-            pb::GetReferralRequest {
-                referral: filed.id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .expect("get")
-        .into_inner();
+    // The WPA, once party, is the one viewer the policy shows every class to.
+    app.make_party(&filed.id, "wpa").await;
+    let got = app.get_as("wpa", &filed.id).await;
     let reply = format!("{got:?}");
     for canary in CANARIES {
         assert!(
             reply.contains(canary),
-            "the API returns {canary} to its filer"
+            "the API returns {canary} to the WPA"
         );
     }
     // A failing call with canaries in it must not log them either.

@@ -65,19 +65,40 @@ async fn serve_agencies_and_token_work_together() {
         .expect("spawn refnet serve");
     let stderr = child.stderr.take().expect("stderr");
     let server = Server(child);
-    let addr = tokio::task::spawn_blocking(move || {
+    // Read the server's stderr to the end (a closed pipe would fail its
+    // writes), reporting the address it serves on.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let server_log = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
-            let line = line.expect("line");
-            if let Some(rest) = line.strip_prefix("refnet serving on ") {
-                return rest.split_whitespace().next().expect("addr").to_owned();
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("refnet serving on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            if let Ok(mut l) = server_log.lock() {
+                l.push_str(&line);
+                l.push('\n');
             }
         }
-        panic!("refnet serve exited without serving");
     });
-    let addr = tokio::time::timeout(Duration::from_secs(60), addr)
+    let addr = tokio::time::timeout(Duration::from_secs(60), rx)
         .await
         .expect("serves in time")
-        .expect("addr");
+        .unwrap_or_else(|_| {
+            panic!(
+                "refnet serve exited without serving: {}",
+                log.lock().expect("log")
+            )
+        });
 
     let agencies = refnet(&["agencies", "--data-dir", data]);
     let rows: Vec<Vec<&str>> = agencies.lines().map(|l| l.split('\t').collect()).collect();
@@ -115,11 +136,17 @@ async fn serve_agencies_and_token_work_together() {
     ]);
     let token = token.trim();
 
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    let channel = match Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
         .await
-        .expect("connect");
+    {
+        Ok(channel) => channel,
+        Err(e) => panic!(
+            "connect to {addr}: {e:?}; server log:\n{}",
+            log.lock().expect("log")
+        ),
+    };
     let mut health = HealthClient::new(channel.clone());
     for service in SERVICE_NAMES {
         let status = health
@@ -170,6 +197,29 @@ async fn serve_agencies_and_token_work_together() {
     assert_eq!(got.id, filed.id);
     assert_eq!(got.filing_agency_id, police);
 
+    // The audit chain verifies, and names the record an intruder edited.
+    let verified = refnet(&["audit", "verify", "--data-dir", data]);
+    assert!(verified.starts_with("audit log intact: "), "{verified}");
+    {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let db = Database::connect(format!("sqlite://{data}/refnet.db"))
+            .await
+            .expect("db");
+        db.execute_raw(Statement::from_string(
+            db.get_database_backend(),
+            "UPDATE audit_log SET field_paths = '[]' WHERE seq = 1".to_owned(),
+        ))
+        .await
+        .expect("tamper");
+    }
+    let broken = Command::new(REFNET)
+        .args(["audit", "verify", "--data-dir", data])
+        .output()
+        .expect("run");
+    assert!(!broken.status.success());
+    let message = String::from_utf8_lossy(&broken.stderr);
+    assert!(message.contains("audit record 1 was modified"), "{message}");
+
     let bad_role = Command::new(REFNET)
         .args([
             "token",
@@ -184,4 +234,39 @@ async fn serve_agencies_and_token_work_together() {
         .expect("run");
     assert!(!bad_role.status.success());
     drop(server);
+}
+
+#[test]
+fn policy_check_validates_and_prints_the_matrix() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/services/core/policy/redaction.toml"
+    );
+    let out = refnet(&["policy", "check", shipped]);
+    assert!(out.contains("valid"));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("IDENTITY") && l.contains("mask")),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(shipped).expect("policy").replace(
+        "[agency.NGO]\nIDENTITY = \"show\"",
+        "[agency.NGO]\nIDENTITY = \"reveal\"",
+    );
+    std::fs::write(&bad, text).expect("write");
+    let result = Command::new(REFNET)
+        .args(["policy", "check", bad.to_str().expect("path")])
+        .output()
+        .expect("run");
+    assert!(!result.status.success());
+    let message = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        message.contains("bad.toml")
+            && message.contains("agency.NGO.IDENTITY")
+            && message.contains("reveal"),
+        "{message}"
+    );
 }

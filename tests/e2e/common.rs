@@ -5,7 +5,12 @@
 
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, path::PathBuf, sync::OnceLock};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use refnet::serve_all;
 use refnet_api::v1::{self as pb, intake_service_client::IntakeServiceClient};
@@ -19,6 +24,40 @@ use serde::Deserialize;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Request, transport::Channel};
+
+/// Everything logged by this test binary, at DEBUG and above.
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .finish();
+        // If another test installed a subscriber first, this capture sees nothing and
+        // the assertion below would pass vacuously; so insist on being first-or-only.
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this binary");
+        buffer
+    })
+    .clone()
+}
+
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +153,7 @@ impl TestApp {
         database_url: Option<String>,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
+        captured_logs();
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: data_dir.path().to_path_buf(),
@@ -229,6 +269,40 @@ impl TestApp {
             .expect("count")
             .expect("row");
         row.try_get::<i64>("", "n").expect("n")
+    }
+
+    /// Makes `agency` party to `referral_id` (as a recipient), as routing will
+    /// once handoffs exist.
+    pub async fn make_party(&self, referral_id: &str, agency: &str) {
+        let db = self.db().await;
+        let id = uuid::Uuid::parse_str(referral_id).expect("referral id");
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        refnet_core::entities::referral_party::Entity::insert(
+            refnet_core::entities::referral_party::ActiveModel {
+                referral_id: Set(id),
+                agency_id: Set(agency.to_owned()),
+                relation: Set("RECIPIENT".to_owned()),
+                since: Set(chrono::Utc::now()),
+            },
+        )
+        .exec_without_returning(&db)
+        .await
+        .expect("insert party");
+    }
+
+    /// Reads a referral as an officer of `agency`.
+    pub async fn get_as(&self, agency: &str, referral: &str) -> pb::GetReferralResponse {
+        self.intake()
+            .await
+            .get_referral(authed(
+                pb::GetReferralRequest {
+                    referral: referral.to_owned(),
+                },
+                &self.officer(agency),
+            ))
+            .await
+            .expect("get referral")
+            .into_inner()
     }
 
     /// Files `draft` as an officer of `agency`, with a fresh idempotency key.
@@ -576,7 +650,9 @@ pub fn canary_draft() -> pb::ReferralDraft {
             recruitment_route: "Canaryroute via Busia".into(),
             recruitment_date: "2025-01-10".into(),
             identification_date: "2026-10-01".into(),
-            narrative: "Canarynarrative: Canarygiven Zqx was promised work abroad.".into(),
+            narrative: "Canarynarrative: Canarygiven Zqx (also called Canaryalias Zqx, phone 0700 111 222) was \
+                        recruited by Canarysuspect Zqx on 0722-666-777 and is now at Canarywhere market stall 9."
+                .into(),
         }),
         special: Some(pb::SpecialCategory {
             health_notes: "Canaryhealth notes".into(),

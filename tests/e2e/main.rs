@@ -14,8 +14,11 @@
 mod common;
 
 mod at_rest;
+mod audit;
 mod auth;
 mod cli;
 mod intake;
+mod leak;
+mod redaction;
 mod server;
 mod validation;

@@ -105,6 +105,11 @@ impl Principal {
     }
 }
 
+/// The gRPC method path of the call (`/package.Service/Method`), put into the
+/// request's extensions by [`AuthLayer`] for the audit record.
+#[derive(Debug, Clone)]
+pub struct RpcPath(pub String);
+
 /// The claims refnet reads from a token.
 #[derive(Debug, Deserialize)]
 struct Claims {
@@ -424,6 +429,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            request.extensions_mut().insert(RpcPath(path));
             if is_public(request.uri().path()) {
                 return inner.call(request).await;
             }

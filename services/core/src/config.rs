@@ -25,6 +25,7 @@ const ENV_KEYS: &[&str] = &[
     "master_key",
     "migrate_on_start",
     "agencies_file",
+    "redaction_policy_file",
     "demo_agencies",
     "dev_keys",
     "log_format",
@@ -97,6 +98,8 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Agency registry data file (TOML); production's source of agencies.
     pub agencies_file: Option<PathBuf>,
+    /// Redaction policy file (TOML); default: the policy compiled into refnet.
+    pub redaction_policy_file: Option<PathBuf>,
     /// Create the demo agencies on first run (the embedded default only).
     pub demo_agencies: bool,
     /// Generate and trust a development signing key in `data_dir` when no JWKS is configured.
@@ -119,6 +122,7 @@ impl Default for Config {
             generate_master_key: false,
             migrate_on_start: true,
             agencies_file: None,
+            redaction_policy_file: None,
             demo_agencies: false,
             dev_keys: false,
             log_format: LogFormat::Pretty,

@@ -7,10 +7,12 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     agencies::{self, AgencyRegistry},
+    audit::AuditLog,
     auth::{Authenticator, KeySource},
     config::Config,
     crypto::{Keyring, MasterKey},
     db, devkeys,
+    policy::Policy,
 };
 
 /// Why the application could not start. Names the part that failed.
@@ -34,6 +36,9 @@ pub enum StartError {
     /// The development key could not be created.
     #[error(transparent)]
     DevKey(#[from] devkeys::DevKeyError),
+    /// The redaction policy file is invalid.
+    #[error("redaction policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
     /// No token key source is configured.
     #[error("no token key source: set auth.jwks_file or auth.jwks_url")]
     NoKeySource,
@@ -51,6 +56,8 @@ struct Inner {
     keys: Keyring,
     agencies: Arc<AgencyRegistry>,
     auth: Arc<Authenticator>,
+    policy: Arc<Policy>,
+    audit: AuditLog,
 }
 
 impl AppContext {
@@ -60,6 +67,10 @@ impl AppContext {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         }
+        let policy = Arc::new(match &config.redaction_policy_file {
+            Some(file) => Policy::load(file)?,
+            None => Policy::default_policy()?,
+        });
         let db = db::connect(&config.database_url()).await?;
         if config.migrate_on_start {
             db::migrate(&db).await?;
@@ -104,6 +115,8 @@ impl AppContext {
                 keys,
                 agencies: registry,
                 auth,
+                policy,
+                audit: AuditLog::default(),
             }),
         })
     }
@@ -126,6 +139,16 @@ impl AppContext {
     /// The agency registry.
     pub fn agencies(&self) -> &Arc<AgencyRegistry> {
         &self.inner.agencies
+    }
+
+    /// The redaction policy.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.inner.policy
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
     }
 
     /// The authenticator.

@@ -286,6 +286,8 @@ pub struct Keyring {
     pub blind_index: BlindIndex,
     /// The page-token key.
     pub tokens: TokenSealer,
+    /// The key of subjects' stable pseudonymous tokens.
+    pseudonyms: BlindIndex,
 }
 
 impl Keyring {
@@ -293,11 +295,26 @@ impl Keyring {
     pub fn new(master: MasterKey) -> Self {
         let blind_index = BlindIndex(master.derive(b"refnet/blind-index/v1"));
         let tokens = TokenSealer(master.derive(b"refnet/page-token/v1"));
+        let pseudonyms = BlindIndex(master.derive(b"refnet/pseudonym/v1"));
         Self {
             master,
             blind_index,
             tokens,
+            pseudonyms,
         }
+    }
+
+    /// The stable pseudonymous token of a subject, e.g. `Subject-7F3K9`: the
+    /// same for every viewer and reply, and meaningless without the master key.
+    pub fn subject_token(&self, subject: Uuid) -> String {
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let digest = self.pseudonyms.digest("subject", &subject.to_string());
+        let tail: String = digest
+            .iter()
+            .take(5)
+            .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
+            .collect();
+        format!("Subject-{tail}")
     }
 }
 

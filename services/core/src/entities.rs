@@ -94,3 +94,71 @@ pub mod event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The audit log.
+pub mod audit_log {
+    use sea_orm::entity::prelude::*;
+
+    /// One audit record: a reveal of identifying data, or a read of the audit trail.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        /// Position in the chain, from 1, without gaps.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        /// Record id.
+        pub id: Uuid,
+        /// Hash of the previous record (32 zero bytes for the first).
+        pub prev_hash: Vec<u8>,
+        /// SHA-256 over `prev_hash` and this record's content.
+        pub hash: Vec<u8>,
+        /// Officer.
+        pub officer_id: String,
+        /// Agency.
+        pub agency_id: String,
+        /// Agency kind.
+        pub agency_kind: String,
+        /// Roles, JSON array.
+        pub roles: String,
+        /// RPC path.
+        pub rpc: String,
+        /// Referral.
+        pub referral_id: Option<Uuid>,
+        /// Field paths revealed, JSON array.
+        pub field_paths: String,
+        /// W3C trace id.
+        pub trace_id: Option<String>,
+        /// When.
+        pub occurred_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The head of the audit chain (one row).
+pub mod audit_head {
+    use sea_orm::entity::prelude::*;
+
+    /// The last sequence number and hash.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_head")]
+    pub struct Model {
+        /// Always 1.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        /// Last sequence number.
+        pub seq: i64,
+        /// Last hash.
+        pub hash: Vec<u8>,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

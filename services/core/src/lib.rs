@@ -15,7 +15,9 @@
 //! - [`telemetry`]: tracing set-up.
 
 pub mod agencies;
+pub mod audit;
 pub mod auth;
+pub mod boundary;
 pub mod config;
 pub mod context;
 pub mod crypto;
@@ -27,6 +29,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod policy;
+pub mod redact;
 pub mod server;
 pub mod telemetry;
 

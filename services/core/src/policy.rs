@@ -256,25 +256,34 @@ impl Policy {
             entry: entry.to_owned(),
             problem,
         };
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| err("syntax", e.to_string().trim().to_owned()))?;
+        let raw: RawPolicy =
+            toml::from_str(text).map_err(|e| err("syntax", e.to_string().trim().to_owned()))?;
         let kind = |entry: &str, s: &str| {
             parse_agency_kind(s).ok_or_else(|| err(entry, format!("unknown agency kind {s:?}")))
         };
         let action = |entry: &str, s: &str| {
             Action::parse(s).ok_or_else(|| {
-                err(entry, format!("unknown action {s:?} (show, mask, generalise, pseudonymise, drop)"))
+                err(
+                    entry,
+                    format!("unknown action {s:?} (show, mask, generalise, pseudonymise, drop)"),
+                )
             })
         };
         let class = |entry: &str, s: &str| {
             parse_class(s).ok_or_else(|| err(entry, format!("unknown class {s:?}")))
         };
-        let actions = |entry: &str, map: &BTreeMap<String, String>| -> Result<BTreeMap<Sensitivity, Action>, PolicyError> {
+        let actions = |entry: &str,
+                       map: &BTreeMap<String, String>|
+         -> Result<BTreeMap<Sensitivity, Action>, PolicyError> {
             let mut out = BTreeMap::new();
             for (c, a) in map {
                 let at = format!("{entry}.{c}");
                 let c = class(&at, c)?;
                 if c == Sensitivity::Operational {
-                    return Err(err(&at, "OPERATIONAL is always shown to parties and cannot be set".into()));
+                    return Err(err(
+                        &at,
+                        "OPERATIONAL is always shown to parties and cannot be set".into(),
+                    ));
                 }
                 out.insert(c, action(&at, a)?);
             }
@@ -300,7 +309,10 @@ impl Policy {
         }
         for k in all_kinds() {
             if !agency.contains_key(&k) {
-                return Err(err("agency", format!("missing agency kind {}", agency_kind_name(k))));
+                return Err(err(
+                    "agency",
+                    format!("missing agency kind {}", agency_kind_name(k)),
+                ));
             }
         }
         let mut location_exceptions = BTreeMap::new();
@@ -322,7 +334,10 @@ impl Policy {
             .iter()
             .map(|k| kind("override.protected.exempt", k))
             .collect::<Result<_, _>>()?;
-        let protected = actions("override.protected.actions", &raw.overrides.protected.actions)?;
+        let protected = actions(
+            "override.protected.actions",
+            &raw.overrides.protected.actions,
+        )?;
         let no_consent = Override {
             kinds: raw
                 .overrides
@@ -331,7 +346,10 @@ impl Policy {
                 .iter()
                 .map(|k| kind("override.no_consent.applies_to", k))
                 .collect::<Result<_, _>>()?,
-            actions: actions("override.no_consent.actions", &raw.overrides.no_consent.actions)?,
+            actions: actions(
+                "override.no_consent.actions",
+                &raw.overrides.no_consent.actions,
+            )?,
         };
         let mut roles = BTreeMap::new();
         for (r, v) in &raw.roles {
@@ -340,7 +358,12 @@ impl Policy {
             let view = match v.as_str() {
                 "agency" => RoleView::Agency,
                 "operational" => RoleView::Operational,
-                other => return Err(err(&entry, format!("unknown role view {other:?} (agency, operational)"))),
+                other => {
+                    return Err(err(
+                        &entry,
+                        format!("unknown role view {other:?} (agency, operational)"),
+                    ));
+                }
             };
             roles.insert(role, view);
         }
@@ -381,36 +404,62 @@ impl Policy {
             .get(&viewer_kind)
             .copied()
             .unwrap_or([Action::Drop; 8]);
-        let mut decisions = [Decision { action: Action::Drop, reason: RedactionReason::AgencyPolicy }; 8];
+        let mut decisions = [Decision {
+            action: Action::Drop,
+            reason: RedactionReason::AgencyPolicy,
+        }; 8];
         for (i, a) in base.iter().enumerate() {
-            decisions[i] = Decision { action: *a, reason: RedactionReason::AgencyPolicy };
+            decisions[i] = Decision {
+                action: *a,
+                reason: RedactionReason::AgencyPolicy,
+            };
         }
-        decisions[class_index(Sensitivity::Operational)] =
-            Decision { action: Action::Show, reason: RedactionReason::Unspecified };
-        if let (Some(ex), Some((state, purpose))) =
-            (self.location_exceptions.get(&viewer_kind), relation.handoff.as_ref())
-            && ex.handoff_state.eq_ignore_ascii_case(state)
-            && ex.purposes.iter().any(|p| purpose.to_lowercase().contains(p.as_str()))
+        decisions[class_index(Sensitivity::Operational)] = Decision {
+            action: Action::Show,
+            reason: RedactionReason::Unspecified,
+        };
+        if let (Some(ex), Some((state, purpose))) = (
+            self.location_exceptions.get(&viewer_kind),
+            relation.handoff.as_ref(),
+        ) && ex.handoff_state.eq_ignore_ascii_case(state)
+            && ex
+                .purposes
+                .iter()
+                .any(|p| purpose.to_lowercase().contains(p.as_str()))
         {
             decisions[class_index(Sensitivity::Location)].action = ex.action;
         }
-        let tighten = |decisions: &mut [Decision; 8], actions: &BTreeMap<Sensitivity, Action>, reason| {
-            for (class, action) in actions {
-                let d = &mut decisions[class_index(*class)];
-                if *action > d.action {
-                    *d = Decision { action: *action, reason };
+        let tighten =
+            |decisions: &mut [Decision; 8], actions: &BTreeMap<Sensitivity, Action>, reason| {
+                for (class, action) in actions {
+                    let d = &mut decisions[class_index(*class)];
+                    if *action > d.action {
+                        *d = Decision {
+                            action: *action,
+                            reason,
+                        };
+                    }
                 }
-            }
-        };
+            };
         if role_view == RoleView::Operational {
             for c in POLICY_CLASSES {
-                decisions[class_index(c)] = Decision { action: Action::Drop, reason: RedactionReason::Role };
+                decisions[class_index(c)] = Decision {
+                    action: Action::Drop,
+                    reason: RedactionReason::Role,
+                };
             }
         }
-        if self.no_consent.kinds.contains(&viewer_kind) && !subject.consented_kinds.contains(&viewer_kind) {
-            tighten(&mut decisions, &self.no_consent.actions, RedactionReason::NoConsent);
+        if self.no_consent.kinds.contains(&viewer_kind)
+            && !subject.consented_kinds.contains(&viewer_kind)
+        {
+            tighten(
+                &mut decisions,
+                &self.no_consent.actions,
+                RedactionReason::NoConsent,
+            );
         }
-        let protected = subject.protected_pseudonym.is_some() && !self.protected_exempt.contains(&viewer_kind);
+        let protected =
+            subject.protected_pseudonym.is_some() && !self.protected_exempt.contains(&viewer_kind);
         if protected {
             tighten(&mut decisions, &self.protected, RedactionReason::Protected);
         }
@@ -426,7 +475,10 @@ impl Policy {
 
     /// The effective matrix, as `refnet policy check` prints it.
     pub fn matrix(&self) -> String {
-        let mut out = format!("redaction policy {}\n\n{:<18}", self.version, "class \\ agency");
+        let mut out = format!(
+            "redaction policy {}\n\n{:<18}",
+            self.version, "class \\ agency"
+        );
         let kinds: Vec<AgencyKind> = all_kinds().collect();
         for k in &kinds {
             let _ = write!(out, "{:<13}", agency_kind_name(*k));
@@ -435,8 +487,16 @@ impl Policy {
         for c in POLICY_CLASSES {
             let _ = write!(out, "{:<18}", class_name(c));
             for k in &kinds {
-                let a = self.agency.get(k).map_or(Action::Drop, |r| r[class_index(c)]);
-                let mark = if c == Sensitivity::Location && self.location_exceptions.contains_key(k) { "*" } else { "" };
+                let a = self
+                    .agency
+                    .get(k)
+                    .map_or(Action::Drop, |r| r[class_index(c)]);
+                let mark = if c == Sensitivity::Location && self.location_exceptions.contains_key(k)
+                {
+                    "*"
+                } else {
+                    ""
+                };
                 let _ = write!(out, "{:<13}", format!("{}{mark}", a.as_str()));
             }
             out.push('\n');
@@ -452,21 +512,48 @@ impl Policy {
             );
         }
         let list = |m: &BTreeMap<Sensitivity, Action>| {
-            m.iter().map(|(c, a)| format!("{} {}", class_name(*c), a.as_str())).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(c, a)| format!("{} {}", class_name(*c), a.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let kinds_list = |s: &BTreeSet<AgencyKind>| s.iter().map(|k| agency_kind_name(*k)).collect::<Vec<_>>().join(", ");
+        let kinds_list = |s: &BTreeSet<AgencyKind>| {
+            s.iter()
+                .map(|k| agency_kind_name(*k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let _ = writeln!(
             out,
             "\nprotected subject (all but {}): {}{}",
             kinds_list(&self.protected_exempt),
             list(&self.protected),
-            if self.coarse_quasi_when_protected { "; quasi-identifiers: age band only" } else { "" }
+            if self.coarse_quasi_when_protected {
+                "; quasi-identifiers: age band only"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(out, "no consent ({}): {}", kinds_list(&self.no_consent.kinds), list(&self.no_consent.actions));
+        let _ = writeln!(
+            out,
+            "no consent ({}): {}",
+            kinds_list(&self.no_consent.kinds),
+            list(&self.no_consent.actions)
+        );
         let roles = self
             .roles
             .iter()
-            .map(|(r, v)| format!("{} = {}", r.as_str(), if *v == RoleView::Agency { "agency column" } else { "operational only" }))
+            .map(|(r, v)| {
+                format!(
+                    "{} = {}",
+                    r.as_str(),
+                    if *v == RoleView::Agency {
+                        "agency column"
+                    } else {
+                        "operational only"
+                    }
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let _ = writeln!(out, "roles: {roles}; any other role is refused");
@@ -487,19 +574,35 @@ mod tests {
     }
 
     fn consented(kinds: &[AgencyKind]) -> SubjectState {
-        SubjectState { consented_kinds: kinds.to_vec(), pseudonym: "Subject-TEST".into(), ..Default::default() }
+        SubjectState {
+            consented_kinds: kinds.to_vec(),
+            pseudonym: "Subject-TEST".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn default_policy_is_the_table_of_redaction_md() {
         let p = Policy::default_policy().unwrap();
         let officer = roles(&[Role::Officer]);
-        let all = consented(&[AgencyKind::Ngo, AgencyKind::Health, AgencyKind::Labour, AgencyKind::TrustFund]);
-        let v = p.view(AgencyKind::Labour, &officer, &all, &Relation::default()).unwrap();
+        let all = consented(&[
+            AgencyKind::Ngo,
+            AgencyKind::Health,
+            AgencyKind::Labour,
+            AgencyKind::TrustFund,
+        ]);
+        let v = p
+            .view(AgencyKind::Labour, &officer, &all, &Relation::default())
+            .unwrap();
         assert_eq!(v.decide(Sensitivity::Identity).action, Action::Mask);
-        assert_eq!(v.decide(Sensitivity::QuasiIdentifier).action, Action::Generalise);
+        assert_eq!(
+            v.decide(Sensitivity::QuasiIdentifier).action,
+            Action::Generalise
+        );
         assert_eq!(v.decide(Sensitivity::Operational).action, Action::Show);
-        let v = p.view(AgencyKind::Police, &officer, &all, &Relation::default()).unwrap();
+        let v = p
+            .view(AgencyKind::Police, &officer, &all, &Relation::default())
+            .unwrap();
         assert_eq!(v.decide(Sensitivity::Special).action, Action::Drop);
         assert_eq!(v.decide(Sensitivity::Location).action, Action::Show);
         assert!(p.matrix().contains("IDENTITY"));
@@ -510,25 +613,73 @@ mod tests {
         let p = Policy::default_policy().unwrap();
         let officer = roles(&[Role::Officer]);
         let none = consented(&[]);
-        let v = p.view(AgencyKind::Labour, &officer, &none, &Relation::default()).unwrap();
-        assert_eq!(v.decide(Sensitivity::Identity), Decision { action: Action::Pseudonymise, reason: RedactionReason::NoConsent });
+        let v = p
+            .view(AgencyKind::Labour, &officer, &none, &Relation::default())
+            .unwrap();
+        assert_eq!(
+            v.decide(Sensitivity::Identity),
+            Decision {
+                action: Action::Pseudonymise,
+                reason: RedactionReason::NoConsent
+            }
+        );
         // Consent does not limit law enforcement.
-        let v = p.view(AgencyKind::Police, &officer, &none, &Relation::default()).unwrap();
+        let v = p
+            .view(AgencyKind::Police, &officer, &none, &Relation::default())
+            .unwrap();
         assert_eq!(v.decide(Sensitivity::Identity).action, Action::Show);
         // Protection: everyone but the WPA.
-        let protected = SubjectState { protected_pseudonym: Some("Witness K-17".into()), ..consented(&[]) };
-        let v = p.view(AgencyKind::Police, &officer, &protected, &Relation::default()).unwrap();
-        assert_eq!(v.decide(Sensitivity::Identity), Decision { action: Action::Pseudonymise, reason: RedactionReason::Protected });
+        let protected = SubjectState {
+            protected_pseudonym: Some("Witness K-17".into()),
+            ..consented(&[])
+        };
+        let v = p
+            .view(
+                AgencyKind::Police,
+                &officer,
+                &protected,
+                &Relation::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            v.decide(Sensitivity::Identity),
+            Decision {
+                action: Action::Pseudonymise,
+                reason: RedactionReason::Protected
+            }
+        );
         assert_eq!(v.pseudonym, "Witness K-17");
         assert!(v.coarse_quasi);
-        let v = p.view(AgencyKind::Wpa, &officer, &protected, &Relation::default()).unwrap();
+        let v = p
+            .view(AgencyKind::Wpa, &officer, &protected, &Relation::default())
+            .unwrap();
         assert_eq!(v.decide(Sensitivity::Identity).action, Action::Show);
         // Auditors: operational only.
-        let v = p.view(AgencyKind::Police, &roles(&[Role::Auditor]), &none, &Relation::default()).unwrap();
-        assert_eq!(v.decide(Sensitivity::Case), Decision { action: Action::Drop, reason: RedactionReason::Role });
+        let v = p
+            .view(
+                AgencyKind::Police,
+                &roles(&[Role::Auditor]),
+                &none,
+                &Relation::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            v.decide(Sensitivity::Case),
+            Decision {
+                action: Action::Drop,
+                reason: RedactionReason::Role
+            }
+        );
         assert_eq!(v.decide(Sensitivity::Operational).action, Action::Show);
         // An officer who is also an auditor gets the officer's view.
-        let v = p.view(AgencyKind::Police, &roles(&[Role::Officer, Role::Auditor]), &none, &Relation::default()).unwrap();
+        let v = p
+            .view(
+                AgencyKind::Police,
+                &roles(&[Role::Officer, Role::Auditor]),
+                &none,
+                &Relation::default(),
+            )
+            .unwrap();
         assert_eq!(v.decide(Sensitivity::Case).action, Action::Show);
     }
 
@@ -537,13 +688,32 @@ mod tests {
         let p = Policy::default_policy().unwrap();
         let officer = roles(&[Role::Officer]);
         let s = consented(&[AgencyKind::Ngo]);
-        let accepted = Relation { handoff: Some(("ACCEPTED".into(), "Shelter and psychosocial support".into())) };
-        let pending = Relation { handoff: Some(("DELIVERED".into(), "shelter".into())) };
-        assert_eq!(p.view(AgencyKind::Ngo, &officer, &s, &accepted).unwrap().decide(Sensitivity::Location).action, Action::Show);
-        assert_eq!(p.view(AgencyKind::Ngo, &officer, &s, &pending).unwrap().decide(Sensitivity::Location).action, Action::Drop);
+        let accepted = Relation {
+            handoff: Some(("ACCEPTED".into(), "Shelter and psychosocial support".into())),
+        };
+        let pending = Relation {
+            handoff: Some(("DELIVERED".into(), "shelter".into())),
+        };
+        assert_eq!(
+            p.view(AgencyKind::Ngo, &officer, &s, &accepted)
+                .unwrap()
+                .decide(Sensitivity::Location)
+                .action,
+            Action::Show
+        );
+        assert_eq!(
+            p.view(AgencyKind::Ngo, &officer, &s, &pending)
+                .unwrap()
+                .decide(Sensitivity::Location)
+                .action,
+            Action::Drop
+        );
         // ...and never without consent.
         assert_eq!(
-            p.view(AgencyKind::Ngo, &officer, &consented(&[]), &accepted).unwrap().decide(Sensitivity::Location).action,
+            p.view(AgencyKind::Ngo, &officer, &consented(&[]), &accepted)
+                .unwrap()
+                .decide(Sensitivity::Location)
+                .action,
             Action::Drop
         );
     }
@@ -551,12 +721,42 @@ mod tests {
     #[test]
     fn bad_files_name_the_file_and_entry() {
         let cases = [
-            (DEFAULT_POLICY.replace("[agency.POLICE]\nIDENTITY = \"show\"", "[agency.POLICE]\nIDENTITY = \"shw\""), "agency.POLICE.IDENTITY"),
-            (DEFAULT_POLICY.replace("[agency.HEALTH]", "[agency.HOSPITAL]"), "agency.HOSPITAL"),
-            (DEFAULT_POLICY.replace("SUSPECT = \"drop\"\n\n[agency.HEALTH]", "SUSPECTS = \"drop\"\n\n[agency.HEALTH]"), "agency.NGO.SUSPECTS"),
-            (DEFAULT_POLICY.replace("auditor = \"operational\"", "janitor = \"operational\""), "roles.janitor"),
-            (DEFAULT_POLICY.replace("coarse_quasi_identifiers = true", "coarse_quasi_identifiers = true\ncolour = \"red\""), "colour"),
-            (DEFAULT_POLICY.replace("[override.no_consent.actions]\nIDENTITY", "[override.no_consent.actions]\nIDENTITEE"), "override.no_consent.actions.IDENTITEE"),
+            (
+                DEFAULT_POLICY.replace(
+                    "[agency.POLICE]\nIDENTITY = \"show\"",
+                    "[agency.POLICE]\nIDENTITY = \"shw\"",
+                ),
+                "agency.POLICE.IDENTITY",
+            ),
+            (
+                DEFAULT_POLICY.replace("[agency.HEALTH]", "[agency.HOSPITAL]"),
+                "agency.HOSPITAL",
+            ),
+            (
+                DEFAULT_POLICY.replace(
+                    "SUSPECT = \"drop\"\n\n[agency.HEALTH]",
+                    "SUSPECTS = \"drop\"\n\n[agency.HEALTH]",
+                ),
+                "agency.NGO.SUSPECTS",
+            ),
+            (
+                DEFAULT_POLICY.replace("auditor = \"operational\"", "janitor = \"operational\""),
+                "roles.janitor",
+            ),
+            (
+                DEFAULT_POLICY.replace(
+                    "coarse_quasi_identifiers = true",
+                    "coarse_quasi_identifiers = true\ncolour = \"red\"",
+                ),
+                "colour",
+            ),
+            (
+                DEFAULT_POLICY.replace(
+                    "[override.no_consent.actions]\nIDENTITY",
+                    "[override.no_consent.actions]\nIDENTITEE",
+                ),
+                "override.no_consent.actions.IDENTITEE",
+            ),
             (DEFAULT_POLICY.replace("version = ", "versio = "), "syntax"),
         ];
         for (text, entry) in cases {
@@ -572,7 +772,99 @@ mod tests {
         let text = DEFAULT_POLICY.replace("auditor = \"operational\"\n", "");
         let without_auditor = Policy::parse(&text, "p.toml").unwrap();
         let auditor = roles(&[Role::Auditor]);
-        assert!(p.view(AgencyKind::Police, &auditor, &consented(&[]), &Relation::default()).is_ok());
-        assert!(without_auditor.view(AgencyKind::Police, &auditor, &consented(&[]), &Relation::default()).is_err());
+        assert!(
+            p.view(
+                AgencyKind::Police,
+                &auditor,
+                &consented(&[]),
+                &Relation::default()
+            )
+            .is_ok()
+        );
+        assert!(
+            without_auditor
+                .view(
+                    AgencyKind::Police,
+                    &auditor,
+                    &consented(&[]),
+                    &Relation::default()
+                )
+                .is_err()
+        );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn kind() -> impl Strategy<Value = AgencyKind> {
+            (1..=10i32).prop_map(|n| AgencyKind::try_from(n).unwrap())
+        }
+
+        fn role_set() -> impl Strategy<Value = BTreeSet<Role>> {
+            proptest::sample::subsequence(
+                vec![Role::Officer, Role::Supervisor, Role::Auditor],
+                1..=3,
+            )
+            .prop_map(|v| v.into_iter().collect())
+        }
+
+        fn kinds() -> impl Strategy<Value = Vec<AgencyKind>> {
+            proptest::collection::vec(kind(), 0..5)
+        }
+
+        proptest! {
+            #[test]
+            fn overrides_only_tighten_and_protection_always_holds(
+                viewer in kind(),
+                roles in role_set(),
+                consented in kinds(),
+                protected in any::<bool>(),
+                accepted_shelter in any::<bool>(),
+            ) {
+                let p = Policy::default_policy().unwrap();
+                let subject = SubjectState {
+                    consented_kinds: consented.clone(),
+                    protected_pseudonym: protected.then(|| "Witness-1".to_owned()),
+                    pseudonym: "Subject-X".into(),
+                };
+                let relation = Relation {
+                    handoff: accepted_shelter.then(|| ("ACCEPTED".to_owned(), "shelter".to_owned())),
+                };
+                let view = p.view(viewer, &roles, &subject, &relation).unwrap();
+                let base = p.view(viewer, &roles, &SubjectState {
+                    consented_kinds: (1..=10).filter_map(|n| AgencyKind::try_from(n).ok()).collect(),
+                    ..Default::default()
+                }, &relation).unwrap();
+                prop_assert_eq!(view.decide(Sensitivity::Operational).action, Action::Show);
+                for class in POLICY_CLASSES {
+                    prop_assert!(view.decide(class).action >= base.decide(class).action);
+                }
+                let operational_only = roles.iter().all(|r| *r == Role::Auditor);
+                if operational_only {
+                    for class in POLICY_CLASSES {
+                        prop_assert_eq!(view.decide(class).action, Action::Drop);
+                    }
+                }
+                if protected && viewer != AgencyKind::Wpa {
+                    prop_assert!(view.decide(Sensitivity::Identity).action >= Action::Pseudonymise);
+                    prop_assert_eq!(view.decide(Sensitivity::Location).action, Action::Drop);
+                    prop_assert_eq!(view.decide(Sensitivity::Special).action, Action::Drop);
+                    prop_assert!(view.decide(Sensitivity::QuasiIdentifier).action >= Action::Generalise);
+                    prop_assert_eq!(view.pseudonym.as_str(), "Witness-1");
+                }
+                let bound = matches!(viewer, AgencyKind::Ngo | AgencyKind::Health | AgencyKind::Labour | AgencyKind::TrustFund);
+                if bound && !consented.contains(&viewer) {
+                    prop_assert!(view.decide(Sensitivity::Identity).action >= Action::Pseudonymise);
+                    prop_assert_eq!(view.decide(Sensitivity::Location).action, Action::Drop);
+                }
+                if viewer == AgencyKind::Secretariat {
+                    for class in POLICY_CLASSES {
+                        prop_assert_eq!(view.decide(class).action, Action::Drop);
+                    }
+                }
+            }
+        }
     }
 }

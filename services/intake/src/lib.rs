@@ -5,17 +5,28 @@
 //! builds the tonic service that `refnet serve` mounts beside the others and
 //! that this crate's own binary serves alone.
 
+pub mod audit_service;
 pub mod entities;
 pub mod service;
 pub mod store;
 
-use refnet_api::v1::intake_service_server::IntakeServiceServer;
+use refnet_api::v1::{
+    audit_service_server::AuditServiceServer, intake_service_server::IntakeServiceServer,
+};
 use refnet_core::AppContext;
 
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "refnet.v1.IntakeService";
 
+/// The audit service, served beside intake (intake owns the referrals it audits).
+pub const AUDIT_SERVICE_NAME: &str = "refnet.v1.AuditService";
+
 /// The IntakeService over `ctx`, ready to mount.
 pub fn service(ctx: &AppContext) -> IntakeServiceServer<service::Intake> {
     IntakeServiceServer::new(service::Intake::new(ctx.clone()))
+}
+
+/// The AuditService over `ctx`, ready to mount.
+pub fn audit_service(ctx: &AppContext) -> AuditServiceServer<audit_service::Audit> {
+    AuditServiceServer::new(audit_service::Audit::new(ctx.clone()))
 }

@@ -6,8 +6,17 @@ use refnet_core::server::{StandaloneArgs, run_standalone};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = StandaloneArgs::parse();
-    run_standalone(args, refnet_intake::SERVICE_NAME, |ctx, routes| {
-        routes.add_service(refnet_intake::service(ctx));
-    })
+    run_standalone(
+        args,
+        &[
+            refnet_intake::SERVICE_NAME,
+            refnet_intake::AUDIT_SERVICE_NAME,
+        ],
+        |ctx, routes| {
+            routes
+                .add_service(refnet_intake::service(ctx))
+                .add_service(refnet_intake::audit_service(ctx));
+        },
+    )
     .await
 }

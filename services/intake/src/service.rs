@@ -6,6 +6,7 @@ use refnet_api::v1::{self as pb, intake_service_server::IntakeService};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, Role, agency_kind_name},
+    boundary::{CallInfo, Reply, reply},
     crypto::sha256,
     domain::{IdempotencyKey, ReferralRef, canonical_county, referral::ReferralContent},
     error::Violations,
@@ -22,9 +23,8 @@ const MAX_PAGE: u64 = 200;
 
 /// Roles that may write (file, amend, consent).
 const WRITERS: &[Role] = &[Role::Officer, Role::Supervisor];
-/// Roles that may read referrals at this stage. Auditors read the audit log,
-/// not referrals, until the redactor gives them their operational view.
-const READERS: &[Role] = &[Role::Officer, Role::Supervisor];
+/// Roles that may read referrals (auditors get the operational view the policy gives them).
+const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
 
 /// The IntakeService.
 #[derive(Clone)]
@@ -128,8 +128,9 @@ impl Intake {
     async fn file_referral_inner(
         &self,
         request: Request<pb::FileReferralRequest>,
-    ) -> ServiceResult<pb::FileReferralResponse> {
+    ) -> ServiceResult<Reply<pb::FileReferralResponse>> {
         let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
         principal.require_any(WRITERS)?;
         if !may_file(principal.agency_kind) {
             return Err(ServiceError::PermissionDenied(format!(
@@ -156,33 +157,46 @@ impl Intake {
             },
         )
         .await?;
-        Ok(pb::FileReferralResponse {
+        let response = pb::FileReferralResponse {
             referral: Some(filed.referral),
             replayed: filed.replayed,
             possible_duplicates: filed.possible_duplicates,
-        })
+            redactions: Vec::new(),
+        };
+        reply(&self.ctx, &principal, &call, Some(&filed.subject), response).await
     }
 
     async fn get_referral_inner(
         &self,
         request: Request<pb::GetReferralRequest>,
-    ) -> ServiceResult<pb::GetReferralResponse> {
+    ) -> ServiceResult<Reply<pb::GetReferralResponse>> {
         let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
         principal.require_any(READERS)?;
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &request.get_ref().referral);
         let reference = v.finish(|| reference)?;
-        let referral = store::get(&self.ctx, &principal, &reference).await?;
-        Ok(pb::GetReferralResponse {
-            referral: Some(referral),
-        })
+        let loaded = store::get(&self.ctx, &principal, &reference).await?;
+        let response = pb::GetReferralResponse {
+            referral: Some(loaded.referral),
+            redactions: Vec::new(),
+        };
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Some(&loaded.subject),
+            response,
+        )
+        .await
     }
 
     async fn list_referrals_inner(
         &self,
         request: Request<pb::ListReferralsRequest>,
-    ) -> ServiceResult<pb::ListReferralsResponse> {
+    ) -> ServiceResult<Reply<pb::ListReferralsResponse>> {
         let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
         principal.require_any(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -257,17 +271,21 @@ impl Intake {
             }
             _ => String::new(),
         };
-        Ok(pb::ListReferralsResponse {
+        let response = pb::ListReferralsResponse {
             referrals: rows.iter().map(store::to_summary).collect(),
             next_page_token,
-        })
+            redactions: Vec::new(),
+        };
+        // Summaries carry no subject detail; the policy still applies per class.
+        reply(&self.ctx, &principal, &call, None, response).await
     }
 
     async fn amend_referral_inner(
         &self,
         request: Request<pb::AmendReferralRequest>,
-    ) -> ServiceResult<pb::AmendReferralResponse> {
+    ) -> ServiceResult<Reply<pb::AmendReferralResponse>> {
         let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
         principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -275,17 +293,27 @@ impl Intake {
         let version = expected_version(&mut v, req.expected_version);
         let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
         let (reference, version, content) = v.finish(|| Some((reference?, version?, content?)))?;
-        let referral = store::amend(&self.ctx, &principal, reference, version, content).await?;
-        Ok(pb::AmendReferralResponse {
-            referral: Some(referral),
-        })
+        let loaded = store::amend(&self.ctx, &principal, reference, version, content).await?;
+        let response = pb::AmendReferralResponse {
+            referral: Some(loaded.referral),
+            redactions: Vec::new(),
+        };
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Some(&loaded.subject),
+            response,
+        )
+        .await
     }
 
     async fn record_consent_inner(
         &self,
         request: Request<pb::RecordConsentRequest>,
-    ) -> ServiceResult<pb::RecordConsentResponse> {
+    ) -> ServiceResult<Reply<pb::RecordConsentResponse>> {
         let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
         principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -296,7 +324,7 @@ impl Intake {
         }
         let (reference, version, consent) =
             v.finish(|| Some((reference?, version?, req.consent?)))?;
-        let referral = store::change_consent(
+        let loaded = store::change_consent(
             &self.ctx,
             &principal,
             reference,
@@ -304,16 +332,26 @@ impl Intake {
             ConsentChange::Record(consent),
         )
         .await?;
-        Ok(pb::RecordConsentResponse {
-            referral: Some(referral),
-        })
+        let response = pb::RecordConsentResponse {
+            referral: Some(loaded.referral),
+            redactions: Vec::new(),
+        };
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Some(&loaded.subject),
+            response,
+        )
+        .await
     }
 
     async fn withdraw_consent_inner(
         &self,
         request: Request<pb::WithdrawConsentRequest>,
-    ) -> ServiceResult<pb::WithdrawConsentResponse> {
+    ) -> ServiceResult<Reply<pb::WithdrawConsentResponse>> {
         let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
         principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -323,7 +361,7 @@ impl Intake {
             e.as_str_name()
         });
         let (reference, version) = v.finish(|| Some((reference?, version?)))?;
-        let referral = store::change_consent(
+        let loaded = store::change_consent(
             &self.ctx,
             &principal,
             reference,
@@ -331,9 +369,18 @@ impl Intake {
             ConsentChange::Withdraw(kinds),
         )
         .await?;
-        Ok(pb::WithdrawConsentResponse {
-            referral: Some(referral),
-        })
+        let response = pb::WithdrawConsentResponse {
+            referral: Some(loaded.referral),
+            redactions: Vec::new(),
+        };
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Some(&loaded.subject),
+            response,
+        )
+        .await
     }
 }
 
@@ -343,41 +390,41 @@ impl IntakeService for Intake {
         &self,
         request: Request<pb::FileReferralRequest>,
     ) -> Result<Response<pb::FileReferralResponse>, Status> {
-        Ok(Response::new(self.file_referral_inner(request).await?))
+        Ok(self.file_referral_inner(request).await?.into_response())
     }
 
     async fn get_referral(
         &self,
         request: Request<pb::GetReferralRequest>,
     ) -> Result<Response<pb::GetReferralResponse>, Status> {
-        Ok(Response::new(self.get_referral_inner(request).await?))
+        Ok(self.get_referral_inner(request).await?.into_response())
     }
 
     async fn list_referrals(
         &self,
         request: Request<pb::ListReferralsRequest>,
     ) -> Result<Response<pb::ListReferralsResponse>, Status> {
-        Ok(Response::new(self.list_referrals_inner(request).await?))
+        Ok(self.list_referrals_inner(request).await?.into_response())
     }
 
     async fn amend_referral(
         &self,
         request: Request<pb::AmendReferralRequest>,
     ) -> Result<Response<pb::AmendReferralResponse>, Status> {
-        Ok(Response::new(self.amend_referral_inner(request).await?))
+        Ok(self.amend_referral_inner(request).await?.into_response())
     }
 
     async fn record_consent(
         &self,
         request: Request<pb::RecordConsentRequest>,
     ) -> Result<Response<pb::RecordConsentResponse>, Status> {
-        Ok(Response::new(self.record_consent_inner(request).await?))
+        Ok(self.record_consent_inner(request).await?.into_response())
     }
 
     async fn withdraw_consent(
         &self,
         request: Request<pb::WithdrawConsentRequest>,
     ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
-        Ok(Response::new(self.withdraw_consent_inner(request).await?))
+        Ok(self.withdraw_consent_inner(request).await?.into_response())
     }
 }

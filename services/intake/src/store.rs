@@ -14,6 +14,7 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, agency_kind_name},
+    boundary::SubjectContext,
     crypto::{DataKey, Keyring},
     domain::{
         CountryCode, LanguageCode, ReferralRef, new_reference_code,
@@ -24,6 +25,7 @@ use refnet_core::{
     },
     entities::referral_party,
     events::{self, EventKind},
+    policy::{Relation, SubjectState},
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
@@ -37,10 +39,20 @@ use crate::entities::{referral, subject, subject_identifier};
 /// The relation of the filing agency to its referral.
 pub const RELATION_FILER: &str = "FILER";
 
+/// A referral read back, with what redaction needs to know of its subject.
+pub struct Loaded {
+    /// The referral, unredacted.
+    pub referral: pb::Referral,
+    /// Its subject, for the redactor.
+    pub subject: SubjectContext,
+}
+
 /// A filed referral and what filing found.
 pub struct Filed {
-    /// The referral.
+    /// The referral, unredacted.
     pub referral: pb::Referral,
+    /// Its subject, for the redactor.
+    pub subject: SubjectContext,
     /// True when this answered a retry.
     pub replayed: bool,
     /// Earlier referrals of possibly the same person.
@@ -188,6 +200,24 @@ async fn load_content<C: ConnectionTrait>(
     })
 }
 
+/// What the redactor needs to know of a referral's subject.
+fn subject_context(
+    keys: &Keyring,
+    row: &referral::Model,
+    content: &ReferralContent,
+) -> SubjectContext {
+    SubjectContext {
+        referral_id: Some(row.id),
+        state: SubjectState {
+            consented_kinds: content.consented_kinds(),
+            protected_pseudonym: None,
+            pseudonym: keys.subject_token(row.subject_id),
+        },
+        relation: Relation::default(),
+        record: content.record_identifiers(),
+    }
+}
+
 /// The wire form of a stored referral.
 fn to_proto(row: &referral::Model, content: &ReferralContent) -> pb::Referral {
     pb::Referral {
@@ -230,15 +260,29 @@ pub fn to_summary(row: &referral::Model) -> pb::ReferralSummary {
     }
 }
 
+/// The id of the referral `reference` if `principal`'s agency is party to it.
+pub async fn visible_id(
+    ctx: &AppContext,
+    principal: &Principal,
+    reference: &ReferralRef,
+) -> ServiceResult<Uuid> {
+    Ok(find_visible(ctx.db(), &principal.agency_id, reference)
+        .await?
+        .id)
+}
+
 /// Reads one referral visible to `principal`.
 pub async fn get(
     ctx: &AppContext,
     principal: &Principal,
     reference: &ReferralRef,
-) -> ServiceResult<pb::Referral> {
+) -> ServiceResult<Loaded> {
     let row = find_visible(ctx.db(), &principal.agency_id, reference).await?;
     let content = load_content(ctx.db(), ctx.keys(), &row).await?;
-    Ok(to_proto(&row, &content))
+    Ok(Loaded {
+        referral: to_proto(&row, &content),
+        subject: subject_context(ctx.keys(), &row, &content),
+    })
 }
 
 /// Earlier referrals whose subject shares an identifier with `digests`.
@@ -465,6 +509,7 @@ pub async fn file(
                     .ok_or_else(|| ServiceError::Internal("filed referral vanished".into()))?;
                 return Ok(Filed {
                     referral: to_proto(&row, &content),
+                    subject: subject_context(ctx.keys(), &row, &content),
                     replayed: false,
                     possible_duplicates: duplicates,
                 });
@@ -543,6 +588,7 @@ async fn replay(
         earlier.into_iter().map(|r| r.reference_code).collect();
     Ok(Some(Filed {
         referral: to_proto(&row, &content),
+        subject: subject_context(ctx.keys(), &row, &content),
         replayed: true,
         possible_duplicates: duplicates
             .into_iter()
@@ -612,7 +658,7 @@ pub async fn amend(
     reference: ReferralRef,
     expected_version: i64,
     content: ReferralContent,
-) -> ServiceResult<pb::Referral> {
+) -> ServiceResult<Loaded> {
     let keys = ctx.keys().clone();
     let actor = principal.clone();
     let id = ctx
@@ -695,7 +741,7 @@ pub async fn change_consent(
     reference: ReferralRef,
     expected_version: i64,
     change: ConsentChange,
-) -> ServiceResult<pb::Referral> {
+) -> ServiceResult<Loaded> {
     let actor = principal.clone();
     let id = ctx
         .db()

@@ -6,7 +6,7 @@ use refnet_core::server::{StandaloneArgs, run_standalone};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = StandaloneArgs::parse();
-    run_standalone(args, refnet_routing::SERVICE_NAME, |ctx, routes| {
+    run_standalone(args, &[refnet_routing::SERVICE_NAME], |ctx, routes| {
         routes.add_service(refnet_routing::service(ctx));
     })
     .await

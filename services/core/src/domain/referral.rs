@@ -808,3 +808,87 @@ impl ReferralContent {
         }
     }
 }
+
+impl ReferralContent {
+    /// The identifiers free text is scanned for: the subject's own, and the suspects'.
+    pub fn record_identifiers(&self) -> crate::detect::RecordIdentifiers {
+        use crate::detect::{HitKind, RecordIdentifiers};
+        let id = &self.identity;
+        let full_name = format!("{} {}", id.given_name, id.family_name)
+            .trim()
+            .to_owned();
+        let mut subject_names: Vec<String> =
+            [id.given_name.clone(), id.family_name.clone(), full_name]
+                .into_iter()
+                .chain(id.aliases.iter().cloned())
+                .chain(id.next_of_kin.iter().map(|k| k.name.clone()))
+                .filter(|n| !n.trim().is_empty())
+                .collect();
+        subject_names.dedup();
+        let mut subject_numbers: Vec<(HitKind, String)> = Vec::new();
+        if let Some(n) = &id.national_id {
+            subject_numbers.push((HitKind::NationalId, n.as_str().to_owned()));
+        }
+        if let Some(n) = &id.passport_number {
+            subject_numbers.push((HitKind::Passport, n.as_str().to_owned()));
+        }
+        if let Some(n) = &id.refugee_id {
+            subject_numbers.push((HitKind::RefugeeId, n.as_str().to_owned()));
+        }
+        for phone in id
+            .phones
+            .iter()
+            .chain(id.next_of_kin.iter().filter_map(|k| k.phone.as_ref()))
+        {
+            subject_numbers.push((HitKind::Phone, phone.as_str().to_owned()));
+        }
+        let suspects = &self.sealed.suspects;
+        RecordIdentifiers {
+            subject_names,
+            subject_numbers,
+            subject_emails: id.email.iter().map(|e| e.as_str().to_owned()).collect(),
+            subject_addresses: [id.home_address.clone()]
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .collect(),
+            locations: [
+                self.location.current_location.clone(),
+                self.location.shelter_address.clone(),
+            ]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect(),
+            suspect_names: suspects
+                .iter()
+                .flat_map(|s| {
+                    [
+                        s.name.clone(),
+                        s.employer.clone(),
+                        s.recruitment_agency.clone(),
+                    ]
+                })
+                .filter(|n| !n.trim().is_empty())
+                .collect(),
+            suspect_phones: suspects
+                .iter()
+                .filter_map(|s| s.phone.as_ref().map(|p| p.as_str().to_owned()))
+                .collect(),
+            suspect_vehicles: suspects
+                .iter()
+                .flat_map(|s| s.vehicles.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// The agency kinds the subject consented to share with.
+    pub fn consented_kinds(&self) -> Vec<pb::AgencyKind> {
+        if !self.consent.given {
+            return Vec::new();
+        }
+        self.consent
+            .agency_kinds
+            .iter()
+            .filter_map(|k| pb::AgencyKind::from_str_name(k))
+            .collect()
+    }
+}

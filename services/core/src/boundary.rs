@@ -1,0 +1,116 @@
+//! The service boundary: every reply leaves through [`reply`].
+//!
+//! Handlers build full replies from domain data and hand them here with the
+//! subject they concern; this applies the viewer's policy through the
+//! [`Redactor`](crate::redact::Redactor), appends the audit record when
+//! identity or location was revealed, and returns a [`Reply`], the only value
+//! a service's RPC method can turn into a response. A handler cannot skip it:
+//! `Reply` has no public constructor.
+
+use refnet_api::redact::Redact;
+use uuid::Uuid;
+
+use crate::{
+    AppContext,
+    audit::AuditEntry,
+    auth::Principal,
+    detect::{RecordIdentifiers, RecordMatcher},
+    error::{ServiceError, ServiceResult},
+    policy::{Relation, SubjectState},
+    redact::Redactor,
+};
+
+/// A redacted reply, ready to send.
+#[derive(Debug)]
+pub struct Reply<T>(T);
+
+impl<T> Reply<T> {
+    /// The response to send.
+    pub fn into_response(self) -> tonic::Response<T> {
+        tonic::Response::new(self.0)
+    }
+
+    /// The redacted message (tests and streams).
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// The subject a reply concerns, as redaction needs it.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectContext {
+    /// The referral.
+    pub referral_id: Option<Uuid>,
+    /// Consent and protection.
+    pub state: SubjectState,
+    /// The viewer's relation to the referral.
+    pub relation: Relation,
+    /// The identifiers free text is scanned for.
+    pub record: RecordIdentifiers,
+}
+
+/// The RPC being answered, for the audit record.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// e.g. `/refnet.v1.IntakeService/GetReferral`.
+    pub rpc: String,
+    /// The W3C trace id from `traceparent`, when the call carried one.
+    pub trace_id: Option<String>,
+}
+
+impl CallInfo {
+    /// Reads the method and trace context of `request`.
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        let rpc = request
+            .extensions()
+            .get::<crate::auth::RpcPath>()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let trace_id = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|tp| tp.split('-').nth(1))
+            .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_owned);
+        Self { rpc, trace_id }
+    }
+}
+
+/// Redacts `message` for `viewer` and audits what it reveals.
+pub async fn reply<T: Redact>(
+    ctx: &AppContext,
+    viewer: &Principal,
+    call: &CallInfo,
+    subject: Option<&SubjectContext>,
+    mut message: T,
+) -> ServiceResult<Reply<T>> {
+    let empty = SubjectContext::default();
+    let subject = subject.unwrap_or(&empty);
+    let view = ctx
+        .policy()
+        .view(
+            viewer.agency_kind,
+            &viewer.roles,
+            &subject.state,
+            &subject.relation,
+        )
+        .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
+    let matcher = RecordMatcher::new(&subject.record);
+    let outcome = Redactor::new(&view, &matcher).apply(&mut message);
+    if !outcome.revealed.is_empty() {
+        ctx.audit()
+            .append(
+                ctx.db(),
+                viewer,
+                AuditEntry {
+                    rpc: call.rpc.clone(),
+                    referral_id: subject.referral_id,
+                    field_paths: outcome.revealed.into_iter().collect(),
+                    trace_id: call.trace_id.clone(),
+                },
+            )
+            .await?;
+    }
+    Ok(Reply(message))
+}

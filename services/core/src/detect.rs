@@ -1,1 +1,0 @@
-//! placeholder: the free-text detector (see detect.rs docs)

@@ -1,0 +1,827 @@
+//! Record-aware matching: the identifiers a referral's record holds, compiled
+//! into one leftmost-longest Aho-Corasick search over folded phrases (names
+//! and their parts, aliases, emails, addresses, locations, suspects' names and
+//! employers, plates, ID numbers of unusual shapes) plus small tables that
+//! the pattern pass consults (phone numbers in every spelling, ID and passport
+//! numbers, plates, emails).
+
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span, packed};
+
+use super::{
+    Hit, HitKind, IdentifierClass,
+    fold::{Folded, fold_str},
+};
+
+/// The identifiers known from a referral's record (plain strings as stored;
+/// phones in E.164, though national spellings are accepted too).
+///
+/// `Debug` prints only how many values each list holds, never the values.
+#[derive(Default, Clone)]
+pub struct RecordIdentifiers {
+    /// The subject's given name, family name, full name, aliases and
+    /// next-of-kin names (class Identity). Multi-word names also match by
+    /// each part (given name alone, family name alone).
+    pub subject_names: Vec<String>,
+    /// The subject's national ID, passport and refugee ID numbers and phones
+    /// (class Identity), each with its kind.
+    pub subject_numbers: Vec<(HitKind, String)>,
+    /// The subject's email addresses (class Identity).
+    pub subject_emails: Vec<String>,
+    /// The subject's home address (class Identity).
+    pub subject_addresses: Vec<String>,
+    /// Current whereabouts, shelter or safe-house address (class Location).
+    pub locations: Vec<String>,
+    /// Suspects' names, employers and recruitment agencies (class Suspect).
+    pub suspect_names: Vec<String>,
+    /// Suspects' phones, E.164 (class Suspect).
+    pub suspect_phones: Vec<String>,
+    /// Suspects' vehicle plates (class Suspect).
+    pub suspect_vehicles: Vec<String>,
+}
+
+impl fmt::Debug for RecordIdentifiers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordIdentifiers")
+            .field("subject_names", &self.subject_names.len())
+            .field("subject_numbers", &self.subject_numbers.len())
+            .field("subject_emails", &self.subject_emails.len())
+            .field("subject_addresses", &self.subject_addresses.len())
+            .field("locations", &self.locations.len())
+            .field("suspect_names", &self.suspect_names.len())
+            .field("suspect_phones", &self.suspect_phones.len())
+            .field("suspect_vehicles", &self.suspect_vehicles.len())
+            .finish()
+    }
+}
+
+/// Leftmost-longest multi-pattern search: Aho-Corasick's packed (Teddy,
+/// SIMD) searcher, which builds in a few microseconds and is the fastest on
+/// short texts, or its automaton where Teddy is not available (no SIMD, more
+/// than 64 phrases).
+#[derive(Clone)]
+enum Engine {
+    Packed(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Engine {
+    fn build(patterns: &[String]) -> Option<Self> {
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostLongest)
+            .builder()
+            .extend(patterns)
+            .build();
+        if let Some(searcher) = packed {
+            return Some(Self::Packed(searcher));
+        }
+        AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .build(patterns)
+            .ok()
+            .map(Self::Automaton)
+    }
+
+    /// The leftmost-longest match in `hay[from..to]`: (pattern, start, end).
+    fn find(&self, hay: &str, from: usize, to: usize) -> Option<(usize, usize, usize)> {
+        if from >= to || to > hay.len() {
+            return None;
+        }
+        match self {
+            Self::Packed(searcher) => searcher
+                .find_in(
+                    hay,
+                    Span {
+                        start: from,
+                        end: to,
+                    },
+                )
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end())),
+            Self::Automaton(ac) => ac
+                .try_find(Input::new(hay).range(from..to))
+                .ok()
+                .flatten()
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end())),
+        }
+    }
+}
+
+/// One phrase: what a match of it is, and whether it must stand as a whole
+/// word at either end (it must where it starts or ends with a letter or
+/// digit).
+#[derive(Clone, Copy)]
+struct Needle {
+    class: IdentifierClass,
+    kind: HitKind,
+    word_start: bool,
+    word_end: bool,
+    /// A subject value given as such (not a part of a multi-word name): it
+    /// identifies the subject even inside a suspect's name.
+    strong: bool,
+}
+
+/// A number of up to 18 digits as one integer that keeps its leading zeros:
+/// `10^len + value` (so `0712345678` and `712345678` differ).
+pub(crate) fn digit_key(value: u64, len: usize) -> Option<u64> {
+    if len > 18 {
+        return None;
+    }
+    10u64
+        .checked_pow(u32::try_from(len).ok()?)?
+        .checked_add(value)
+}
+
+/// A record value compared by its letters and digits only, lower-cased
+/// (passports, refugee IDs, plates, emails).
+#[derive(Clone)]
+struct Token {
+    compact: String,
+    class: IdentifierClass,
+    kind: HitKind,
+}
+
+/// A referral's identifiers compiled for scanning. Build it once per record
+/// (microseconds) and reuse it for every text field of that record's reply.
+///
+/// `Debug` prints only sizes, never the identifiers.
+#[derive(Clone)]
+pub struct RecordMatcher {
+    /// The searcher over `patterns`; `None` when there are none, or (never
+    /// for a sane record) when none could be built, and then a plain
+    /// substring search over `patterns` takes its place.
+    searcher: Option<Engine>,
+    patterns: Vec<String>,
+    needles: Vec<Needle>,
+    /// Subject values given as such inside the other phrases.
+    inner: Vec<Inner>,
+    /// Record numbers as [`digit_key`]s, with their class and kind.
+    digits: Vec<u64>,
+    digit_meta: Vec<(IdentifierClass, HitKind)>,
+    tokens: Vec<Token>,
+    letter_tokens: bool,
+}
+
+/// Needle `id` occurs at `offset` (folded bytes) in needle `outer`.
+#[derive(Clone, Copy)]
+struct Inner {
+    outer: usize,
+    id: usize,
+    offset: usize,
+    len: usize,
+}
+
+impl fmt::Debug for RecordMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordMatcher")
+            .field("phrases", &self.needles.len())
+            .field("numbers", &self.digits.len())
+            .field("tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RecordMatcher {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl RecordMatcher {
+    /// Compiles `ids`. Subject values take precedence over suspect values
+    /// when the same string is both (a shared name part stays Identity).
+    pub fn new(ids: &RecordIdentifiers) -> Self {
+        let mut b = Build::default();
+        for name in &ids.subject_names {
+            b.name(name, IdentifierClass::Identity);
+        }
+        for (kind, value) in &ids.subject_numbers {
+            b.number(*kind, value, IdentifierClass::Identity);
+        }
+        for email in &ids.subject_emails {
+            b.email(email, IdentifierClass::Identity);
+        }
+        for address in &ids.subject_addresses {
+            b.address(address, IdentifierClass::Identity);
+        }
+        for location in &ids.locations {
+            b.address(location, IdentifierClass::Location);
+        }
+        for name in &ids.suspect_names {
+            b.name(name, IdentifierClass::Suspect);
+        }
+        for phone in &ids.suspect_phones {
+            b.phone(phone, IdentifierClass::Suspect);
+        }
+        for plate in &ids.suspect_vehicles {
+            b.number(HitKind::VehiclePlate, plate, IdentifierClass::Suspect);
+        }
+        b.finish()
+    }
+
+    /// A matcher that knows no identifiers: only the patterns apply.
+    pub fn empty() -> Self {
+        Self {
+            searcher: None,
+            patterns: Vec::new(),
+            needles: Vec::new(),
+            inner: Vec::new(),
+            digits: Vec::new(),
+            digit_meta: Vec::new(),
+            tokens: Vec::new(),
+            letter_tokens: false,
+        }
+    }
+
+    /// Whether the record gave no identifier at all.
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty() && self.digits.is_empty() && self.tokens.is_empty()
+    }
+
+    /// The record phrases in `folded`, leftmost-longest, whole words only
+    /// (where the longest phrase at a place is not a whole word, a shorter one
+    /// may be), sorted by start. Inside a LOCATION or SUSPECT phrase, the
+    /// subject's values that it contains are hits too (so the subject's name
+    /// inside a suspect's name is seen), and their ranges go to `strong`, for
+    /// [`super::resolve`] to split the outer hit around them.
+    pub(crate) fn find_phrases(
+        &self,
+        folded: &Folded<'_>,
+        hits: &mut Vec<Hit>,
+        strong: &mut Vec<(usize, usize)>,
+    ) {
+        let mut out = Out { hits, strong };
+        match &self.searcher {
+            Some(engine) => self.search(engine, folded, &mut out),
+            None => self.naive(folded, &mut out),
+        }
+    }
+
+    fn search(&self, engine: &Engine, folded: &Folded<'_>, out: &mut Out<'_>) {
+        let hay = folded.text.as_str();
+        let to = hay.len();
+        let mut pos = 0;
+        while let Some((id, s, e)) = engine.find(hay, pos, to) {
+            match self.check(folded, id, s, e) {
+                Check::Word(n) => {
+                    self.accept(folded, id, n, s, e, out);
+                    pos = e.max(pos + 1);
+                }
+                Check::BadStart => pos = next_char(hay, s),
+                Check::BadEnd => {
+                    // A shorter phrase at the same place may end a word.
+                    let mut limit = e;
+                    while limit > s + 1 {
+                        limit -= 1;
+                        match engine.find(hay, s, limit) {
+                            Some((id, start, end)) if start == s => {
+                                match self.check(folded, id, s, end) {
+                                    Check::Word(n) => {
+                                        self.accept(folded, id, n, s, end, out);
+                                        break;
+                                    }
+                                    Check::BadEnd => limit = end,
+                                    Check::BadStart => break,
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    pos = next_char(hay, s);
+                }
+            }
+        }
+    }
+
+    /// Records a hit and, inside a phrase of another class, the subject's
+    /// values that it contains (worked out when the matcher was built).
+    fn accept(
+        &self,
+        folded: &Folded<'_>,
+        id: usize,
+        n: Needle,
+        s: usize,
+        e: usize,
+        out: &mut Out<'_>,
+    ) {
+        out.push(folded, n, s, e);
+        if n.class == IdentifierClass::Identity {
+            return;
+        }
+        for inner in self.inner.iter().filter(|i| i.outer == id) {
+            if let Some(&m) = self.needles.get(inner.id) {
+                let fs = s + inner.offset;
+                let (start, end) = out.push(folded, m, fs, (fs + inner.len).min(e));
+                out.strong.push((start, end));
+            }
+        }
+    }
+
+    fn check(&self, folded: &Folded<'_>, id: usize, fs: usize, fe: usize) -> Check {
+        let Some(&n) = self.needles.get(id) else {
+            return Check::BadStart;
+        };
+        if n.word_start && !folded.is_word_start(fs) {
+            Check::BadStart
+        } else if n.word_end && !folded.is_word_end(fe) {
+            Check::BadEnd
+        } else {
+            Check::Word(n)
+        }
+    }
+
+    /// Plain substring search, for when the automaton could not be built.
+    fn naive(&self, folded: &Folded<'_>, out: &mut Out<'_>) {
+        let text = folded.text.as_str();
+        for (id, p) in self.patterns.iter().enumerate() {
+            let mut from = 0;
+            while let Some(pos) = text.get(from..).and_then(|t| t.find(p.as_str())) {
+                let fs = from + pos;
+                if let Check::Word(n) = self.check(folded, id, fs, fs + p.len()) {
+                    self.accept(folded, id, n, fs, fs + p.len(), out);
+                }
+                from = next_char(text, fs);
+            }
+        }
+    }
+
+    /// The record number with this [`digit_key`].
+    pub(crate) fn lookup_digits(&self, key: u64) -> Option<(IdentifierClass, HitKind)> {
+        // Branch-free first: most runs of digits are no record number.
+        if !self.digits.iter().fold(false, |any, &k| any | (k == key)) {
+            return None;
+        }
+        let i = self.digits.iter().position(|&k| k == key)?;
+        self.digit_meta.get(i).copied()
+    }
+
+    /// The record value whose letters and digits are those of `candidate`
+    /// (already folded).
+    pub(crate) fn lookup_token(&self, candidate: &str) -> Option<(IdentifierClass, HitKind)> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        self.tokens
+            .iter()
+            .find(|t| {
+                t.compact.chars().eq(candidate
+                    .chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .map(|c| c.to_ascii_lowercase()))
+            })
+            .map(|t| (t.class, t.kind))
+    }
+
+    /// [`RecordMatcher::lookup_token`] for `first` followed by `second`.
+    pub(crate) fn lookup_token_parts(
+        &self,
+        first: &str,
+        second: &str,
+    ) -> Option<(IdentifierClass, HitKind)> {
+        // Separators aside, the candidate is at most this long.
+        let most = first.len() + second.len();
+        self.tokens
+            .iter()
+            .find(|t| {
+                t.compact.len() <= most
+                    && t.compact.chars().eq(first
+                        .chars()
+                        .chain(second.chars())
+                        .filter(|c| c.is_alphanumeric())
+                        .map(|c| c.to_ascii_lowercase()))
+            })
+            .map(|t| (t.class, t.kind))
+    }
+
+    /// Whether some record number has letters (a passport or refugee ID),
+    /// so a digit run preceded by letters is worth comparing.
+    pub(crate) fn has_letter_tokens(&self) -> bool {
+        self.letter_tokens
+    }
+}
+
+enum Check {
+    Word(Needle),
+    BadStart,
+    BadEnd,
+}
+
+struct Out<'h> {
+    hits: &'h mut Vec<Hit>,
+    strong: &'h mut Vec<(usize, usize)>,
+}
+
+impl Out<'_> {
+    fn push(&mut self, folded: &Folded<'_>, n: Needle, fs: usize, fe: usize) -> (usize, usize) {
+        let (start, end) = folded.original_range(fs, fe);
+        self.hits.push(Hit {
+            start,
+            end,
+            class: n.class,
+            kind: n.kind,
+            from_record: true,
+        });
+        (start, end)
+    }
+}
+
+/// The offset of the character after the one at `at`.
+fn next_char(text: &str, at: usize) -> usize {
+    at + text
+        .get(at..)
+        .and_then(|t| t.chars().next())
+        .map_or(1, char::len_utf8)
+}
+
+/// Words that are not a name on their own when they are part of one
+/// ("Mama" in the alias "Onyango Mama"), folded.
+const STOPWORDS: &[&str] = &[
+    "mama", "baba", "dada", "kaka", "bibi", "babu", "kijana", "mzee", "mtoto", "binti", "bwana",
+    "shangazi", "mjomba", "shosho", "cucu", "nyanya", "mwana", "mrs", "miss", "sir", "madam",
+    "mister", "the", "and", "von", "van", "der", "den", "del", "della", "ole", "bin", "ibn", "abu",
+    "boy", "girl", "son", "daughter", "sister", "brother", "mother", "father", "aunt", "aunty",
+    "auntie", "uncle", "junior", "senior", "jnr", "snr", "baby", "mum", "mom", "dad", "papa",
+    "kid", "child", "wife", "husband", "madame", "mwalimu", "daktari", "pastor", "sheikh", "imam",
+];
+
+/// Words that make a name an organisation's (an employer, an agency): matched
+/// as a phrase only, never by its words, which are common ("Domestic").
+const ORG_WORDS: &[&str] = &[
+    "ltd",
+    "limited",
+    "co",
+    "company",
+    "agency",
+    "agencies",
+    "enterprise",
+    "enterprises",
+    "recruiters",
+    "recruitment",
+    "recruiting",
+    "services",
+    "bureau",
+    "inc",
+    "plc",
+    "llc",
+    "group",
+    "international",
+    "lodge",
+    "bar",
+    "hotel",
+    "estate",
+    "works",
+    "placements",
+    "placement",
+    "manpower",
+    "fishing",
+    "farm",
+    "farms",
+    "consultants",
+    "consultancy",
+    "associates",
+    "holdings",
+    "traders",
+    "trading",
+    "transport",
+    "sacco",
+    "academy",
+    "school",
+    "church",
+    "club",
+    "restaurant",
+    "shop",
+    "store",
+    "salon",
+    "quarry",
+    "tea",
+    "industries",
+    "investments",
+    "employment",
+    "staffing",
+    "travel",
+    "travels",
+    "tours",
+    "logistics",
+    "supermarket",
+    "bakery",
+    "garage",
+    "mall",
+    "centre",
+    "center",
+    "agents",
+];
+
+/// Legal suffixes an organisation is also named without.
+const LEGAL_SUFFIXES: &[&str] = &["ltd", "limited", "co", "company", "inc", "plc", "llc"];
+
+#[derive(Default)]
+struct Build {
+    patterns: Vec<String>,
+    needles: Vec<Needle>,
+    digits: Vec<u64>,
+    digit_meta: Vec<(IdentifierClass, HitKind)>,
+    tokens: Vec<Token>,
+}
+
+impl Build {
+    fn finish(self) -> RecordMatcher {
+        let searcher = if self.patterns.is_empty() {
+            None
+        } else {
+            Engine::build(&self.patterns)
+        };
+        let letter_tokens = self
+            .tokens
+            .iter()
+            .any(|t| t.compact.chars().any(char::is_alphabetic));
+        let inner = inner_values(&self.patterns, &self.needles);
+        RecordMatcher {
+            searcher,
+            inner,
+            patterns: self.patterns,
+            needles: self.needles,
+            digits: self.digits,
+            digit_meta: self.digit_meta,
+            tokens: self.tokens,
+            letter_tokens,
+        }
+    }
+
+    /// Adds one folded phrase (the first class given for a phrase wins):
+    /// a value as given.
+    fn phrase(&mut self, folded: &str, class: IdentifierClass, kind: HitKind) {
+        self.add(folded, class, kind, true);
+    }
+
+    /// Adds a phrase derived from a value (a part of a name, a variant).
+    fn derived(&mut self, folded: &str, class: IdentifierClass, kind: HitKind) {
+        self.add(folded, class, kind, false);
+    }
+
+    fn add(&mut self, folded: &str, class: IdentifierClass, kind: HitKind, explicit: bool) {
+        let folded = folded.trim();
+        if folded.chars().filter(|c| c.is_alphanumeric()).count() < 2
+            || self.patterns.iter().any(|p| p == folded)
+        {
+            return;
+        }
+        let word_start = folded.chars().next().is_some_and(char::is_alphanumeric);
+        let word_end = folded
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric);
+        self.patterns.push(folded.to_owned());
+        self.needles.push(Needle {
+            class,
+            kind,
+            word_start,
+            word_end,
+            strong: explicit && class == IdentifierClass::Identity,
+        });
+    }
+
+    fn name(&mut self, raw: &str, class: IdentifierClass) {
+        let folded = fold_str(raw);
+        self.phrase(&folded, class, HitKind::Name);
+        if folded.contains('-') {
+            self.derived(&folded.replace('-', " "), class, HitKind::Name);
+        }
+        let words: Vec<&str> = folded
+            .split([' ', '-', ',', ';', '/'])
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.len() < 2 {
+            return;
+        }
+        if words.iter().any(|w| ORG_WORDS.contains(w)) {
+            // An organisation: also without its legal suffix, never by word.
+            if words.last().is_some_and(|w| LEGAL_SUFFIXES.contains(w)) {
+                let stripped = words[..words.len() - 1].join(" ");
+                if stripped.contains(' ') {
+                    self.derived(&stripped, class, HitKind::Name);
+                }
+            }
+            return;
+        }
+        for w in words {
+            if w.chars().count() >= 3 && !STOPWORDS.contains(&w) {
+                self.derived(w, class, HitKind::Name);
+            }
+        }
+    }
+
+    fn email(&mut self, raw: &str, class: IdentifierClass) {
+        let folded = fold_str(raw);
+        self.phrase(&folded, class, HitKind::Email);
+        self.token(&folded, class, HitKind::Email);
+    }
+
+    /// An address or a place: the phrase, the phrase without commas, and each
+    /// comma-separated part that has a number in it ("House 133").
+    fn address(&mut self, raw: &str, class: IdentifierClass) {
+        let kind = HitKind::Address;
+        let folded = fold_str(raw);
+        self.phrase(&folded, class, kind);
+        if folded.contains([',', ';']) {
+            let plain = folded
+                .split([',', ';', ' '])
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.phrase(&plain, class, kind);
+            for part in folded.split([',', ';']) {
+                let part = part.trim();
+                if part.chars().any(|c| c.is_ascii_digit())
+                    && part.chars().filter(|c| c.is_alphanumeric()).count() >= 4
+                {
+                    self.phrase(part, class, kind);
+                }
+            }
+        }
+    }
+
+    /// An ID, passport, refugee ID or plate: compared by letters and digits
+    /// (spaces, dashes and case ignored).
+    fn number(&mut self, kind: HitKind, raw: &str, class: IdentifierClass) {
+        if kind == HitKind::Phone {
+            self.phone(raw, class);
+            return;
+        }
+        let folded = fold_str(raw);
+        let compact: String = folded.chars().filter(|c| c.is_alphanumeric()).collect();
+        if compact.chars().count() < 4 {
+            return;
+        }
+        if compact.bytes().all(|b| b.is_ascii_digit()) {
+            self.digit_key(&compact, class, kind);
+        }
+        self.token(&compact, class, kind);
+        // The pattern pass finds numbers of the shapes it knows however they
+        // are spaced (a run of digits, with the letters before it); other
+        // shapes (`kak-123456`) need the phrase.
+        if !pattern_shaped(&compact) {
+            self.phrase(&compact, class, kind);
+            if folded != compact {
+                self.derived(&folded, class, kind);
+            }
+        }
+    }
+
+    /// A phone: every digit spelling of it (international, with `00`, national
+    /// with and without the trunk `0`).
+    fn phone(&mut self, raw: &str, class: IdentifierClass) {
+        let folded = fold_str(raw);
+        let digits: String = folded.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() < 6 {
+            return;
+        }
+        let international = if folded.starts_with('+') {
+            Some(digits.as_str())
+        } else {
+            digits.strip_prefix("00")
+        };
+        let split = match international {
+            Some(intl) => split_international(intl),
+            None => split_national(&digits, &folded),
+        };
+        let kind = HitKind::Phone;
+        match split {
+            Some((cc, national)) => {
+                let national = national.trim_start_matches('0');
+                for key in [
+                    format!("{cc}{national}"),
+                    format!("00{cc}{national}"),
+                    format!("{cc}0{national}"),
+                    format!("0{national}"),
+                ] {
+                    self.digit_key(&key, class, kind);
+                }
+                if national.len() >= 7 {
+                    self.digit_key(national, class, kind);
+                }
+            }
+            None => self.digit_key(&digits, class, kind),
+        }
+    }
+
+    fn digit_key(&mut self, digits: &str, class: IdentifierClass, kind: HitKind) {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return;
+        }
+        let value = digits.bytes().try_fold(0u64, |v, b| {
+            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        });
+        let Some(key) = value.and_then(|v| digit_key(v, digits.len())) else {
+            return;
+        };
+        if !self.digits.contains(&key) {
+            self.digits.push(key);
+            self.digit_meta.push((class, kind));
+        }
+    }
+
+    fn token(&mut self, folded: &str, class: IdentifierClass, kind: HitKind) {
+        let compact: String = folded.chars().filter(|c| c.is_alphanumeric()).collect();
+        if compact.chars().count() >= 4 && !self.tokens.iter().any(|t| t.compact == compact) {
+            self.tokens.push(Token {
+                compact,
+                class,
+                kind,
+            });
+        }
+    }
+}
+
+/// Where a subject value given as such (a strong needle) occurs, as whole
+/// words, inside a phrase of another class.
+fn inner_values(patterns: &[String], needles: &[Needle]) -> Vec<Inner> {
+    let mut out = Vec::new();
+    for (outer, (container, n)) in patterns.iter().zip(needles).enumerate() {
+        if n.class == IdentifierClass::Identity {
+            continue;
+        }
+        // Where a word may start in the container (and so a whole-word value).
+        let mut prev_alnum = false;
+        let starts: Vec<(usize, bool)> = container
+            .char_indices()
+            .map(|(i, c)| {
+                let word_start = !prev_alnum;
+                prev_alnum = c.is_alphanumeric();
+                (i, word_start)
+            })
+            .collect();
+        for (id, (p, m)) in patterns.iter().zip(needles).enumerate() {
+            if !m.strong || p.len() >= container.len() {
+                continue;
+            }
+            for &(offset, word_start) in &starts {
+                if (m.word_start && !word_start) || !container[offset..].starts_with(p.as_str()) {
+                    continue;
+                }
+                let after = container[offset + p.len()..].chars().next();
+                if !m.word_end || after.is_none_or(|c| !c.is_alphanumeric()) {
+                    out.push(Inner {
+                        outer,
+                        id,
+                        offset,
+                        len: p.len(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|i| (i.outer, i.offset));
+    out
+}
+
+/// Whether the pattern pass finds this (compact, folded) number by itself:
+/// up to 18 digits, or a passport or KRA PIN shape.
+fn pattern_shaped(compact: &str) -> bool {
+    let b = compact.as_bytes();
+    let letters = b.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let digits = b[letters..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let rest = &b[letters + digits..];
+    (letters == 0 && rest.is_empty() && digits <= 18)
+        || (letters <= 2 && (6..=8).contains(&digits) && rest.is_empty())
+        || (letters == 1
+            && matches!(b[0], b'a' | b'p')
+            && digits == 9
+            && rest.len() == 1
+            && rest[0].is_ascii_alphabetic())
+}
+
+/// Country code and national number of an international number's digits.
+fn split_international(digits: &str) -> Option<(String, String)> {
+    if let Some(national) = digits.strip_prefix("254") {
+        return Some(("254".into(), national.to_owned()));
+    }
+    let number = phonenumber::parse(None, format!("+{digits}")).ok()?;
+    let cc = number.code().value().to_string();
+    let national = digits.strip_prefix(cc.as_str())?.to_owned();
+    Some((cc, national))
+}
+
+/// Country code and national number of a number written without `+`;
+/// Kenya is the default region.
+fn split_national(digits: &str, folded: &str) -> Option<(String, String)> {
+    match digits.len() {
+        10 if digits.starts_with('0') => Some(("254".into(), digits[1..].to_owned())),
+        12 if digits.starts_with("254") => Some(("254".into(), digits[3..].to_owned())),
+        9 => Some(("254".into(), digits.to_owned())),
+        _ => {
+            let number = phonenumber::parse(Some(phonenumber::country::Id::KE), folded).ok()?;
+            let cc = number.code().value().to_string();
+            let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+            let national = e164
+                .strip_prefix('+')?
+                .strip_prefix(cc.as_str())?
+                .to_owned();
+            Some((cc, national))
+        }
+    }
+}

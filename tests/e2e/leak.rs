@@ -1,0 +1,461 @@
+//! The leak test: canaries in every IDENTITY, LOCATION, SPECIAL and SUSPECT
+//! field and in free text; every RPC of every refnet.v1 service (enumerated
+//! from the descriptors) called as every agency kind and role, for subjects
+//! with and without consent, adult and child; each canary must appear in a
+//! reply exactly where the policy table of redaction.md allows it.
+//!
+//! The expected table is written out here independently of the policy file,
+//! so changing one cell of the shipped policy makes this test fail.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BufMut};
+use prost::Message;
+use refnet_api::v1 as pb;
+use tonic::{
+    Code, Status,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+};
+
+use crate::{
+    common::{TestApp, authed, canary_draft, new_key},
+    on_both,
+};
+
+on_both!(every_rpc_reveals_only_what_the_policy_allows);
+
+/// Sends and receives raw protobuf bytes, so any method can be called and
+/// any reply searched for canaries (strings are stored verbatim in protobuf).
+#[derive(Default, Clone)]
+struct RawCodec;
+
+#[derive(Default, Clone)]
+struct RawCoder;
+
+impl Encoder for RawCoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let mut out = vec![0u8; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCoder;
+    type Decoder = RawCoder;
+    fn encoder(&mut self) -> RawCoder {
+        RawCoder
+    }
+    fn decoder(&mut self) -> RawCoder {
+        RawCoder
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Identity,
+    Location,
+    Quasi,
+    Case,
+    Special,
+    Suspect,
+}
+
+/// Every canary of `canary_draft()` with its class. Free-text mentions use
+/// the same strings as the structured fields (or spellings of their own).
+const CANARY_CLASSES: &[(&str, Class)] = &[
+    ("Canarygiven", Class::Identity),
+    ("Canaryfamily", Class::Identity),
+    ("Canaryalias", Class::Identity),
+    ("31415926", Class::Identity),
+    ("ZQ7271828", Class::Identity),
+    ("RAS-9988776", Class::Identity),
+    ("700111222", Class::Identity),
+    ("0700 111 222", Class::Identity),
+    ("772987654", Class::Identity),
+    ("canary.email.zqx", Class::Identity),
+    ("Canaryhome", Class::Identity),
+    ("Canarykin", Class::Identity),
+    ("733444555", Class::Identity),
+    ("Canaryrelation", Class::Identity),
+    ("Canarywhere", Class::Location),
+    ("Canaryshelter", Class::Location),
+    ("1999-04-17", Class::Quasi),
+    ("Nyando", Class::Quasi),
+    ("Canaryother", Class::Case),
+    ("Canaryroute", Class::Case),
+    ("Canarynarrative", Class::Case),
+    ("Canaryhealth", Class::Special),
+    ("Canaryinjury", Class::Special),
+    ("Canarypsych", Class::Special),
+    ("Canarysuspect", Class::Suspect),
+    ("722666777", Class::Suspect),
+    ("0722-666-777", Class::Suspect),
+    ("KZQ 123X", Class::Suspect),
+    ("Canaryemployer", Class::Suspect),
+    ("Canaryagency", Class::Suspect),
+];
+
+/// The default policy of redaction.md: does `kind` see `class` in full?
+/// (Consented, not protected, no handoff; OPERATIONAL is not canaried.)
+fn table_shows(kind: &str, class: Class) -> bool {
+    use Class::*;
+    match class {
+        Identity => !matches!(kind, "LABOUR" | "SECRETARIAT"), // LABOUR masks
+        Location => matches!(kind, "POLICE" | "CHILDREN" | "WPA"),
+        Quasi => !matches!(kind, "LABOUR" | "NGO" | "TRUST_FUND" | "SECRETARIAT"), // generalised
+        Case => kind != "SECRETARIAT",
+        Special => matches!(kind, "CHILDREN" | "NGO" | "HEALTH" | "WPA"),
+        Suspect => matches!(
+            kind,
+            "POLICE" | "PROSECUTION" | "IMMIGRATION" | "LABOUR" | "WPA"
+        ),
+    }
+}
+
+/// The expected visibility of `class` for `kind` with `role`, given the
+/// agency kinds the subject consented to.
+fn expected_visible(kind: &str, role: &str, class: Class, consented: &[&str]) -> bool {
+    if role == "auditor" {
+        return false; // OPERATIONAL only
+    }
+    let consent_bound = matches!(kind, "NGO" | "HEALTH" | "LABOUR" | "TRUST_FUND");
+    if consent_bound
+        && !consented.contains(&kind)
+        && matches!(class, Class::Identity | Class::Location)
+    {
+        return false; // override 2: pseudonymised / dropped
+    }
+    table_shows(kind, class)
+}
+
+const VIEWERS: &[(&str, &str)] = &[
+    ("police-nairobi", "POLICE"),
+    ("police-mombasa", "POLICE"),
+    ("prosecution-nairobi", "PROSECUTION"),
+    ("immigration-nairobi", "IMMIGRATION"),
+    ("labour-nairobi", "LABOUR"),
+    ("children-nairobi", "CHILDREN"),
+    ("ngo-shelter-nairobi", "NGO"),
+    ("health-nairobi", "HEALTH"),
+    ("wpa", "WPA"),
+    ("trust-fund", "TRUST_FUND"),
+    ("secretariat", "SECRETARIAT"),
+];
+
+/// Parties besides the filer (police-nairobi); police-mombasa and the
+/// secretariat stay outside and must see nothing.
+const PARTIES: &[&str] = &[
+    "prosecution-nairobi",
+    "immigration-nairobi",
+    "labour-nairobi",
+    "children-nairobi",
+    "ngo-shelter-nairobi",
+    "health-nairobi",
+    "wpa",
+    "trust-fund",
+];
+
+const ROLES: &[&str] = &["officer", "supervisor", "auditor"];
+
+struct Case {
+    name: &'static str,
+    id: String,
+    draft: pb::ReferralDraft,
+    /// The draft encoded: a canary is only expected where the case has it.
+    bytes: Vec<u8>,
+    consented: Vec<&'static str>,
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn with_consent(
+    mut draft: pb::ReferralDraft,
+    by: pb::ConsentBy,
+    kinds: &[pb::AgencyKind],
+) -> pb::ReferralDraft {
+    draft.consent = Some(pb::Consent {
+        given: !kinds.is_empty(),
+        by: by as i32,
+        agency_kinds: kinds.iter().map(|k| *k as i32).collect(),
+        ..Default::default()
+    });
+    draft
+}
+
+/// Does the reply type of `method` carry a referral (transitively)?
+fn carries_referral(method: &prost_reflect::MethodDescriptor) -> bool {
+    fn walk(m: &prost_reflect::MessageDescriptor, seen: &mut Vec<String>) -> bool {
+        if m.full_name() == "refnet.v1.Referral" {
+            return true;
+        }
+        if seen.contains(&m.full_name().to_owned()) {
+            return false;
+        }
+        seen.push(m.full_name().to_owned());
+        m.fields().any(|f| match f.kind() {
+            prost_reflect::Kind::Message(inner) => walk(&inner, seen),
+            _ => false,
+        })
+    }
+    walk(&method.output(), &mut Vec::new())
+}
+
+async fn current_version(app: &TestApp, referral: &str) -> i64 {
+    app.get_as("wpa", referral)
+        .await
+        .referral
+        .expect("referral")
+        .version
+}
+
+/// The request each method is called with. A method missing here fails the test.
+async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>> {
+    let id = case.id.clone();
+    let bytes = match method {
+        "/refnet.v1.IntakeService/FileReferral" => pb::FileReferralRequest {
+            idempotency_key: new_key(),
+            draft: Some(case.draft.clone()),
+        }
+        .encode_to_vec(),
+        "/refnet.v1.IntakeService/GetReferral" => {
+            pb::GetReferralRequest { referral: id }.encode_to_vec()
+        }
+        "/refnet.v1.IntakeService/ListReferrals" => {
+            pb::ListReferralsRequest::default().encode_to_vec()
+        }
+        "/refnet.v1.IntakeService/AmendReferral" => pb::AmendReferralRequest {
+            expected_version: current_version(app, &id).await,
+            referral: id,
+            draft: Some(case.draft.clone()),
+        }
+        .encode_to_vec(),
+        "/refnet.v1.IntakeService/RecordConsent" => pb::RecordConsentRequest {
+            expected_version: current_version(app, &id).await,
+            referral: id,
+            consent: case.draft.consent.clone(),
+        }
+        .encode_to_vec(),
+        // Withdrawing from a kind the subject never consented to changes nothing visible.
+        "/refnet.v1.IntakeService/WithdrawConsent" => pb::WithdrawConsentRequest {
+            expected_version: current_version(app, &id).await,
+            referral: id,
+            agency_kinds: vec![pb::AgencyKind::Secretariat as i32],
+        }
+        .encode_to_vec(),
+        "/refnet.v1.AuditService/ListAuditRecords" => pb::ListAuditRecordsRequest {
+            referral: id,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "/refnet.v1.RoutingService/ListInbox" => pb::ListInboxRequest::default().encode_to_vec(),
+        "/refnet.v1.RoutingService/AcknowledgeHandoff"
+        | "/refnet.v1.RoutingService/AcceptHandoff"
+        | "/refnet.v1.RoutingService/DeclineHandoff" => {
+            pb::HandoffTransitionRequest::default().encode_to_vec()
+        }
+        "/refnet.v1.RoutingService/PostMessage" => pb::PostMessageRequest {
+            referral_id: id,
+            idempotency_key: new_key(),
+            body: "Canarygiven Zqx is safe".into(),
+        }
+        .encode_to_vec(),
+        "/refnet.v1.WitnessProtectionService/SubmitProtectionRequest" => {
+            pb::SubmitProtectionRequestRequest {
+                referral_id: id,
+                idempotency_key: new_key(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }
+        "/refnet.v1.WitnessProtectionService/GetProtectionRequest" => {
+            pb::GetProtectionRequestRequest::default().encode_to_vec()
+        }
+        _ => return None,
+    };
+    Some(bytes)
+}
+
+async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
+    use pb::{AgencyKind as K, ConsentBy as By};
+    let mut child = canary_draft();
+    child.subject.as_mut().expect("subject").date_of_birth = "2012-03-04".into();
+    let cases_drafts = [
+        (
+            "adult, consent to all",
+            with_consent(
+                canary_draft(),
+                By::Subject,
+                &[K::Ngo, K::Health, K::Labour, K::TrustFund],
+            ),
+            vec!["NGO", "HEALTH", "LABOUR", "TRUST_FUND"],
+        ),
+        (
+            "adult, no consent",
+            with_consent(canary_draft(), By::Subject, &[]),
+            vec![],
+        ),
+        (
+            "child, guardian consent to NGO",
+            with_consent(child, By::Guardian, &[K::Ngo]),
+            vec!["NGO"],
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (name, draft, consented) in cases_drafts {
+        let referral = app
+            .file("police-nairobi", draft.clone())
+            .await
+            .referral
+            .expect("referral");
+        for party in PARTIES {
+            app.make_party(&referral.id, party).await;
+        }
+        let bytes = draft.encode_to_vec();
+        cases.push(Case {
+            name,
+            id: referral.id,
+            draft,
+            bytes,
+            consented,
+        });
+    }
+
+    let pool = refnet_api::descriptor_pool();
+    let channel = app.channel().await;
+    let mut checked_replies = 0;
+    let mut per_method: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for service in pool.services().filter(|s| s.package_name() == "refnet.v1") {
+        for method in service.methods() {
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            let full_reply = carries_referral(&method);
+            for case in &cases {
+                for (agency, kind) in VIEWERS {
+                    for role in ROLES {
+                        let body = request_for(app, &path, case).await.unwrap_or_else(|| {
+                            panic!("{path} has no request in the leak test: add one")
+                        });
+                        let token = app.token(agency, &[role]);
+                        let mut grpc = tonic::client::Grpc::new(channel.clone());
+                        grpc.ready().await.expect("ready");
+                        let request = authed(body, &token);
+                        let result = if method.is_server_streaming() {
+                            match grpc
+                                .server_streaming(request, path.parse().expect("path"), RawCodec)
+                                .await
+                            {
+                                Ok(response) => {
+                                    let mut stream = response.into_inner();
+                                    let mut all = Vec::new();
+                                    while let Ok(Some(item)) = stream.message().await {
+                                        all.extend(item);
+                                    }
+                                    Ok(all)
+                                }
+                                Err(status) => Err(status),
+                            }
+                        } else {
+                            grpc.unary(request, path.parse().expect("path"), RawCodec)
+                                .await
+                                .map(|r| r.into_inner())
+                        };
+                        let entry = per_method.entry(path.clone()).or_default();
+                        let ok = result.is_ok();
+                        let reply = match result {
+                            Ok(bytes) => {
+                                entry.0 += 1;
+                                bytes
+                            }
+                            Err(status) => {
+                                entry.1 += 1;
+                                let expected = [
+                                    Code::NotFound,
+                                    Code::PermissionDenied,
+                                    Code::Unimplemented,
+                                    Code::InvalidArgument,
+                                ];
+                                assert!(
+                                    expected.contains(&status.code()),
+                                    "{path} as {agency}/{role}: {status:?}"
+                                );
+                                // An error never carries a canary either.
+                                status.message().as_bytes().to_vec()
+                            }
+                        };
+                        checked_replies += 1;
+                        // Filing makes the caller the filer of the new referral.
+                        let party = path.ends_with("/FileReferral")
+                            || *agency == "police-nairobi"
+                            || PARTIES.contains(agency);
+                        for (canary, class) in CANARY_CLASSES {
+                            let found = contains(&reply, canary);
+                            let allowed = ok
+                                && full_reply
+                                && party
+                                && contains(&case.bytes, canary)
+                                && expected_visible(kind, role, *class, &case.consented);
+                            assert_eq!(
+                                found,
+                                allowed,
+                                "{path} as {agency} ({kind}) {role}, {}: canary {canary:?} ({class:?}) {}",
+                                case.name,
+                                if found {
+                                    "leaked"
+                                } else {
+                                    "missing though the policy shows it"
+                                }
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Successful calls must exist for the RPCs that are implemented, or the test proves nothing.
+    for method in [
+        "GetReferral",
+        "FileReferral",
+        "AmendReferral",
+        "RecordConsent",
+        "WithdrawConsent",
+        "ListReferrals",
+        "ListAuditRecords",
+    ] {
+        let key = per_method
+            .keys()
+            .find(|k| k.ends_with(method))
+            .expect("method")
+            .clone();
+        assert!(
+            per_method[&key].0 > 0,
+            "{key} never succeeded: {:?}",
+            per_method[&key]
+        );
+    }
+    assert!(checked_replies > 500, "{checked_replies}");
+
+    // Everything every test of this suite logged so far: no canary, ever.
+    let logs =
+        String::from_utf8_lossy(&crate::common::captured_logs().lock().expect("logs")).to_string();
+    assert!(logs.contains("referral filed"), "logging was captured");
+    for (canary, _) in CANARY_CLASSES {
+        assert!(!logs.contains(canary), "{canary} appears in the logs");
+    }
+}
