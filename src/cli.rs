@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Routing rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -95,6 +100,25 @@ enum PolicyCommand {
     },
     /// Print the policy compiled into refnet.
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Validate a rule file and list its rules.
+    Check {
+        /// The rule file (TOML).
+        file: PathBuf,
+    },
+    /// Show which rules fire for a referral's routing facts given as JSON
+    /// (`child`, `nationality`, `purposes`, `needs`, `classification`, `county`,
+    /// `urgency`, `filing_agency_kind`, `employer_involved`).
+    Explain {
+        /// The facts (JSON file, or - for standard input).
+        facts: PathBuf,
+        /// A rule file instead of the built-in rules.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +207,56 @@ pub async fn run() -> anyhow::Result<()> {
                 print!(
                     "{}",
                     refnet_core::policy::Policy::default_policy()?.matrix()
+                );
+            }
+        },
+        Command::Rules { command } => match command {
+            RulesCommand::Check { file } => {
+                let rules = refnet_routing::rules::RuleSet::load(&file)?;
+                println!("{}: valid", file.display());
+                print!("{}", rules.describe());
+            }
+            RulesCommand::Explain { facts, rules } => {
+                let rules = match rules {
+                    Some(file) => refnet_routing::rules::RuleSet::load(&file)?,
+                    None => refnet_routing::rules::RuleSet::default_rules()?,
+                };
+                let text = if facts.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    std::fs::read_to_string(&facts).with_context(|| facts.display().to_string())?
+                };
+                let facts: refnet_routing::rules::RoutingFacts =
+                    serde_json::from_str(&text).context("routing facts JSON")?;
+                println!("rule set {}", rules.version());
+                for (id, outcome) in rules.explain(&facts) {
+                    match outcome {
+                        Ok(h) => println!(
+                            "  fires   {id:<32} -> {} ({})",
+                            refnet_core::auth::agency_kind_name(h.to),
+                            h.purpose
+                        ),
+                        Err(why) => println!("  skipped {id:<32} {why}"),
+                    }
+                }
+                let routed: Vec<String> = rules
+                    .route(&facts)
+                    .into_iter()
+                    .map(|h| {
+                        format!(
+                            "{} (rule {})",
+                            refnet_core::auth::agency_kind_name(h.to),
+                            h.rule_id
+                        )
+                    })
+                    .collect();
+                println!(
+                    "handoffs: {}",
+                    if routed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        routed.join(", ")
+                    }
                 );
             }
         },

@@ -17,7 +17,9 @@ use refnet_core::{
     boundary::SubjectContext,
     crypto::{DataKey, Keyring},
     domain::{
-        CountryCode, LanguageCode, ReferralRef, new_reference_code,
+        CountryCode, LanguageCode, ReferralRef,
+        facts::RoutingFacts,
+        new_reference_code,
         referral::{
             CaseRecord, ConsentRecord, IdentityRecord, LocationRecord, QuasiRecord,
             ReferralContent, SealedRecord, timestamp,
@@ -363,11 +365,15 @@ struct FiledPayload<'a> {
     filing_agency_kind: &'a str,
     urgency: &'a str,
     county: &'a str,
+    /// What routing decides on (no identifiers).
+    facts: RoutingFacts,
 }
 
 #[derive(Serialize)]
-struct VersionPayload {
+struct AmendedPayload {
     version: i64,
+    /// What routing decides on (no identifiers).
+    facts: RoutingFacts,
 }
 
 #[derive(Serialize)]
@@ -463,6 +469,7 @@ pub async fn file(
         let urgency = content.urgency.as_str_name();
         let county = content.county.clone();
         let code = reference_code.clone();
+        let facts = RoutingFacts::of(&content, kind);
         let result = ctx
             .db()
             .transaction::<_, (), ServiceError>(move |txn| {
@@ -493,6 +500,7 @@ pub async fn file(
                             filing_agency_kind: kind,
                             urgency,
                             county: &county,
+                            facts: facts.clone(),
                         },
                     )
                     .await?;
@@ -714,8 +722,9 @@ pub async fn amend(
                     EventKind::ReferralAmended,
                     Some(row.id),
                     Some(&actor),
-                    &VersionPayload {
+                    &AmendedPayload {
                         version: row.version + 1,
+                        facts: RoutingFacts::of(&content, &row.filing_agency_kind),
                     },
                 )
                 .await?;

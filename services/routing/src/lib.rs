@@ -3,6 +3,8 @@
 //! routing issue lands; the crate, contract and binary exist so deployments and
 //! clients can be built against them now.
 
+pub mod rules;
+
 use refnet_api::v1::routing_service_server::{RoutingService, RoutingServiceServer};
 use refnet_core::AppContext;
 

@@ -7,6 +7,7 @@
 //! referral built from a request with every bad field reported at once.
 
 pub mod counties;
+pub mod facts;
 pub mod referral;
 pub mod values;
 

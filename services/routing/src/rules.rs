@@ -1,0 +1,550 @@
+//! Routing rules as data: a versioned rule set (`rules/default.toml`,
+//! compiled in; overridable by configuration) that maps a referral's facts to
+//! the agency kinds that must act, each with a purpose.
+//!
+//! Facts are what the `ReferralFiled` and `ReferralAmended` events carry: case
+//! facts and coarse attributes only (child, Kenyan or foreign, purposes, needs,
+//! classification, county, urgency, filing agency kind, whether an employer or
+//! recruitment agency is involved), never an identifier.
+
+use std::{collections::BTreeSet, path::Path};
+
+use refnet_api::v1 as pb;
+use refnet_core::auth::parse_agency_kind;
+pub use refnet_core::domain::facts::RoutingFacts;
+use serde::Deserialize;
+
+/// The rule set compiled into refnet.
+pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
+
+/// A handoff a rule asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedHandoff {
+    /// The rule that produced it.
+    pub rule_id: String,
+    /// The receiving agency kind.
+    pub to: pb::AgencyKind,
+    /// Why.
+    pub purpose: String,
+    /// Supporting documents to collect (Trust Fund applications).
+    pub checklist: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    id: String,
+    description: String,
+    child: Option<bool>,
+    nationality: Option<Nationality>,
+    purposes: BTreeSet<String>,
+    needs: BTreeSet<String>,
+    classifications: BTreeSet<String>,
+    counties: BTreeSet<String>,
+    urgencies: BTreeSet<String>,
+    filing_agency_kinds: BTreeSet<String>,
+    not_filing_agency_kinds: BTreeSet<String>,
+    employer_involved: Option<bool>,
+    to: pb::AgencyKind,
+    purpose: String,
+    purpose_by_need: Vec<(String, String)>,
+    checklist: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nationality {
+    Kenyan,
+    Foreign,
+}
+
+/// A validated rule set.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    version: String,
+    rules: Vec<Rule>,
+}
+
+/// A rule file that is wrong; names the file and the entry.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {entry}: {problem}")]
+pub struct RulesError {
+    file: String,
+    entry: String,
+    problem: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    version: String,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    #[serde(default)]
+    description: String,
+    child: Option<bool>,
+    nationality: Option<String>,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    needs: Vec<String>,
+    #[serde(default)]
+    classifications: Vec<String>,
+    #[serde(default)]
+    counties: Vec<String>,
+    #[serde(default)]
+    urgencies: Vec<String>,
+    #[serde(default)]
+    filing_agency_kinds: Vec<String>,
+    #[serde(default)]
+    not_filing_agency_kinds: Vec<String>,
+    employer_involved: Option<bool>,
+    to: String,
+    purpose: String,
+    #[serde(default)]
+    purpose_by_need: Vec<RawPurposeByNeed>,
+    #[serde(default)]
+    checklist: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurposeByNeed {
+    need: String,
+    purpose: String,
+}
+
+/// Checks a short enum name against a proto enum's values (`PREFIX_NAME`).
+fn known(prefix: &str, name: &str, parse: fn(&str) -> bool) -> bool {
+    parse(&format!("{prefix}{name}"))
+}
+
+impl RuleSet {
+    /// The compiled-in rule set.
+    pub fn default_rules() -> Result<Self, RulesError> {
+        Self::parse(DEFAULT_RULES, "<built-in routing rules>")
+    }
+
+    /// Loads and validates a rule file.
+    pub fn load(path: &Path) -> Result<Self, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError {
+            file: path.display().to_string(),
+            entry: "file".into(),
+            problem: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates rule text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, RulesError> {
+        let err = |entry: &str, problem: String| RulesError {
+            file: file.to_owned(),
+            entry: entry.to_owned(),
+            problem,
+        };
+        let raw: RawRules =
+            toml::from_str(text).map_err(|e| err("syntax", e.to_string().trim().to_owned()))?;
+        if raw.version.trim().is_empty() {
+            return Err(err("version", "must not be empty".into()));
+        }
+        let mut ids = BTreeSet::new();
+        let mut rules = Vec::new();
+        for (i, r) in raw.rule.into_iter().enumerate() {
+            let entry = format!("rule #{} ({:?})", i + 1, r.id);
+            let id_ok = !r.id.is_empty()
+                && r.id.len() <= 64
+                && r.id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !id_ok {
+                return Err(err(&entry, "id must be 1-64 of [A-Za-z0-9_-]".into()));
+            }
+            if !ids.insert(r.id.clone()) {
+                return Err(err(&entry, "duplicate id".into()));
+            }
+            let check = |field: &str,
+                         values: &[String],
+                         prefix: &str,
+                         parse: fn(&str) -> bool|
+             -> Result<BTreeSet<String>, RulesError> {
+                values
+                    .iter()
+                    .map(|v| {
+                        if known(prefix, v, parse) {
+                            Ok(v.clone())
+                        } else {
+                            Err(err(
+                                &format!("{entry}.{field}"),
+                                format!("unknown value {v:?}"),
+                            ))
+                        }
+                    })
+                    .collect()
+            };
+            let kind = |field: &str, v: &String| {
+                parse_agency_kind(v).ok_or_else(|| {
+                    err(
+                        &format!("{entry}.{field}"),
+                        format!("unknown agency kind {v:?}"),
+                    )
+                })
+            };
+            let purposes = check("purposes", &r.purposes, "PURPOSE_", |s| {
+                pb::Purpose::from_str_name(s).is_some()
+            })?;
+            let needs = check("needs", &r.needs, "NEED_", |s| {
+                pb::Need::from_str_name(s).is_some()
+            })?;
+            let classifications = check(
+                "classifications",
+                &r.classifications,
+                "CLASSIFICATION_",
+                |s| pb::Classification::from_str_name(s).is_some(),
+            )?;
+            let urgencies = check("urgencies", &r.urgencies, "URGENCY_", |s| {
+                pb::Urgency::from_str_name(s).is_some()
+            })?;
+            for k in r
+                .filing_agency_kinds
+                .iter()
+                .chain(&r.not_filing_agency_kinds)
+            {
+                kind("filing_agency_kinds", k)?;
+            }
+            let mut counties = BTreeSet::new();
+            for c in &r.counties {
+                let canonical = refnet_core::domain::canonical_county(c).ok_or_else(|| {
+                    err(
+                        &format!("{entry}.counties"),
+                        format!("unknown county {c:?}"),
+                    )
+                })?;
+                counties.insert(canonical.to_owned());
+            }
+            let nationality = match r.nationality.as_deref() {
+                None => None,
+                Some("kenyan") => Some(Nationality::Kenyan),
+                Some("foreign") => Some(Nationality::Foreign),
+                Some(other) => {
+                    return Err(err(
+                        &format!("{entry}.nationality"),
+                        format!("unknown value {other:?} (kenyan, foreign)"),
+                    ));
+                }
+            };
+            let mut purpose_by_need = Vec::new();
+            for p in r.purpose_by_need {
+                if !known("NEED_", &p.need, |s| pb::Need::from_str_name(s).is_some()) {
+                    return Err(err(
+                        &format!("{entry}.purpose_by_need"),
+                        format!("unknown need {:?}", p.need),
+                    ));
+                }
+                purpose_by_need.push((p.need, p.purpose));
+            }
+            if r.purpose.trim().is_empty() {
+                return Err(err(&format!("{entry}.purpose"), "must not be empty".into()));
+            }
+            rules.push(Rule {
+                to: kind("to", &r.to)?,
+                id: r.id,
+                description: r.description,
+                child: r.child,
+                nationality,
+                purposes,
+                needs,
+                classifications,
+                counties,
+                urgencies,
+                filing_agency_kinds: r.filing_agency_kinds.into_iter().collect(),
+                not_filing_agency_kinds: r.not_filing_agency_kinds.into_iter().collect(),
+                employer_involved: r.employer_involved,
+                purpose: r.purpose,
+                purpose_by_need,
+                checklist: r.checklist,
+            });
+        }
+        Ok(Self {
+            version: raw.version,
+            rules,
+        })
+    }
+
+    /// The rule set's version, recorded on every handoff it produces.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Every rule that fires for `facts`, in file order, with why the others did not.
+    pub fn explain(&self, facts: &RoutingFacts) -> Vec<(String, Result<PlannedHandoff, String>)> {
+        self.rules
+            .iter()
+            .map(|r| (r.id.clone(), r.evaluate(facts)))
+            .collect()
+    }
+
+    /// The handoffs for `facts`: one per agency kind, from the first rule that fires for it.
+    pub fn route(&self, facts: &RoutingFacts) -> Vec<PlannedHandoff> {
+        let mut seen = BTreeSet::new();
+        self.rules
+            .iter()
+            .filter_map(|r| r.evaluate(facts).ok())
+            .filter(|h| seen.insert(h.to))
+            .collect()
+    }
+
+    /// A human summary of the rules, for `refnet rules check`.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "routing rules {} ({} rules)\n",
+            self.version,
+            self.rules.len()
+        );
+        for r in &self.rules {
+            out.push_str(&format!(
+                "  {:<32} -> {:<12} {}\n",
+                r.id,
+                refnet_core::auth::agency_kind_name(r.to),
+                r.description
+            ));
+        }
+        out
+    }
+}
+
+impl Rule {
+    fn evaluate(&self, f: &RoutingFacts) -> Result<PlannedHandoff, String> {
+        if let Some(child) = self.child
+            && child != f.child
+        {
+            return Err(format!("needs child = {child}"));
+        }
+        if let Some(n) = self.nationality {
+            let actual = match f.nationality.as_deref() {
+                Some("KE") => Some(Nationality::Kenyan),
+                Some(c) if !c.is_empty() => Some(Nationality::Foreign),
+                _ => None,
+            };
+            if actual != Some(n) {
+                return Err(format!(
+                    "needs a {} national",
+                    if n == Nationality::Kenyan {
+                        "Kenyan"
+                    } else {
+                        "foreign"
+                    }
+                ));
+            }
+        }
+        let any = |set: &BTreeSet<String>, values: &[String]| {
+            set.is_empty() || values.iter().any(|v| set.contains(v))
+        };
+        let one = |set: &BTreeSet<String>, value: &str| set.is_empty() || set.contains(value);
+        if !any(&self.purposes, &f.purposes) {
+            return Err(format!("needs a purpose among {:?}", self.purposes));
+        }
+        if !any(&self.needs, &f.needs) {
+            return Err(format!("needs a need among {:?}", self.needs));
+        }
+        if !one(&self.classifications, &f.classification) {
+            return Err(format!(
+                "needs a classification among {:?}",
+                self.classifications
+            ));
+        }
+        if !one(&self.counties, &f.county) {
+            return Err(format!("needs a county among {:?}", self.counties));
+        }
+        if !one(&self.urgencies, &f.urgency) {
+            return Err(format!("needs an urgency among {:?}", self.urgencies));
+        }
+        if !one(&self.filing_agency_kinds, &f.filing_agency_kind) {
+            return Err(format!(
+                "needs a filing agency among {:?}",
+                self.filing_agency_kinds
+            ));
+        }
+        if self.not_filing_agency_kinds.contains(&f.filing_agency_kind) {
+            return Err(format!(
+                "not for referrals filed by {}",
+                f.filing_agency_kind
+            ));
+        }
+        if let Some(e) = self.employer_involved
+            && e != f.employer_involved
+        {
+            return Err(format!("needs employer_involved = {e}"));
+        }
+        let purpose = self
+            .purpose_by_need
+            .iter()
+            .find(|(need, _)| f.needs.contains(need))
+            .map_or_else(|| self.purpose.clone(), |(_, p)| p.clone());
+        Ok(PlannedHandoff {
+            rule_id: self.id.clone(),
+            to: self.to,
+            purpose,
+            checklist: self.checklist.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> RoutingFacts {
+        RoutingFacts {
+            nationality: Some("KE".into()),
+            classification: "SUSPECTED_TIP".into(),
+            county: "Nairobi".into(),
+            urgency: "HIGH".into(),
+            filing_agency_kind: "POLICE".into(),
+            ..Default::default()
+        }
+    }
+
+    fn kinds(h: &[PlannedHandoff]) -> Vec<&'static str> {
+        h.iter()
+            .map(|h| refnet_core::auth::agency_kind_name(h.to))
+            .collect()
+    }
+
+    #[test]
+    fn each_default_rule_fires_on_its_facts() {
+        let rules = RuleSet::default_rules().unwrap();
+        assert!(
+            rules.route(&facts()).is_empty(),
+            "a Kenyan adult filed by police with no needs goes nowhere"
+        );
+        let child = RoutingFacts {
+            child: true,
+            needs: vec!["FAMILY_TRACING".into()],
+            ..facts()
+        };
+        let h = rules.route(&child);
+        assert_eq!(kinds(&h), vec!["CHILDREN"]);
+        assert_eq!(h[0].rule_id, "child-gatekeeping");
+        assert_eq!(h[0].purpose, "family tracing and reintegration");
+        assert_eq!(
+            kinds(&rules.route(&RoutingFacts {
+                nationality: Some("UG".into()),
+                ..facts()
+            })),
+            vec!["IMMIGRATION"]
+        );
+        assert_eq!(
+            kinds(&rules.route(&RoutingFacts {
+                purposes: vec!["FORCED_LABOUR".into()],
+                ..facts()
+            })),
+            vec!["LABOUR"]
+        );
+        let employer = rules.route(&RoutingFacts {
+            employer_involved: true,
+            ..facts()
+        });
+        assert_eq!(
+            (kinds(&employer), employer[0].rule_id.as_str()),
+            (vec!["LABOUR"], "employer-involved-labour")
+        );
+        assert_eq!(
+            kinds(&rules.route(&RoutingFacts {
+                filing_agency_kind: "NGO".into(),
+                ..facts()
+            })),
+            vec!["POLICE"]
+        );
+        assert!(
+            rules
+                .route(&RoutingFacts {
+                    classification: "SUSPECTED_SMUGGLING".into(),
+                    filing_agency_kind: "NGO".into(),
+                    ..facts()
+                })
+                .is_empty()
+        );
+        assert_eq!(
+            kinds(&rules.route(&RoutingFacts {
+                needs: vec!["LEGAL_AID".into()],
+                ..facts()
+            })),
+            vec!["NGO"]
+        );
+        let tf = rules.route(&RoutingFacts {
+            needs: vec!["RETURN".into()],
+            ..facts()
+        });
+        assert_eq!(kinds(&tf), vec!["TRUST_FUND"]);
+        assert_eq!(tf[0].checklist.len(), 4);
+        assert_eq!(
+            kinds(&rules.route(&RoutingFacts {
+                needs: vec!["MEDICAL".into()],
+                ..facts()
+            })),
+            vec!["HEALTH"]
+        );
+    }
+
+    #[test]
+    fn the_done_when_scenario_routes_to_four_kinds() {
+        let rules = RuleSet::default_rules().unwrap();
+        let f = RoutingFacts {
+            child: true,
+            nationality: Some("UG".into()),
+            purposes: vec!["FORCED_LABOUR".into()],
+            needs: vec!["SHELTER".into()],
+            ..facts()
+        };
+        assert_eq!(
+            kinds(&rules.route(&f)),
+            vec!["CHILDREN", "IMMIGRATION", "LABOUR", "NGO"]
+        );
+        let explained = rules.explain(&f);
+        assert_eq!(explained.len(), 8);
+        assert!(
+            explained
+                .iter()
+                .any(|(id, r)| id == "employer-involved-labour" && r.is_err())
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_entry() {
+        for (text, needle) in [
+            (
+                DEFAULT_RULES.replace("to = \"HEALTH\"", "to = \"HOSPITAL\""),
+                "rule #8 (\"medical-health\").to",
+            ),
+            (
+                DEFAULT_RULES.replace("needs = [\"MEDICAL\"]", "needs = [\"MEDICINE\"]"),
+                "rule #8 (\"medical-health\").needs",
+            ),
+            (
+                DEFAULT_RULES.replace("id = \"medical-health\"", "id = \"child-gatekeeping\""),
+                "duplicate id",
+            ),
+            (
+                DEFAULT_RULES.replace("nationality = \"foreign\"", "nationality = \"alien\""),
+                "nationality",
+            ),
+            (
+                DEFAULT_RULES.replace(
+                    "purpose = \"medical treatment\"",
+                    "purpose = \"medical treatment\"\ncolour = 1",
+                ),
+                "colour",
+            ),
+        ] {
+            let e = RuleSet::parse(&text, "rules.toml").unwrap_err().to_string();
+            assert!(
+                e.starts_with("rules.toml: ") && e.contains(needle),
+                "{needle} in {e}"
+            );
+        }
+    }
+}
