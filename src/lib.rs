@@ -9,23 +9,35 @@ pub mod cli;
 
 use std::future::Future;
 
-use refnet_core::{AppContext, server::ServeError};
+use refnet_core::AppContext;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-/// Serves every refnet service on `listener` until `shutdown` resolves.
+/// Serves every refnet service on `listener` until `shutdown` resolves, with
+/// the routing worker running beside them (unless configured off).
 pub async fn serve_all(
     ctx: &AppContext,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = if ctx.config().routing_worker {
+        let worker =
+            refnet_routing::worker::RoutingWorker::new(ctx.clone(), refnet_routing::rules(ctx)?);
+        let mut stopped = stopped.clone();
+        Some(tokio::spawn(worker.run(async move {
+            let _ = stopped.changed().await;
+        })))
+    } else {
+        None
+    };
     let mut routes = Routes::builder();
     routes
         .add_service(refnet_intake::service(ctx))
         .add_service(refnet_intake::audit_service(ctx))
         .add_service(refnet_routing::service(ctx))
         .add_service(refnet_protection::service(ctx));
-    refnet_core::server::serve(
+    let served = refnet_core::server::serve(
         ctx,
         routes.routes(),
         &[
@@ -37,5 +49,10 @@ pub async fn serve_all(
         listener,
         shutdown,
     )
-    .await
+    .await;
+    let _ = stop.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    Ok(served?)
 }

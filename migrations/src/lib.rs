@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_foundation;
 mod m20261128_000002_audit;
+mod m20261128_000003_routing;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_foundation::Migration),
             Box::new(m20261128_000002_audit::Migration),
+            Box::new(m20261128_000003_routing::Migration),
         ]
     }
 }

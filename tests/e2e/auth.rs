@@ -205,7 +205,7 @@ async fn bad_tokens_are_refused(app: &TestApp) {
         .await
         .expect_err("basic");
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(app.count("events").await, 0);
+    assert_eq!(app.count(crate::common::INTAKE_EVENTS).await, 0);
 }
 
 async fn unknown_roles_are_denied(app: &TestApp) {

@@ -139,6 +139,24 @@ impl TestApp {
         }
     }
 
+    /// Spawns refnet on `backend` with the configuration adjusted by `adjust`;
+    /// `None` (with a note) for PostgreSQL when it is not configured.
+    pub async fn spawn_configured(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self::spawn_with(None, adjust).await),
+            Backend::Postgres => {
+                let Some(admin) = postgres_admin_url() else {
+                    eprintln!("skipping PostgreSQL run: REFNET_TEST_DATABASE_URL is not set");
+                    return None;
+                };
+                Some(Self::spawn_with(Some(fresh_postgres_database(&admin).await), adjust).await)
+            }
+        }
+    }
+
     /// Spawns refnet on a fresh PostgreSQL database, or `None` (with a note) when not configured.
     pub async fn spawn_postgres() -> Option<Self> {
         let Some(admin) = postgres_admin_url() else {
@@ -333,6 +351,9 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
         .expect("create test database");
     with_database(admin_url, &name)
 }
+
+/// The events intake appends (routing adds its own beside them).
+pub const INTAKE_EVENTS: &str = "events WHERE kind IN ('ReferralFiled', 'ReferralAmended', 'ConsentRecorded', 'ConsentWithdrawn')";
 
 /// A fresh idempotency key.
 pub fn new_key() -> String {

@@ -20,5 +20,6 @@ mod cli;
 mod intake;
 mod leak;
 mod redaction;
+mod routing;
 mod server;
 mod validation;

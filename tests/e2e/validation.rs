@@ -196,7 +196,7 @@ async fn each_rule_names_its_field(app: &TestApp) {
 
     assert_eq!(app.count("referrals").await, 0, "nothing written");
     assert_eq!(app.count("subjects").await, 0);
-    assert_eq!(app.count("events").await, 0);
+    assert_eq!(app.count(crate::common::INTAKE_EVENTS).await, 0);
 }
 
 async fn every_bad_field_is_named_at_once(app: &TestApp) {
@@ -232,5 +232,5 @@ async fn every_bad_field_is_named_at_once(app: &TestApp) {
         ]
     );
     assert_eq!(app.count("referrals").await, 0);
-    assert_eq!(app.count("events").await, 0);
+    assert_eq!(app.count(crate::common::INTAKE_EVENTS).await, 0);
 }

@@ -13,7 +13,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -99,52 +99,51 @@ impl AuditLog {
         let officer = who.officer_id.clone();
         let agency = who.agency_id.clone();
         let kind = agency_kind_name(who.agency_kind).to_owned();
-        let seq = db
-            .transaction::<_, i64, ServiceError>(move |txn| {
-                Box::pin(async move {
-                    // Take the head's write lock first: concurrent appends queue here.
-                    audit_head::Entity::update_many()
-                        .col_expr(
-                            audit_head::Column::Seq,
-                            Expr::col(audit_head::Column::Seq).add(1),
-                        )
-                        .filter(audit_head::Column::Id.eq(1))
-                        .exec(txn)
-                        .await?;
-                    let head = audit_head::Entity::find_by_id(1)
-                        .one(txn)
-                        .await?
-                        .ok_or_else(|| ServiceError::Internal("audit head missing".into()))?;
-                    let mut row = audit_log::Model {
-                        seq: head.seq,
-                        id: Uuid::now_v7(),
-                        prev_hash: head.hash.clone(),
-                        hash: Vec::new(),
-                        officer_id: officer,
-                        agency_id: agency,
-                        agency_kind: kind,
-                        roles,
-                        rpc: entry.rpc,
-                        referral_id: entry.referral_id,
-                        field_paths,
-                        trace_id: entry.trace_id,
-                        occurred_at: now_micros(),
-                    };
-                    row.hash = record_hash(&head.hash, &row);
-                    let seq = row.seq;
-                    let hash = row.hash.clone();
-                    audit_log::Entity::insert(audit_log::ActiveModel::from(row))
-                        .exec_without_returning(txn)
-                        .await?;
-                    audit_head::Entity::update_many()
-                        .col_expr(audit_head::Column::Hash, Expr::value(hash))
-                        .filter(audit_head::Column::Id.eq(1))
-                        .exec(txn)
-                        .await?;
-                    Ok(seq)
-                })
+        let seq = crate::db::write_txn(db, move |txn| {
+            Box::pin(async move {
+                // Take the head's write lock first: concurrent appends queue here.
+                audit_head::Entity::update_many()
+                    .col_expr(
+                        audit_head::Column::Seq,
+                        Expr::col(audit_head::Column::Seq).add(1),
+                    )
+                    .filter(audit_head::Column::Id.eq(1))
+                    .exec(txn)
+                    .await?;
+                let head = audit_head::Entity::find_by_id(1)
+                    .one(txn)
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal("audit head missing".into()))?;
+                let mut row = audit_log::Model {
+                    seq: head.seq,
+                    id: Uuid::now_v7(),
+                    prev_hash: head.hash.clone(),
+                    hash: Vec::new(),
+                    officer_id: officer,
+                    agency_id: agency,
+                    agency_kind: kind,
+                    roles,
+                    rpc: entry.rpc,
+                    referral_id: entry.referral_id,
+                    field_paths,
+                    trace_id: entry.trace_id,
+                    occurred_at: now_micros(),
+                };
+                row.hash = record_hash(&head.hash, &row);
+                let seq = row.seq;
+                let hash = row.hash.clone();
+                audit_log::Entity::insert(audit_log::ActiveModel::from(row))
+                    .exec_without_returning(txn)
+                    .await?;
+                audit_head::Entity::update_many()
+                    .col_expr(audit_head::Column::Hash, Expr::value(hash))
+                    .filter(audit_head::Column::Id.eq(1))
+                    .exec(txn)
+                    .await?;
+                Ok(seq)
             })
-            .await?;
+        })
+        .await?;
         Ok(seq)
     }
 }

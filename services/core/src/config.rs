@@ -26,6 +26,8 @@ const ENV_KEYS: &[&str] = &[
     "migrate_on_start",
     "agencies_file",
     "redaction_policy_file",
+    "routing_rules_file",
+    "routing_worker",
     "demo_agencies",
     "dev_keys",
     "log_format",
@@ -100,6 +102,10 @@ pub struct Config {
     pub agencies_file: Option<PathBuf>,
     /// Redaction policy file (TOML); default: the policy compiled into refnet.
     pub redaction_policy_file: Option<PathBuf>,
+    /// Routing rules file (TOML); default: the rules compiled into refnet.
+    pub routing_rules_file: Option<PathBuf>,
+    /// Run the routing worker in processes that serve RoutingService.
+    pub routing_worker: bool,
     /// Create the demo agencies on first run (the embedded default only).
     pub demo_agencies: bool,
     /// Generate and trust a development signing key in `data_dir` when no JWKS is configured.
@@ -123,6 +129,8 @@ impl Default for Config {
             migrate_on_start: true,
             agencies_file: None,
             redaction_policy_file: None,
+            routing_rules_file: None,
+            routing_worker: true,
             demo_agencies: false,
             dev_keys: false,
             log_format: LogFormat::Pretty,

@@ -58,6 +58,7 @@ struct Inner {
     auth: Arc<Authenticator>,
     policy: Arc<Policy>,
     audit: AuditLog,
+    events: tokio::sync::Notify,
 }
 
 impl AppContext {
@@ -117,6 +118,7 @@ impl AppContext {
                 auth,
                 policy,
                 audit: AuditLog::default(),
+                events: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -149,6 +151,12 @@ impl AppContext {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+
+    /// Signalled (in this process) after a transaction that appended events
+    /// commits, so consumers wake without waiting for their next poll.
+    pub fn event_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.events
     }
 
     /// The authenticator.

@@ -57,3 +57,40 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
         _ => Migrator::up(db, None).await,
     }
 }
+
+/// Runs `work` in one write transaction: committed when it returns `Ok`,
+/// rolled back otherwise.
+///
+/// On SQLite the transaction starts `IMMEDIATE`, taking the write lock at
+/// `BEGIN`: a deferred transaction that reads first and writes later would
+/// fail with "database is locked" when another writer got in between, where
+/// an immediate one waits its turn (busy timeout). PostgreSQL ignores the mode.
+pub async fn write_txn<T, F>(db: &DatabaseConnection, work: F) -> Result<T, crate::ServiceError>
+where
+    T: Send,
+    F: for<'c> FnOnce(
+            &'c sea_orm::DatabaseTransaction,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, crate::ServiceError>> + Send + 'c>,
+        > + Send,
+{
+    use sea_orm::{SqliteTransactionMode, TransactionOptions};
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    match work(&txn).await {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+    }
+}

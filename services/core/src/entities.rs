@@ -162,3 +162,77 @@ pub mod audit_head {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Handoffs of referrals to receiving agencies (owned by routing; read by the access model).
+pub mod handoff {
+    use sea_orm::entity::prelude::*;
+
+    /// One handoff.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "handoffs")]
+    pub struct Model {
+        /// Id (UUIDv7).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The referral.
+        pub referral_id: Uuid,
+        /// Its reference code.
+        pub reference_code: String,
+        /// The sending agency (the filer, or the supervisor's agency for manual handoffs).
+        pub from_agency_id: String,
+        /// The receiving agency.
+        pub to_agency_id: String,
+        /// Its kind ("CHILDREN").
+        pub to_agency_kind: String,
+        /// Why it was sent.
+        pub purpose: String,
+        /// State (proto name).
+        pub state: String,
+        /// Version for optimistic concurrency.
+        pub version: i64,
+        /// The rule that produced it.
+        pub rule_id: String,
+        /// The rule set's version.
+        pub rule_set_version: String,
+        /// Supporting documents checklist, JSON.
+        pub checklist: String,
+        /// Acknowledge-by deadline.
+        pub acknowledge_by: DateTimeUtc,
+        /// First delivered to the receiving agency.
+        pub delivered_at: Option<DateTimeUtc>,
+        /// Created.
+        pub created_at: DateTimeUtc,
+        /// Updated.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Where each event-log consumer has got to.
+pub mod consumer_checkpoint {
+    use sea_orm::entity::prelude::*;
+
+    /// One consumer's checkpoint.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consumer_checkpoints")]
+    pub struct Model {
+        /// Consumer name, e.g. `routing`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub consumer: String,
+        /// Last event sequence number fully handled.
+        pub seq: i64,
+        /// When it last moved.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

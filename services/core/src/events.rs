@@ -19,6 +19,16 @@ pub enum EventKind {
     ConsentRecorded,
     /// Consent was withdrawn.
     ConsentWithdrawn,
+    /// Routing handed the referral to an agency.
+    HandoffCreated,
+    /// The receiving agency first saw the handoff.
+    HandoffDelivered,
+    /// The receiving agency acknowledged it.
+    HandoffAcknowledged,
+    /// The receiving agency accepted it.
+    HandoffAccepted,
+    /// A rule fired but no agency of the kind it names is registered.
+    RoutingGap,
 }
 
 impl EventKind {
@@ -29,6 +39,11 @@ impl EventKind {
             Self::ReferralAmended => "ReferralAmended",
             Self::ConsentRecorded => "ConsentRecorded",
             Self::ConsentWithdrawn => "ConsentWithdrawn",
+            Self::HandoffCreated => "HandoffCreated",
+            Self::HandoffDelivered => "HandoffDelivered",
+            Self::HandoffAcknowledged => "HandoffAcknowledged",
+            Self::HandoffAccepted => "HandoffAccepted",
+            Self::RoutingGap => "RoutingGap",
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`server`]: health, reflection, auth and graceful shutdown around a set of services.
 //! - [`telemetry`]: tracing set-up.
 
+pub mod access;
 pub mod agencies;
 pub mod audit;
 pub mod auth;

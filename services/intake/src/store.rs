@@ -31,7 +31,7 @@ use refnet_core::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::Query,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
@@ -202,11 +202,12 @@ async fn load_content<C: ConnectionTrait>(
     })
 }
 
-/// What the redactor needs to know of a referral's subject.
+/// What the redactor needs to know of a referral's subject, for a viewer in `relation`.
 fn subject_context(
     keys: &Keyring,
     row: &referral::Model,
     content: &ReferralContent,
+    relation: Relation,
 ) -> SubjectContext {
     SubjectContext {
         referral_id: Some(row.id),
@@ -215,7 +216,7 @@ fn subject_context(
             protected_pseudonym: None,
             pseudonym: keys.subject_token(row.subject_id),
         },
-        relation: Relation::default(),
+        relation,
         record: content.record_identifiers(),
     }
 }
@@ -283,7 +284,12 @@ pub async fn get(
     let content = load_content(ctx.db(), ctx.keys(), &row).await?;
     Ok(Loaded {
         referral: to_proto(&row, &content),
-        subject: subject_context(ctx.keys(), &row, &content),
+        subject: subject_context(
+            ctx.keys(),
+            &row,
+            &content,
+            refnet_core::access::relation(ctx.db(), row.id, &principal.agency_id).await?,
+        ),
     })
 }
 
@@ -470,46 +476,45 @@ pub async fn file(
         let county = content.county.clone();
         let code = reference_code.clone();
         let facts = RoutingFacts::of(&content, kind);
-        let result = ctx
-            .db()
-            .transaction::<_, (), ServiceError>(move |txn| {
-                Box::pin(async move {
-                    subject::Entity::insert(subject_row)
-                        .exec_without_returning(txn)
-                        .await?;
-                    referral::Entity::insert(referral_row)
-                        .exec_without_returning(txn)
-                        .await?;
-                    insert_identifiers(txn, &digests, referral_id, subject_id).await?;
-                    referral_party::Entity::insert(referral_party::ActiveModel {
-                        referral_id: Set(referral_id),
-                        agency_id: Set(agency_id),
-                        relation: Set(RELATION_FILER.to_owned()),
-                        since: Set(now),
-                    })
+        let result = refnet_core::db::write_txn(ctx.db(), move |txn| {
+            Box::pin(async move {
+                subject::Entity::insert(subject_row)
                     .exec_without_returning(txn)
                     .await?;
-                    events::append(
-                        txn,
-                        EventKind::ReferralFiled,
-                        Some(referral_id),
-                        Some(&actor),
-                        &FiledPayload {
-                            reference_code: &code,
-                            version: 1,
-                            filing_agency_kind: kind,
-                            urgency,
-                            county: &county,
-                            facts: facts.clone(),
-                        },
-                    )
+                referral::Entity::insert(referral_row)
+                    .exec_without_returning(txn)
                     .await?;
-                    Ok(())
+                insert_identifiers(txn, &digests, referral_id, subject_id).await?;
+                referral_party::Entity::insert(referral_party::ActiveModel {
+                    referral_id: Set(referral_id),
+                    agency_id: Set(agency_id),
+                    relation: Set(RELATION_FILER.to_owned()),
+                    since: Set(now),
                 })
+                .exec_without_returning(txn)
+                .await?;
+                events::append(
+                    txn,
+                    EventKind::ReferralFiled,
+                    Some(referral_id),
+                    Some(&actor),
+                    &FiledPayload {
+                        reference_code: &code,
+                        version: 1,
+                        filing_agency_kind: kind,
+                        urgency,
+                        county: &county,
+                        facts: facts.clone(),
+                    },
+                )
+                .await?;
+                Ok(())
             })
-            .await;
+        })
+        .await;
         match result {
             Ok(()) => {
+                ctx.event_signal().notify_waiters();
                 tracing::info!(reference_code = %reference_code, referral_id = %referral_id, "referral filed");
                 let row = referral::Entity::find_by_id(referral_id)
                     .one(ctx.db())
@@ -517,7 +522,7 @@ pub async fn file(
                     .ok_or_else(|| ServiceError::Internal("filed referral vanished".into()))?;
                 return Ok(Filed {
                     referral: to_proto(&row, &content),
-                    subject: subject_context(ctx.keys(), &row, &content),
+                    subject: subject_context(ctx.keys(), &row, &content, Relation::default()),
                     replayed: false,
                     possible_duplicates: duplicates,
                 });
@@ -533,7 +538,7 @@ pub async fn file(
                     tracing::warn!("reference code collision, retrying");
                     continue;
                 }
-                return Err(err.into());
+                return Err(err);
             }
         }
     }
@@ -542,17 +547,13 @@ pub async fn file(
     ))
 }
 
-fn is_unique_violation(err: &sea_orm::TransactionError<ServiceError>) -> bool {
+fn is_unique_violation(err: &ServiceError) -> bool {
     match err {
-        sea_orm::TransactionError::Connection(db) => matches!(
-            db.sql_err(),
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-        ),
-        sea_orm::TransactionError::Transaction(ServiceError::Internal(msg)) => {
+        ServiceError::Internal(msg) => {
             let m = msg.to_ascii_lowercase();
             m.contains("unique") || m.contains("duplicate key")
         }
-        sea_orm::TransactionError::Transaction(_) => false,
+        _ => false,
     }
 }
 
@@ -596,7 +597,7 @@ async fn replay(
         earlier.into_iter().map(|r| r.reference_code).collect();
     Ok(Some(Filed {
         referral: to_proto(&row, &content),
-        subject: subject_context(ctx.keys(), &row, &content),
+        subject: subject_context(ctx.keys(), &row, &content, Relation::default()),
         replayed: true,
         possible_duplicates: duplicates
             .into_iter()
@@ -669,69 +670,68 @@ pub async fn amend(
 ) -> ServiceResult<Loaded> {
     let keys = ctx.keys().clone();
     let actor = principal.clone();
-    let id = ctx
-        .db()
-        .transaction::<_, Uuid, ServiceError>(move |txn| {
-            Box::pin(async move {
-                let row = for_change(txn, &actor, &reference, expected_version, true).await?;
-                let old = load_content(txn, &keys, &row).await?;
-                let content = ReferralContent {
-                    consent: old.consent,
-                    ..content
-                };
-                let subj = subject::Entity::find_by_id(row.subject_id)
-                    .one(txn)
-                    .await?
-                    .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
-                let dek = keys
-                    .master
-                    .unwrap_data_key(subj.id, &subj.wrapped_key)
-                    .map_err(|e| ServiceError::internal("unwrap data key", e))?;
-                subject::Entity::update(subject_columns(&dek, subj.id, &content, Utc::now())?)
-                    .exec(txn)
-                    .await?;
-                let missing: Vec<&str> = content
-                    .missing_elements()
-                    .iter()
-                    .map(|e| e.as_str_name())
-                    .collect();
-                bump_version(
-                    txn,
-                    &row,
-                    referral::ActiveModel {
-                        urgency: Set(content.urgency.as_str_name().to_owned()),
-                        classification: Set(content.classification.as_str_name().to_owned()),
-                        identified_by: Set(content.identified_by.as_str_name().to_owned()),
-                        county: Set(content.county.clone()),
-                        is_child: Set(content.is_child),
-                        case_facts: Set(json(&content.case_facts)?),
-                        needs: Set(json(&content.needs)?),
-                        missing_elements: Set(json(&missing)?),
-                        sealed: Set(seal(&dek, row.id, "sealed", &content.sealed)?),
-                        ..Default::default()
-                    },
-                )
+    let id = refnet_core::db::write_txn(ctx.db(), move |txn| {
+        Box::pin(async move {
+            let row = for_change(txn, &actor, &reference, expected_version, true).await?;
+            let old = load_content(txn, &keys, &row).await?;
+            let content = ReferralContent {
+                consent: old.consent,
+                ..content
+            };
+            let subj = subject::Entity::find_by_id(row.subject_id)
+                .one(txn)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
+            let dek = keys
+                .master
+                .unwrap_data_key(subj.id, &subj.wrapped_key)
+                .map_err(|e| ServiceError::internal("unwrap data key", e))?;
+            subject::Entity::update(subject_columns(&dek, subj.id, &content, Utc::now())?)
+                .exec(txn)
                 .await?;
-                subject_identifier::Entity::delete_many()
-                    .filter(subject_identifier::Column::ReferralId.eq(row.id))
-                    .exec(txn)
-                    .await?;
-                insert_identifiers(txn, &digests(&keys, &content), row.id, subj.id).await?;
-                events::append(
-                    txn,
-                    EventKind::ReferralAmended,
-                    Some(row.id),
-                    Some(&actor),
-                    &AmendedPayload {
-                        version: row.version + 1,
-                        facts: RoutingFacts::of(&content, &row.filing_agency_kind),
-                    },
-                )
+            let missing: Vec<&str> = content
+                .missing_elements()
+                .iter()
+                .map(|e| e.as_str_name())
+                .collect();
+            bump_version(
+                txn,
+                &row,
+                referral::ActiveModel {
+                    urgency: Set(content.urgency.as_str_name().to_owned()),
+                    classification: Set(content.classification.as_str_name().to_owned()),
+                    identified_by: Set(content.identified_by.as_str_name().to_owned()),
+                    county: Set(content.county.clone()),
+                    is_child: Set(content.is_child),
+                    case_facts: Set(json(&content.case_facts)?),
+                    needs: Set(json(&content.needs)?),
+                    missing_elements: Set(json(&missing)?),
+                    sealed: Set(seal(&dek, row.id, "sealed", &content.sealed)?),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            subject_identifier::Entity::delete_many()
+                .filter(subject_identifier::Column::ReferralId.eq(row.id))
+                .exec(txn)
                 .await?;
-                Ok(row.id)
-            })
+            insert_identifiers(txn, &digests(&keys, &content), row.id, subj.id).await?;
+            events::append(
+                txn,
+                EventKind::ReferralAmended,
+                Some(row.id),
+                Some(&actor),
+                &AmendedPayload {
+                    version: row.version + 1,
+                    facts: RoutingFacts::of(&content, &row.filing_agency_kind),
+                },
+            )
+            .await?;
+            Ok(row.id)
         })
-        .await?;
+    })
+    .await?;
+    ctx.event_signal().notify_waiters();
     get(ctx, principal, &ReferralRef::Id(id)).await
 }
 
@@ -752,63 +752,62 @@ pub async fn change_consent(
     change: ConsentChange,
 ) -> ServiceResult<Loaded> {
     let actor = principal.clone();
-    let id = ctx
-        .db()
-        .transaction::<_, Uuid, ServiceError>(move |txn| {
-            Box::pin(async move {
-                let row = for_change(txn, &actor, &reference, expected_version, false).await?;
-                let mut consent: ConsentRecord = from_json(&row.consent, "consent")?;
-                let kind = match change {
-                    ConsentChange::Record(wire) => {
-                        let mut v = refnet_core::error::Violations::new();
-                        let parsed =
-                            ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
-                        if !v.is_empty() {
-                            return Err(ServiceError::InvalidArgument(v.into_vec()));
-                        }
-                        consent = parsed;
-                        EventKind::ConsentRecorded
+    let id = refnet_core::db::write_txn(ctx.db(), move |txn| {
+        Box::pin(async move {
+            let row = for_change(txn, &actor, &reference, expected_version, false).await?;
+            let mut consent: ConsentRecord = from_json(&row.consent, "consent")?;
+            let kind = match change {
+                ConsentChange::Record(wire) => {
+                    let mut v = refnet_core::error::Violations::new();
+                    let parsed =
+                        ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
+                    if !v.is_empty() {
+                        return Err(ServiceError::InvalidArgument(v.into_vec()));
                     }
-                    ConsentChange::Withdraw(kinds) => {
-                        if kinds.is_empty() {
+                    consent = parsed;
+                    EventKind::ConsentRecorded
+                }
+                ConsentChange::Withdraw(kinds) => {
+                    if kinds.is_empty() {
+                        consent.given = false;
+                        consent.agency_kinds.clear();
+                    } else {
+                        consent.agency_kinds.retain(|k| !kinds.contains(k));
+                        if consent.agency_kinds.is_empty() {
                             consent.given = false;
-                            consent.agency_kinds.clear();
-                        } else {
-                            consent.agency_kinds.retain(|k| !kinds.contains(k));
-                            if consent.agency_kinds.is_empty() {
-                                consent.given = false;
-                            }
                         }
-                        EventKind::ConsentWithdrawn
                     }
-                };
-                consent.recorded_at = Some(Utc::now());
-                consent.recorded_by_officer.clone_from(&actor.officer_id);
-                bump_version(
-                    txn,
-                    &row,
-                    referral::ActiveModel {
-                        consent: Set(json(&consent)?),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                events::append(
-                    txn,
-                    kind,
-                    Some(row.id),
-                    Some(&actor),
-                    &ConsentPayload {
-                        version: row.version + 1,
-                        given: consent.given,
-                        agency_kinds: &consent.agency_kinds,
-                    },
-                )
-                .await?;
-                Ok(row.id)
-            })
+                    EventKind::ConsentWithdrawn
+                }
+            };
+            consent.recorded_at = Some(Utc::now());
+            consent.recorded_by_officer.clone_from(&actor.officer_id);
+            bump_version(
+                txn,
+                &row,
+                referral::ActiveModel {
+                    consent: Set(json(&consent)?),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            events::append(
+                txn,
+                kind,
+                Some(row.id),
+                Some(&actor),
+                &ConsentPayload {
+                    version: row.version + 1,
+                    given: consent.given,
+                    agency_kinds: &consent.agency_kinds,
+                },
+            )
+            .await?;
+            Ok(row.id)
         })
-        .await?;
+    })
+    .await?;
+    ctx.event_signal().notify_waiters();
     get(ctx, principal, &ReferralRef::Id(id)).await
 }
 

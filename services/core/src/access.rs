@@ -1,0 +1,51 @@
+//! The small access model every service reads: which agencies are party to a
+//! referral, and how (the receiving agency's handoff state and purpose, which
+//! the redaction policy's location exception depends on).
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Alias, Expr, ExprTrait, Query},
+};
+use uuid::Uuid;
+
+use crate::{entities::handoff, error::ServiceError, policy::Relation};
+
+/// The viewer agency's relation to a referral: its most recent handoff's state and purpose.
+pub async fn relation<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+    agency_id: &str,
+) -> Result<Relation, ServiceError> {
+    let latest = handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::ToAgencyId.eq(agency_id))
+        .order_by_desc(handoff::Column::Id)
+        .one(db)
+        .await?;
+    Ok(Relation {
+        handoff: latest.map(|h| {
+            let state = h
+                .state
+                .strip_prefix("HANDOFF_STATE_")
+                .unwrap_or(&h.state)
+                .to_owned();
+            (state, h.purpose)
+        }),
+    })
+}
+
+/// Marks a filed referral as routed (it has open handoffs). Routing's status,
+/// not a content change: the referral's version is not bumped.
+pub async fn mark_routed<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<(), ServiceError> {
+    let statement = Query::update()
+        .table(Alias::new("referrals"))
+        .value(Alias::new("status"), "REFERRAL_STATUS_ROUTED")
+        .and_where(Expr::col(Alias::new("id")).eq(referral_id))
+        .and_where(Expr::col(Alias::new("status")).eq("REFERRAL_STATUS_FILED"))
+        .to_owned();
+    db.execute(&statement).await?;
+    Ok(())
+}

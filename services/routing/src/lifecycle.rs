@@ -1,0 +1,97 @@
+//! The handoff state machine (domain.md):
+//! `PENDING → DELIVERED → ACKNOWLEDGED → ACCEPTED | DECLINED → COMPLETED`, with
+//! `ESCALATED` when a deadline passes. An illegal transition is
+//! FAILED_PRECONDITION naming the current and the wanted state.
+
+use refnet_api::v1::HandoffState as S;
+use refnet_core::{ServiceError, events::EventKind};
+
+/// A change a caller (or routing itself) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The receiving agency first saw it.
+    Deliver,
+    /// The receiving agency acknowledges receipt.
+    Acknowledge,
+    /// The receiving agency takes it on.
+    Accept,
+}
+
+impl Transition {
+    /// The state it leads to.
+    pub fn target(self) -> S {
+        match self {
+            Self::Deliver => S::Delivered,
+            Self::Acknowledge => S::Acknowledged,
+            Self::Accept => S::Accepted,
+        }
+    }
+
+    /// The states it may start from.
+    pub fn from(self) -> &'static [S] {
+        match self {
+            Self::Deliver => &[S::Pending],
+            Self::Acknowledge => &[S::Pending, S::Delivered, S::Escalated],
+            Self::Accept => &[S::Acknowledged, S::Escalated],
+        }
+    }
+
+    /// The event it appends.
+    pub fn event(self) -> EventKind {
+        match self {
+            Self::Deliver => EventKind::HandoffDelivered,
+            Self::Acknowledge => EventKind::HandoffAcknowledged,
+            Self::Accept => EventKind::HandoffAccepted,
+        }
+    }
+}
+
+/// The state `t` leads to from `current` (a proto state name), or FAILED_PRECONDITION.
+pub fn check(current: &str, t: Transition) -> Result<S, ServiceError> {
+    let state = S::from_str_name(current).unwrap_or(S::Unspecified);
+    if t.from().contains(&state) {
+        Ok(t.target())
+    } else {
+        let name = |s: S| {
+            s.as_str_name()
+                .strip_prefix("HANDOFF_STATE_")
+                .unwrap_or("UNSPECIFIED")
+                .to_owned()
+        };
+        Err(ServiceError::FailedPrecondition(format!(
+            "handoff is {}; it cannot become {}",
+            name(state),
+            name(t.target())
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legal_and_illegal_transitions() {
+        assert_eq!(
+            check("HANDOFF_STATE_PENDING", Transition::Deliver).unwrap(),
+            S::Delivered
+        );
+        assert_eq!(
+            check("HANDOFF_STATE_DELIVERED", Transition::Acknowledge).unwrap(),
+            S::Acknowledged
+        );
+        assert_eq!(
+            check("HANDOFF_STATE_ACKNOWLEDGED", Transition::Accept).unwrap(),
+            S::Accepted
+        );
+        let err = check("HANDOFF_STATE_DELIVERED", Transition::Accept)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DELIVERED") && err.contains("ACCEPTED"),
+            "{err}"
+        );
+        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Acknowledge).is_err());
+        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Deliver).is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! The RoutingService handlers: the receiving agency's inbox and the handoff
+//! lifecycle, each transition checked against the state machine and made with
+//! optimistic concurrency.
+
+use chrono::Utc;
+use prost::Message;
+use refnet_api::v1::{self as pb, routing_service_server::RoutingService};
+use refnet_core::{
+    AppContext, ServiceError, ServiceResult,
+    auth::{Principal, Role, parse_agency_kind},
+    boundary::{CallInfo, Reply, reply},
+    crypto::sha256,
+    domain::referral::timestamp,
+    entities::handoff,
+    error::Violations,
+    events,
+};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::lifecycle::{Transition, check};
+
+const DEFAULT_PAGE: u64 = 50;
+const MAX_PAGE: u64 = 200;
+const ACTORS: &[Role] = &[Role::Officer, Role::Supervisor];
+const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
+
+/// The RoutingService.
+#[derive(Clone)]
+pub struct Routing {
+    ctx: AppContext,
+}
+
+impl Routing {
+    /// The service over `ctx`.
+    pub fn new(ctx: AppContext) -> Self {
+        Self { ctx }
+    }
+}
+
+/// The wire form of a handoff.
+pub fn to_proto(h: &handoff::Model) -> pb::Handoff {
+    pb::Handoff {
+        id: h.id.to_string(),
+        referral_id: h.referral_id.to_string(),
+        reference_code: h.reference_code.clone(),
+        to_agency_id: h.to_agency_id.clone(),
+        to_agency_kind: parse_agency_kind(&h.to_agency_kind).map_or(0, |k| k as i32),
+        purpose: h.purpose.clone(),
+        state: pb::HandoffState::from_str_name(&h.state).map_or(0, |s| s as i32),
+        version: h.version,
+        acknowledge_by: Some(timestamp(h.acknowledge_by)),
+        rule_id: h.rule_id.clone(),
+        rule_set_version: h.rule_set_version.clone(),
+        decline_reason: String::new(),
+        redactions: Vec::new(),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    last: Uuid,
+    agency: String,
+    filter: String,
+}
+
+#[derive(Serialize)]
+struct TransitionPayload {
+    handoff_id: Uuid,
+    version: i64,
+    state: &'static str,
+}
+
+impl Routing {
+    async fn list_inbox_inner(
+        &self,
+        request: Request<pb::ListInboxRequest>,
+    ) -> ServiceResult<Reply<pb::ListInboxResponse>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        principal.require_any(READERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let page_size = match req.page_size {
+            0 => Some(DEFAULT_PAGE),
+            n if n > 0 && (n as u64) <= MAX_PAGE => Some(n as u64),
+            _ => {
+                v.add("page_size", format!("must be between 1 and {MAX_PAGE}"));
+                None
+            }
+        };
+        let mut states = Vec::new();
+        for (i, s) in req.states.iter().enumerate() {
+            match pb::HandoffState::try_from(*s) {
+                Ok(state) if *s != 0 => states.push(state.as_str_name().to_owned()),
+                _ => v.add(
+                    format!("states[{i}]"),
+                    format!("unknown or unspecified value {s}"),
+                ),
+            }
+        }
+        let mut canonical = req.clone();
+        canonical.page_token.clear();
+        canonical.page_size = 0;
+        let digest: String = sha256(&canonical.encode_to_vec())
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let cursor = if req.page_token.is_empty() {
+            None
+        } else {
+            let parsed = self
+                .ctx
+                .keys()
+                .tokens
+                .open(&req.page_token)
+                .and_then(|raw| serde_json::from_slice::<Cursor>(&raw).ok())
+                .filter(|c| c.agency == principal.agency_id && c.filter == digest);
+            if parsed.is_none() {
+                v.add(
+                    "page_token",
+                    "is not a page token for this caller and these filters",
+                );
+            }
+            parsed.map(|c| c.last)
+        };
+        let page_size = v.finish(|| page_size)?;
+
+        let mut q = handoff::Entity::find()
+            .filter(handoff::Column::ToAgencyId.eq(principal.agency_id.as_str()));
+        if !states.is_empty() {
+            q = q.filter(handoff::Column::State.is_in(states));
+        }
+        if let Some(last) = cursor {
+            q = q.filter(handoff::Column::Id.lt(last));
+        }
+        let mut rows = q
+            .order_by_desc(handoff::Column::Id)
+            .limit(page_size + 1)
+            .all(self.ctx.db())
+            .await?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        // Delivery is recorded when the receiving agency first sees a handoff.
+        let mut delivered_any = false;
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.state == pb::HandoffState::Pending.as_str_name())
+        {
+            if let Some(updated) = self
+                .transition(&principal, row.clone(), Transition::Deliver)
+                .await?
+            {
+                *row = updated;
+                delivered_any = true;
+            }
+        }
+        if delivered_any {
+            self.ctx.event_signal().notify_waiters();
+        }
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => {
+                let raw = serde_json::to_vec(&Cursor {
+                    last: last.id,
+                    agency: principal.agency_id.clone(),
+                    filter: digest,
+                })
+                .map_err(|e| ServiceError::internal("cursor", e))?;
+                self.ctx.keys().tokens.seal(&raw)
+            }
+            _ => String::new(),
+        };
+        let response = pb::ListInboxResponse {
+            handoffs: rows.iter().map(to_proto).collect(),
+            next_page_token,
+            redactions: Vec::new(),
+        };
+        reply(&self.ctx, &principal, &call, None, response).await
+    }
+
+    /// Applies `t` to `row` if its version is still current; `None` when another
+    /// change won (only used for delivery, which is then someone else's).
+    async fn transition(
+        &self,
+        principal: &Principal,
+        row: handoff::Model,
+        t: Transition,
+    ) -> ServiceResult<Option<handoff::Model>> {
+        let to = check(&row.state, t)?;
+        let actor = principal.clone();
+        let now = Utc::now();
+        let db = self.ctx.db();
+        refnet_core::db::write_txn(db, move |txn| {
+            Box::pin(async move {
+                let mut changes = handoff::ActiveModel {
+                    state: Set(to.as_str_name().to_owned()),
+                    version: Set(row.version + 1),
+                    updated_at: Set(now),
+                    ..Default::default()
+                };
+                if t == Transition::Deliver {
+                    changes.delivered_at = Set(Some(now));
+                }
+                let result = handoff::Entity::update_many()
+                    .set(changes)
+                    .filter(handoff::Column::Id.eq(row.id))
+                    .filter(handoff::Column::Version.eq(row.version))
+                    .exec(txn)
+                    .await?;
+                if result.rows_affected != 1 {
+                    return Ok(None);
+                }
+                events::append(
+                    txn,
+                    t.event(),
+                    Some(row.referral_id),
+                    Some(&actor),
+                    &TransitionPayload {
+                        handoff_id: row.id,
+                        version: row.version + 1,
+                        state: to.as_str_name(),
+                    },
+                )
+                .await?;
+                Ok(handoff::Entity::find_by_id(row.id).one(txn).await?)
+            })
+        })
+        .await
+    }
+
+    async fn act(
+        &self,
+        request: Request<pb::HandoffTransitionRequest>,
+        t: Transition,
+    ) -> ServiceResult<Reply<pb::Handoff>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        principal.require_any(ACTORS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = v.check(
+            "handoff_id",
+            Uuid::parse_str(req.handoff_id.trim()).map_err(|_| "must be a handoff id"),
+        );
+        if req.expected_version < 1 {
+            v.add(
+                "expected_version",
+                "is required (the version you read, 1 or more)",
+            );
+        }
+        let id = v.finish(|| id)?;
+        let row = handoff::Entity::find_by_id(id)
+            .filter(handoff::Column::ToAgencyId.eq(principal.agency_id.as_str()))
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if row.version != req.expected_version {
+            return Err(ServiceError::Aborted(format!(
+                "handoff is at version {}, not {}; re-read and retry",
+                row.version, req.expected_version
+            )));
+        }
+        let updated = self.transition(&principal, row, t).await?.ok_or_else(|| {
+            ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
+        })?;
+        self.ctx.event_signal().notify_waiters();
+        reply(&self.ctx, &principal, &call, None, to_proto(&updated)).await
+    }
+}
+
+#[tonic::async_trait]
+impl RoutingService for Routing {
+    async fn list_inbox(
+        &self,
+        request: Request<pb::ListInboxRequest>,
+    ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        Ok(self.list_inbox_inner(request).await?.into_response())
+    }
+
+    async fn acknowledge_handoff(
+        &self,
+        request: Request<pb::HandoffTransitionRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self
+            .act(request, Transition::Acknowledge)
+            .await?
+            .into_response())
+    }
+
+    async fn accept_handoff(
+        &self,
+        request: Request<pb::HandoffTransitionRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self.act(request, Transition::Accept).await?.into_response())
+    }
+}

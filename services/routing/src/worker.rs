@@ -1,0 +1,314 @@
+//! The routing worker: consumes `ReferralFiled` and `ReferralAmended` from the
+//! event log, from a stored checkpoint, and hands each referral to the
+//! agencies its rules name.
+//!
+//! Delivery is at least once; handling is idempotent. Each event is handled in
+//! one transaction that inserts the handoffs (a unique index on referral,
+//! agency kind and rule-set version turns a repeat into a no-op), makes the
+//! receiving agencies parties, appends `HandoffCreated` for the handoffs it
+//! actually inserted, and moves the checkpoint forward (never back). A worker
+//! that crashes mid-way rolls back and handles the event again; two workers
+//! that race on one event create its handoffs once.
+//!
+//! Wake-ups come from the in-process event signal, with polling as the
+//! fallback (and the only signal across processes until LISTEN/NOTIFY lands).
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use refnet_api::v1 as pb;
+use refnet_core::{
+    AppContext, ServiceError, ServiceResult,
+    agencies::Agency,
+    auth::agency_kind_name,
+    domain::facts::RoutingFacts,
+    entities::{consumer_checkpoint, event, handoff, referral_party},
+    events::{self, EventKind},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::rules::RuleSet;
+
+/// The checkpoint name of the routing worker.
+pub const CONSUMER: &str = "routing";
+
+/// Events handled per transaction batch.
+const BATCH: u64 = 100;
+
+/// Acknowledge-by deadline for an urgency (domain.md defaults).
+pub fn acknowledge_within(urgency: &str) -> chrono::Duration {
+    match urgency {
+        "CRITICAL" => chrono::Duration::hours(1),
+        "HIGH" => chrono::Duration::hours(4),
+        "LOW" => chrono::Duration::hours(72),
+        _ => chrono::Duration::hours(24),
+    }
+}
+
+#[derive(Deserialize)]
+struct RoutedPayload {
+    reference_code: Option<String>,
+    facts: Option<RoutingFacts>,
+}
+
+#[derive(Serialize)]
+struct HandoffPayload<'a> {
+    handoff_id: Uuid,
+    to_agency_id: &'a str,
+    to_agency_kind: &'a str,
+    rule_id: &'a str,
+    rule_set_version: &'a str,
+}
+
+#[derive(Serialize)]
+struct GapPayload<'a> {
+    agency_kind: &'a str,
+    rule_id: &'a str,
+}
+
+/// Routes referrals from the event log.
+#[derive(Clone)]
+pub struct RoutingWorker {
+    ctx: AppContext,
+    rules: Arc<RuleSet>,
+    poll: Duration,
+}
+
+impl RoutingWorker {
+    /// A worker over `ctx` applying `rules`.
+    pub fn new(ctx: AppContext, rules: Arc<RuleSet>) -> Self {
+        Self {
+            ctx,
+            rules,
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    /// Runs until `shutdown` resolves, handling events as they arrive.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            // Register interest before reading, so a commit in between is not missed.
+            let signal = self.ctx.event_signal().notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+            match self.step().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "routing step failed; retrying"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = signal => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+
+    /// Handles the next batch of events; returns how many it handled.
+    pub async fn step(&self) -> ServiceResult<usize> {
+        let db = self.ctx.db();
+        let checkpoint = consumer_checkpoint::Entity::find_by_id(CONSUMER.to_owned())
+            .one(db)
+            .await?
+            .map_or(0, |c| c.seq);
+        let batch = event::Entity::find()
+            .filter(event::Column::Seq.gt(checkpoint))
+            .order_by_asc(event::Column::Seq)
+            .limit(BATCH)
+            .all(db)
+            .await?;
+        let n = batch.len();
+        for ev in batch {
+            self.handle(ev).await?;
+        }
+        Ok(n)
+    }
+
+    async fn handle(&self, ev: event::Model) -> ServiceResult<()> {
+        let routed = matches!(ev.kind.as_str(), "ReferralFiled" | "ReferralAmended");
+        let planned = match (routed, ev.referral_id) {
+            (true, Some(referral_id)) => {
+                let payload: RoutedPayload = serde_json::from_str(&ev.payload)
+                    .map_err(|e| ServiceError::internal("event payload", e))?;
+                payload
+                    .facts
+                    .map(|facts| (referral_id, payload.reference_code, facts))
+            }
+            _ => None,
+        };
+        let rules = self.rules.clone();
+        let agencies = self.ctx.agencies().all();
+        let seq = ev.seq;
+        let created = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                let mut created = 0;
+                if let Some((referral_id, code, facts)) = planned {
+                    created = route(txn, &rules, &agencies, referral_id, code, &facts).await?;
+                }
+                advance(txn, seq).await?;
+                Ok(created)
+            })
+        })
+        .await?;
+        if created > 0 {
+            self.ctx.event_signal().notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// Moves the checkpoint to `seq` unless another worker already moved it further.
+async fn advance(txn: &DatabaseTransaction, seq: i64) -> ServiceResult<()> {
+    consumer_checkpoint::Entity::insert(consumer_checkpoint::ActiveModel {
+        consumer: Set(CONSUMER.to_owned()),
+        seq: Set(seq),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(consumer_checkpoint::Column::Consumer)
+            .update_columns([
+                consumer_checkpoint::Column::Seq,
+                consumer_checkpoint::Column::UpdatedAt,
+            ])
+            .action_and_where(
+                Expr::col((
+                    consumer_checkpoint::Entity,
+                    consumer_checkpoint::Column::Seq,
+                ))
+                .lt(seq),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// The agency of `kind` that serves `county`, else the national one.
+fn choose<'a>(agencies: &'a [Agency], kind: pb::AgencyKind, county: &str) -> Option<&'a Agency> {
+    let of_kind = || agencies.iter().filter(move |a| a.active && a.kind == kind);
+    of_kind()
+        .find(|a| a.county.as_deref() == Some(county))
+        .or_else(|| of_kind().find(|a| a.county.is_none()))
+}
+
+async fn route(
+    txn: &DatabaseTransaction,
+    rules: &RuleSet,
+    agencies: &[Agency],
+    referral_id: Uuid,
+    code: Option<String>,
+    facts: &RoutingFacts,
+) -> ServiceResult<usize> {
+    let now = Utc::now();
+    let filer = referral_party::Entity::find()
+        .filter(referral_party::Column::ReferralId.eq(referral_id))
+        .filter(referral_party::Column::Relation.eq("FILER"))
+        .one(txn)
+        .await?
+        .map(|p| p.agency_id)
+        .unwrap_or_default();
+    let code = code.unwrap_or_default();
+    let acknowledge_by: DateTime<Utc> = now + acknowledge_within(&facts.urgency);
+    let mut created = 0;
+    for planned in rules.route(facts) {
+        let kind = agency_kind_name(planned.to);
+        let Some(agency) = choose(agencies, planned.to, &facts.county) else {
+            tracing::warn!(referral_id = %referral_id, agency_kind = kind, rule_id = %planned.rule_id, "no agency of this kind to route to");
+            events::append(
+                txn,
+                EventKind::RoutingGap,
+                Some(referral_id),
+                None,
+                &GapPayload {
+                    agency_kind: kind,
+                    rule_id: &planned.rule_id,
+                },
+            )
+            .await?;
+            continue;
+        };
+        let id = Uuid::now_v7();
+        let checklist: Vec<serde_json::Value> = planned
+            .checklist
+            .iter()
+            .map(|item| serde_json::json!({ "item": item, "provided": false }))
+            .collect();
+        let inserted = handoff::Entity::insert(handoff::ActiveModel {
+            id: Set(id),
+            referral_id: Set(referral_id),
+            reference_code: Set(code.clone()),
+            from_agency_id: Set(filer.clone()),
+            to_agency_id: Set(agency.id.clone()),
+            to_agency_kind: Set(kind.to_owned()),
+            purpose: Set(planned.purpose.clone()),
+            state: Set(pb::HandoffState::Pending.as_str_name().to_owned()),
+            version: Set(1),
+            rule_id: Set(planned.rule_id.clone()),
+            rule_set_version: Set(rules.version().to_owned()),
+            checklist: Set(serde_json::Value::Array(checklist).to_string()),
+            acknowledge_by: Set(acknowledge_by),
+            delivered_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                handoff::Column::ReferralId,
+                handoff::Column::ToAgencyKind,
+                handoff::Column::RuleSetVersion,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+        if inserted == 0 {
+            continue; // routed before under this rule-set version
+        }
+        created += 1;
+        referral_party::Entity::insert(referral_party::ActiveModel {
+            referral_id: Set(referral_id),
+            agency_id: Set(agency.id.clone()),
+            relation: Set("RECIPIENT".to_owned()),
+            since: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                referral_party::Column::ReferralId,
+                referral_party::Column::AgencyId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+        events::append(
+            txn,
+            EventKind::HandoffCreated,
+            Some(referral_id),
+            None,
+            &HandoffPayload {
+                handoff_id: id,
+                to_agency_id: &agency.id,
+                to_agency_kind: kind,
+                rule_id: &planned.rule_id,
+                rule_set_version: rules.version(),
+            },
+        )
+        .await?;
+        tracing::info!(referral_id = %referral_id, handoff_id = %id, to_agency = %agency.id, rule_id = %planned.rule_id, "handoff created");
+    }
+    if created > 0 {
+        // The referral is routed once it has an open handoff.
+        refnet_core::access::mark_routed(txn, referral_id).await?;
+    }
+    Ok(created)
+}

@@ -1,0 +1,373 @@
+//! Routing: the rules hand a filed referral to the agencies that must act; the
+//! worker does it exactly once even when stopped, restarted or run twice; the
+//! receiving agency's inbox and the handoff lifecycle; parties added by
+//! handoffs read the referral through their own redaction.
+
+use std::time::Duration;
+
+use refnet_api::v1 as pb;
+use refnet_routing::worker::RoutingWorker;
+use tonic::Code;
+
+use crate::{
+    common::{Backend, TestApp, authed, canary_draft},
+    on_both,
+};
+
+on_both!(
+    police_desk_to_four_agencies,
+    transitions_are_checked_and_concurrent_accepts_race
+);
+
+/// A police desk's referral of a foreign child in forced labour who needs shelter.
+fn foreign_child_in_forced_labour() -> pb::ReferralDraft {
+    let mut draft = canary_draft();
+    let subject = draft.subject.as_mut().expect("subject");
+    subject.date_of_birth = "2012-03-04".into();
+    subject.nationality = "UG".into();
+    let case = draft.case_facts.as_mut().expect("case");
+    case.purposes = vec![pb::Purpose::ForcedLabour as i32];
+    case.other_purpose.clear();
+    draft.suspects[0].employer.clear();
+    draft.suspects[0].recruitment_agency.clear();
+    draft.needs = vec![pb::Need::Shelter as i32];
+    draft.county = "Nairobi".into();
+    draft.consent = Some(pb::Consent {
+        given: true,
+        by: pb::ConsentBy::Guardian as i32,
+        agency_kinds: vec![pb::AgencyKind::Ngo as i32],
+        ..Default::default()
+    });
+    draft
+}
+
+async fn inbox(app: &TestApp, agency: &str) -> Vec<pb::Handoff> {
+    pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .list_inbox(authed(
+            pb::ListInboxRequest::default(),
+            &app.officer(agency),
+        ))
+        .await
+        .expect("inbox")
+        .into_inner()
+        .handoffs
+}
+
+/// Waits (bounded) until `referral` has `n` handoffs.
+async fn await_handoffs(app: &TestApp, referral: &str, n: i64) {
+    use refnet_core::entities::handoff;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let db = app.db().await;
+    let id = uuid::Uuid::parse_str(referral).expect("id");
+    for _ in 0..200 {
+        let count = handoff::Entity::find()
+            .filter(handoff::Column::ReferralId.eq(id))
+            .count(&db)
+            .await
+            .expect("count") as i64;
+        if count >= n {
+            assert_eq!(count, n);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("referral {referral} was not routed to {n} agencies in time");
+}
+
+async fn police_desk_to_four_agencies(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", foreign_child_in_forced_labour())
+        .await
+        .referral
+        .expect("referral");
+    await_handoffs(app, &referral.id, 4).await;
+
+    let expected = [
+        (
+            "children-nairobi",
+            "child-gatekeeping",
+            "gatekeeping assessment",
+        ),
+        (
+            "immigration-nairobi",
+            "foreign-national-immigration",
+            "immigration status and return",
+        ),
+        (
+            "labour-nairobi",
+            "forced-labour-labour",
+            "labour exploitation: employer and recruitment agency",
+        ),
+        (
+            "ngo-shelter-nairobi",
+            "shelter-psychosocial-legal-ngo",
+            "shelter, psychosocial support and legal aid",
+        ),
+    ];
+    for (agency, rule, purpose) in expected {
+        let handoffs = inbox(app, agency).await;
+        assert_eq!(handoffs.len(), 1, "{agency}");
+        let h = &handoffs[0];
+        assert_eq!(
+            (h.rule_id.as_str(), h.purpose.as_str()),
+            (rule, purpose),
+            "{agency}"
+        );
+        assert_eq!(h.rule_set_version, "2026-11-28.1");
+        assert_eq!(h.reference_code, referral.reference_code);
+        assert_eq!(
+            h.state,
+            pb::HandoffState::Delivered as i32,
+            "listing delivers"
+        );
+        assert_eq!(h.version, 2);
+    }
+    // No handoff anywhere else; the referral is now routed.
+    for agency in [
+        "police-nairobi",
+        "health-nairobi",
+        "trust-fund",
+        "wpa",
+        "prosecution-nairobi",
+    ] {
+        assert!(inbox(app, agency).await.is_empty(), "{agency}");
+    }
+    assert_eq!(
+        app.get_as("police-nairobi", &referral.id)
+            .await
+            .referral
+            .expect("referral")
+            .status,
+        pb::ReferralStatus::Routed as i32
+    );
+
+    // The NGO, now a party, reads the referral through its own column: identity
+    // (consented), no location until it runs the shelter.
+    let ngo_view = app.get_as("ngo-shelter-nairobi", &referral.id).await;
+    let subject = ngo_view
+        .referral
+        .and_then(|r| r.draft)
+        .and_then(|d| d.subject)
+        .expect("subject");
+    assert_eq!(subject.given_name, "Canarygiven Zqx");
+    assert_eq!(subject.current_location, "");
+
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let token = app.officer("ngo-shelter-nairobi");
+    let h = &inbox(app, "ngo-shelter-nairobi").await[0];
+    let acked = routing
+        .acknowledge_handoff(authed(
+            pb::HandoffTransitionRequest {
+                handoff_id: h.id.clone(),
+                expected_version: h.version,
+                reason: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .expect("acknowledge")
+        .into_inner();
+    assert_eq!(
+        (acked.state, acked.version),
+        (pb::HandoffState::Acknowledged as i32, 3)
+    );
+    let accepted = routing
+        .accept_handoff(authed(
+            pb::HandoffTransitionRequest {
+                handoff_id: h.id.clone(),
+                expected_version: 3,
+                reason: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .expect("accept")
+        .into_inner();
+    assert_eq!(
+        (accepted.state, accepted.version),
+        (pb::HandoffState::Accepted as i32, 4)
+    );
+
+    // Running the shelter, the NGO now sees where the child is.
+    let ngo_view = app.get_as("ngo-shelter-nairobi", &referral.id).await;
+    let subject = ngo_view
+        .referral
+        .and_then(|r| r.draft)
+        .and_then(|d| d.subject)
+        .expect("subject");
+    assert_eq!(subject.current_location, "Canarywhere market stall 9");
+
+    // Labour is party too, without consent: pseudonym. A non-party: NOT_FOUND.
+    let labour = app.get_as("labour-nairobi", &referral.id).await;
+    let name = labour
+        .referral
+        .and_then(|r| r.draft)
+        .and_then(|d| d.subject)
+        .map(|s| s.given_name)
+        .expect("name");
+    assert!(name.starts_with("Subject-"), "{name}");
+    let outsider = app
+        .intake()
+        .await
+        .get_referral(authed(
+            pb::GetReferralRequest {
+                referral: referral.id.clone(),
+            },
+            &app.officer("police-mombasa"),
+        ))
+        .await
+        .expect_err("non-party");
+    assert_eq!(outsider.code(), Code::NotFound);
+}
+
+async fn transitions_are_checked_and_concurrent_accepts_race(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", foreign_child_in_forced_labour())
+        .await
+        .referral
+        .expect("referral");
+    await_handoffs(app, &referral.id, 4).await;
+    let h = inbox(app, "labour-nairobi").await.remove(0);
+    let channel = app.channel().await;
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
+    let req = |version: i64| pb::HandoffTransitionRequest {
+        handoff_id: h.id.clone(),
+        expected_version: version,
+        reason: String::new(),
+    };
+
+    let early = routing
+        .accept_handoff(authed(req(2), &app.officer("labour-nairobi")))
+        .await
+        .expect_err("accept before ack");
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    assert!(
+        early.message().contains("DELIVERED") && early.message().contains("ACCEPTED"),
+        "{}",
+        early.message()
+    );
+    let stale = routing
+        .acknowledge_handoff(authed(req(1), &app.officer("labour-nairobi")))
+        .await
+        .expect_err("stale");
+    assert_eq!(stale.code(), Code::Aborted);
+    let foreign = routing
+        .acknowledge_handoff(authed(req(2), &app.officer("ngo-shelter-nairobi")))
+        .await
+        .expect_err("not ours");
+    assert_eq!(foreign.code(), Code::NotFound);
+    let auditor = routing
+        .acknowledge_handoff(authed(req(2), &app.token("labour-nairobi", &["auditor"])))
+        .await
+        .expect_err("auditor");
+    assert_eq!(auditor.code(), Code::PermissionDenied);
+    routing
+        .acknowledge_handoff(authed(req(2), &app.officer("labour-nairobi")))
+        .await
+        .expect("acknowledge");
+
+    // Two officers accept at once: one wins, the other is told to re-read.
+    let (a, b) = {
+        let mut one = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
+        let mut two = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
+        let t1 = app.token("labour-nairobi", &["officer"]);
+        let t2 = app.token("labour-nairobi", &["supervisor"]);
+        tokio::join!(
+            one.accept_handoff(authed(req(3), &t1)),
+            two.accept_handoff(authed(req(3), &t2))
+        )
+    };
+    let outcomes = [
+        a.map(|r| r.into_inner().state),
+        b.map(|r| r.into_inner().state),
+    ];
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let lost = outcomes
+        .iter()
+        .find_map(|o| o.as_ref().err())
+        .expect("one lost");
+    assert_eq!(lost.code(), Code::Aborted);
+    assert_eq!(app.count("events WHERE kind = 'HandoffAccepted'").await, 1);
+}
+
+/// The routing service is down while 100 referrals are filed; when two
+/// workers start, every referral is routed once; a worker that lost its
+/// checkpoint (crashed before committing it) routes nothing twice.
+async fn catch_up_exactly_once(backend: Backend) {
+    let Some(app) = TestApp::spawn_configured(backend, |c| c.routing_worker = false).await else {
+        return;
+    };
+    let mut draft = canary_draft();
+    draft.county = "Nairobi".into();
+    draft.needs = vec![pb::Need::Medical as i32];
+    draft.classification = pb::Classification::SuspectedSmuggling as i32;
+    draft.case_facts.as_mut().expect("case").purposes =
+        vec![pb::Purpose::SexualExploitation as i32];
+    draft.suspects[0].employer.clear();
+    draft.suspects[0].recruitment_agency.clear();
+    for _ in 0..100 {
+        app.file("police-nairobi", draft.clone()).await;
+    }
+    assert_eq!(
+        app.count("handoffs").await,
+        0,
+        "nothing routed while the worker is down"
+    );
+
+    let rules = refnet_routing::rules(&app.ctx).expect("rules");
+    let one = RoutingWorker::new(app.ctx.clone(), rules.clone());
+    let two = RoutingWorker::new(app.ctx.clone(), rules.clone());
+    let drain = |w: RoutingWorker| async move {
+        let mut total = 0;
+        loop {
+            let n = w.step().await.expect("step");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    };
+    let (a, b) = tokio::join!(drain(one), drain(two));
+    assert!(a + b >= 100, "both workers read the log ({a} + {b})");
+    assert_eq!(
+        app.count("handoffs").await,
+        100,
+        "each referral routed once to HEALTH"
+    );
+    assert_eq!(app.count("events WHERE kind = 'HandoffCreated'").await, 100);
+    assert_eq!(
+        app.count("handoffs WHERE to_agency_id = 'health-nairobi'")
+            .await,
+        100
+    );
+
+    // A crash after routing but before the checkpoint moved: the events come again.
+    let db = app.db().await;
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared("UPDATE consumer_checkpoints SET seq = 0")
+        .await
+        .expect("rewind");
+    let again = RoutingWorker::new(app.ctx.clone(), rules);
+    while again.step().await.expect("step") > 0 {}
+    assert_eq!(
+        app.count("handoffs").await,
+        100,
+        "no duplicate after replay"
+    );
+    assert_eq!(app.count("events WHERE kind = 'HandoffCreated'").await, 100);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_exactly_once_sqlite() {
+    catch_up_exactly_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_exactly_once_postgres() {
+    catch_up_exactly_once(Backend::Postgres).await;
+}
