@@ -271,6 +271,11 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
         | "/refnet.v1.RoutingService/DeclineHandoff" => {
             pb::HandoffTransitionRequest::default().encode_to_vec()
         }
+        "/refnet.v1.RoutingService/WatchInbox" => pb::WatchInboxRequest {
+            cursor: String::new(),
+            from_beginning: true,
+        }
+        .encode_to_vec(),
         "/refnet.v1.RoutingService/PostMessage" => pb::PostMessageRequest {
             referral_id: id,
             idempotency_key: new_key(),
@@ -362,9 +367,15 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                                 .await
                             {
                                 Ok(response) => {
+                                    // Live streams never end: take what arrives until they go quiet.
                                     let mut stream = response.into_inner();
                                     let mut all = Vec::new();
-                                    while let Ok(Some(item)) = stream.message().await {
+                                    while let Ok(Ok(Some(item))) = tokio::time::timeout(
+                                        std::time::Duration::from_millis(100),
+                                        stream.message(),
+                                    )
+                                    .await
+                                    {
                                         all.extend(item);
                                     }
                                     Ok(all)

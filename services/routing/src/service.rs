@@ -181,6 +181,20 @@ impl Routing {
         reply(&self.ctx, &principal, &call, None, response).await
     }
 
+    /// Records `t` on `row` if its version is still current (delivery by a stream).
+    pub(crate) async fn record(
+        &self,
+        principal: &Principal,
+        row: handoff::Model,
+        t: Transition,
+    ) -> ServiceResult<Option<handoff::Model>> {
+        let updated = self.transition(principal, row, t).await?;
+        if updated.is_some() {
+            self.ctx.event_signal().notify_waiters();
+        }
+        Ok(updated)
+    }
+
     /// Applies `t` to `row` if its version is still current; `None` when another
     /// change won (only used for delivery, which is then someone else's).
     async fn transition(
@@ -273,6 +287,28 @@ impl Routing {
 
 #[tonic::async_trait]
 impl RoutingService for Routing {
+    async fn watch_inbox(
+        &self,
+        request: Request<pb::WatchInboxRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::InboxEvent>>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let call = CallInfo::of(&request);
+        let after = crate::watch::start(&self.ctx, &principal, request.get_ref()).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(crate::watch::run(
+            self.ctx.clone(),
+            principal,
+            call,
+            after,
+            self.clone(),
+            tx,
+        ));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn list_inbox(
         &self,
         request: Request<pb::ListInboxRequest>,
