@@ -276,6 +276,17 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
             from_beginning: true,
         }
         .encode_to_vec(),
+        "/refnet.v1.RoutingService/GetTimeline" => pb::GetTimelineRequest {
+            referral: id,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "/refnet.v1.RoutingService/WatchReferral" => pb::WatchReferralRequest {
+            referral: id,
+            cursor: String::new(),
+            from_beginning: true,
+        }
+        .encode_to_vec(),
         "/refnet.v1.RoutingService/PostMessage" => pb::PostMessageRequest {
             referral_id: id,
             idempotency_key: new_key(),

@@ -81,6 +81,19 @@ async fn police_desk_to_four_agencies(app: &TestApp) {
         .await
         .referral
         .expect("referral");
+    // The police desk follows its referral live.
+    let mut follow = pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .watch_referral(authed(
+            pb::WatchReferralRequest {
+                referral: referral.reference_code.clone(),
+                cursor: String::new(),
+                from_beginning: true,
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("watch referral")
+        .into_inner();
     await_handoffs(app, &referral.id, 4).await;
 
     let expected = [
@@ -188,6 +201,60 @@ async fn police_desk_to_four_agencies(app: &TestApp) {
         (accepted.state, accepted.version),
         (pb::HandoffState::Accepted as i32, 4)
     );
+
+    // The police desk saw it all on its stream: filed, routed (with the rule
+    // that sent each handoff), and the NGO's steps.
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|(e, _): &(String, String)| e == "HandoffAccepted")
+    {
+        let ev = tokio::time::timeout(Duration::from_secs(10), follow.message())
+            .await
+            .expect("timeline event in time")
+            .expect("stream ok")
+            .expect("open");
+        seen.push((ev.event, ev.rule_id));
+    }
+    assert_eq!(seen[0].0, "ReferralFiled");
+    let rules: Vec<&str> = seen
+        .iter()
+        .filter(|(e, _)| e == "HandoffCreated")
+        .map(|(_, r)| r.as_str())
+        .collect();
+    assert_eq!(rules.len(), 4, "{seen:?}");
+    assert!(
+        rules.contains(&"child-gatekeeping") && rules.contains(&"shelter-psychosocial-legal-ngo")
+    );
+    assert!(seen.iter().any(|(e, _)| e == "HandoffAcknowledged"));
+    // The same history by pages; a non-party cannot see it.
+    let mut routing_pages =
+        pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let page = routing_pages
+        .get_timeline(authed(
+            pb::GetTimelineRequest {
+                referral: referral.id.clone(),
+                page_size: 3,
+                page_token: String::new(),
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("timeline")
+        .into_inner();
+    assert_eq!(page.events.len(), 3);
+    assert!(!page.next_page_token.is_empty());
+    let denied = routing_pages
+        .get_timeline(authed(
+            pb::GetTimelineRequest {
+                referral: referral.id.clone(),
+                ..Default::default()
+            },
+            &app.officer("police-mombasa"),
+        ))
+        .await
+        .expect_err("non-party");
+    assert_eq!(denied.code(), Code::NotFound);
 
     // Running the shelter, the NGO now sees where the child is.
     let ngo_view = app.get_as("ngo-shelter-nairobi", &referral.id).await;

@@ -49,3 +49,35 @@ pub async fn mark_routed<C: ConnectionTrait>(
     db.execute(&statement).await?;
     Ok(())
 }
+
+/// The id of the referral named by `reference` if `agency_id` is party to it;
+/// NOT_FOUND otherwise (the same answer as for a referral that does not exist).
+pub async fn visible_referral<C: ConnectionTrait>(
+    db: &C,
+    agency_id: &str,
+    reference: &crate::domain::ReferralRef,
+) -> Result<Uuid, ServiceError> {
+    use crate::{domain::ReferralRef, entities::referral_party};
+    let id = match reference {
+        ReferralRef::Id(id) => Some(*id),
+        ReferralRef::Code(code) => {
+            let query = Query::select()
+                .column(Alias::new("id"))
+                .from(Alias::new("referrals"))
+                .and_where(Expr::col(Alias::new("reference_code")).eq(code.as_str()))
+                .to_owned();
+            match db.query_one(&query).await? {
+                Some(row) => Some(row.try_get::<Uuid>("", "id")?),
+                None => None,
+            }
+        }
+    };
+    let Some(id) = id else {
+        return Err(ServiceError::NotFound);
+    };
+    referral_party::Entity::find_by_id((id, agency_id.to_owned()))
+        .one(db)
+        .await?
+        .map(|_| id)
+        .ok_or(ServiceError::NotFound)
+}

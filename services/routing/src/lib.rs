@@ -14,6 +14,7 @@
 pub mod lifecycle;
 pub mod rules;
 pub mod service;
+pub mod timeline;
 pub mod watch;
 pub mod worker;
 

@@ -6,11 +6,11 @@ use chrono::Utc;
 use prost::Message;
 use refnet_api::v1::{self as pb, routing_service_server::RoutingService};
 use refnet_core::{
-    AppContext, ServiceError, ServiceResult,
+    AppContext, ServiceError, ServiceResult, access,
     auth::{Principal, Role, parse_agency_kind},
     boundary::{CallInfo, Reply, reply},
     crypto::sha256,
-    domain::referral::timestamp,
+    domain::{ReferralRef, referral::timestamp},
     entities::handoff,
     error::Violations,
     events,
@@ -285,8 +285,103 @@ impl Routing {
     }
 }
 
+impl Routing {
+    async fn get_timeline_inner(
+        &self,
+        request: Request<pb::GetTimelineRequest>,
+    ) -> ServiceResult<Reply<pb::GetTimelineResponse>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let call = CallInfo::of(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let reference = v.check("referral", ReferralRef::parse(&req.referral));
+        let page_size = match req.page_size {
+            0 => Some(100u64),
+            n if n > 0 && n <= 500 => Some(n as u64),
+            _ => {
+                v.add("page_size", "must be between 1 and 500");
+                None
+            }
+        };
+        let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
+        let referral =
+            access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
+        let after = if req.page_token.is_empty() {
+            0
+        } else {
+            crate::timeline::open(&self.ctx, &req.page_token, referral, &principal.agency_id)
+                .ok_or_else(|| {
+                    ServiceError::invalid(
+                        "page_token",
+                        "is not a page token for this caller and referral",
+                    )
+                })?
+        };
+        let mut events =
+            crate::timeline::events_after(&self.ctx, referral, after, page_size + 1).await?;
+        let more = events.len() as u64 > page_size;
+        events.truncate(page_size as usize);
+        let items = crate::timeline::items(&self.ctx, &principal, &call, referral, &events).await?;
+        let next_page_token = if more {
+            items.last().map(|i| i.cursor.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let response = pb::GetTimelineResponse {
+            events: items,
+            next_page_token,
+            redactions: Vec::new(),
+        };
+        reply(&self.ctx, &principal, &call, None, response).await
+    }
+}
+
 #[tonic::async_trait]
 impl RoutingService for Routing {
+    async fn get_timeline(
+        &self,
+        request: Request<pb::GetTimelineRequest>,
+    ) -> Result<Response<pb::GetTimelineResponse>, Status> {
+        Ok(self.get_timeline_inner(request).await?.into_response())
+    }
+
+    async fn watch_referral(
+        &self,
+        request: Request<pb::WatchReferralRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::TimelineEvent>>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let call = CallInfo::of(&request);
+        let req = request.into_inner();
+        let reference =
+            ReferralRef::parse(&req.referral).map_err(|e| ServiceError::invalid("referral", e))?;
+        let referral =
+            access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
+        let after = if !req.cursor.is_empty() {
+            crate::timeline::open(&self.ctx, &req.cursor, referral, &principal.agency_id)
+                .ok_or_else(|| {
+                    ServiceError::invalid("cursor", "is not a cursor of this caller and referral")
+                })?
+        } else if req.from_beginning {
+            0
+        } else {
+            crate::timeline::latest_seq(&self.ctx, referral).await?
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(crate::timeline::run(
+            self.ctx.clone(),
+            principal,
+            call,
+            referral,
+            after,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn watch_inbox(
         &self,
         request: Request<pb::WatchInboxRequest>,

@@ -1,0 +1,169 @@
+//! The timeline of a referral: every event on it, as its parties may see it
+//! (event payloads hold ids, versions and rule ids, never identifying
+//! values), by pages (`GetTimeline`) or live (`WatchReferral`, resumable from
+//! a cursor, across processes because it reads the event log).
+
+use std::time::Duration;
+
+use refnet_api::v1 as pb;
+use refnet_core::{
+    AppContext, ServiceError, ServiceResult,
+    auth::Principal,
+    boundary::{CallInfo, reply},
+    domain::referral::timestamp,
+    entities::event,
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Serialize, Deserialize)]
+struct TimelineCursor {
+    referral: Uuid,
+    agency: String,
+    seq: i64,
+}
+
+/// Seals a position on `referral`'s timeline for `agency`.
+fn seal(ctx: &AppContext, referral: Uuid, agency: &str, seq: i64) -> ServiceResult<String> {
+    let raw = serde_json::to_vec(&TimelineCursor {
+        referral,
+        agency: agency.to_owned(),
+        seq,
+    })
+    .map_err(|e| ServiceError::internal("cursor", e))?;
+    Ok(ctx.keys().tokens.seal(&raw))
+}
+
+/// Opens a cursor issued for `referral` and `agency`.
+pub fn open(ctx: &AppContext, token: &str, referral: Uuid, agency: &str) -> Option<i64> {
+    ctx.keys()
+        .tokens
+        .open(token)
+        .and_then(|raw| serde_json::from_slice::<TimelineCursor>(&raw).ok())
+        .filter(|c| c.referral == referral && c.agency == agency)
+        .map(|c| c.seq)
+}
+
+fn text(payload: &serde_json::Value, key: &str) -> String {
+    payload
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The timeline item of one event.
+fn item(
+    ctx: &AppContext,
+    referral: Uuid,
+    agency: &str,
+    ev: &event::Model,
+) -> ServiceResult<pb::TimelineEvent> {
+    let payload: serde_json::Value = serde_json::from_str(&ev.payload).unwrap_or_default();
+    Ok(pb::TimelineEvent {
+        cursor: seal(ctx, referral, agency, ev.seq)?,
+        event: ev.kind.clone(),
+        occurred_at: Some(timestamp(ev.occurred_at)),
+        actor_agency_id: ev.agency_id.clone().unwrap_or_default(),
+        handoff_id: text(&payload, "handoff_id"),
+        to_agency_id: text(&payload, "to_agency_id"),
+        rule_id: text(&payload, "rule_id"),
+        rule_set_version: text(&payload, "rule_set_version"),
+        version: payload
+            .get("version")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or_default(),
+        redactions: Vec::new(),
+    })
+}
+
+/// The events of `referral` after `after`, at most `limit`.
+pub async fn events_after(
+    ctx: &AppContext,
+    referral: Uuid,
+    after: i64,
+    limit: u64,
+) -> ServiceResult<Vec<event::Model>> {
+    Ok(event::Entity::find()
+        .filter(event::Column::ReferralId.eq(referral))
+        .filter(event::Column::Seq.gt(after))
+        .order_by_asc(event::Column::Seq)
+        .limit(limit)
+        .all(ctx.db())
+        .await?)
+}
+
+/// The last event of `referral`, 0 when it has none.
+pub async fn latest_seq(ctx: &AppContext, referral: Uuid) -> ServiceResult<i64> {
+    Ok(event::Entity::find()
+        .filter(event::Column::ReferralId.eq(referral))
+        .order_by_desc(event::Column::Seq)
+        .one(ctx.db())
+        .await?
+        .map_or(0, |e| e.seq))
+}
+
+/// Redacted timeline items of `events`.
+pub async fn items(
+    ctx: &AppContext,
+    principal: &Principal,
+    call: &CallInfo,
+    referral: Uuid,
+    events: &[event::Model],
+) -> ServiceResult<Vec<pb::TimelineEvent>> {
+    let mut out = Vec::with_capacity(events.len());
+    for ev in events {
+        let it = item(ctx, referral, &principal.agency_id, ev)?;
+        out.push(reply(ctx, principal, call, None, it).await?.into_inner());
+    }
+    Ok(out)
+}
+
+/// Feeds `tx` with `referral`'s events after `after` until the client goes away.
+pub async fn run(
+    ctx: AppContext,
+    principal: Principal,
+    call: CallInfo,
+    referral: Uuid,
+    mut after: i64,
+    tx: mpsc::Sender<Result<pb::TimelineEvent, tonic::Status>>,
+) {
+    loop {
+        let signal = ctx.event_signal().notified();
+        tokio::pin!(signal);
+        signal.as_mut().enable();
+        let batch = match events_after(&ctx, referral, after, 200).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e.into_status())).await;
+                return;
+            }
+        };
+        if let Some(last) = batch.last() {
+            after = last.seq;
+            match items(&ctx, &principal, &call, referral, &batch).await {
+                Ok(list) => {
+                    for it in list {
+                        if tx.send(Ok(it)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into_status())).await;
+                    return;
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            () = tx.closed() => return,
+            () = signal => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
