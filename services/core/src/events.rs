@@ -48,7 +48,17 @@ impl EventKind {
     }
 }
 
-/// Appends one event on `db` (pass the open transaction).
+/// Key of the advisory lock that orders event appends on PostgreSQL.
+const APPEND_LOCK: i64 = 0x7265_666e_6576; // "refnev"
+
+/// Appends one event on `db` (pass the open transaction; append last in it).
+///
+/// Consumers read the log by sequence number and checkpoint on it, so a
+/// smaller number must never become visible after a larger one. On
+/// PostgreSQL, sequence values are handed out in statement order but
+/// transactions commit in any order; a transaction-scoped advisory lock taken
+/// here, held until commit, makes appends (and so their commits) follow
+/// sequence order. SQLite has one writer at a time and needs nothing.
 pub async fn append<C: ConnectionTrait>(
     db: &C,
     kind: EventKind,
@@ -58,6 +68,14 @@ pub async fn append<C: ConnectionTrait>(
 ) -> Result<(), ServiceError> {
     let payload =
         serde_json::to_string(payload).map_err(|e| ServiceError::internal("event payload", e))?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [APPEND_LOCK.into()],
+        ))
+        .await?;
+    }
     let row = event::ActiveModel {
         id: Set(Uuid::now_v7()),
         referral_id: Set(referral_id),
