@@ -24,10 +24,19 @@ pub async fn serve_all(
     let worker = if ctx.config().routing_worker {
         let worker =
             refnet_routing::worker::RoutingWorker::new(ctx.clone(), refnet_routing::rules(ctx)?);
-        let mut stopped = stopped.clone();
-        Some(tokio::spawn(worker.run(async move {
-            let _ = stopped.changed().await;
-        })))
+        let mut stopped_routing = stopped.clone();
+        let mut stopped_deadlines = stopped.clone();
+        let deadlines = refnet_routing::deadlines::DeadlineWorker::new(ctx.clone());
+        Some(tokio::spawn(async move {
+            tokio::join!(
+                worker.run(async move {
+                    let _ = stopped_routing.changed().await;
+                }),
+                deadlines.run(async move {
+                    let _ = stopped_deadlines.changed().await;
+                }),
+            );
+        }))
     } else {
         None
     };

@@ -18,6 +18,7 @@ on_both!(
     police_desk_to_four_agencies,
     transitions_are_checked_and_concurrent_accepts_race,
     inbox_stream_delivers_and_resumes_without_gaps,
+    overdue_handoffs_escalate_at_their_deadline,
 );
 
 /// A police desk's referral of a foreign child in forced labour who needs shelter.
@@ -569,4 +570,102 @@ async fn inbox_stream_delivers_and_resumes_without_gaps(app: &TestApp) {
         .await
         .expect_err("someone else's cursor");
     assert_eq!(refused.code(), Code::InvalidArgument);
+}
+
+async fn overdue_handoffs_escalate_at_their_deadline(app: &TestApp) {
+    // HIGH urgency: acknowledge within 4 hours.
+    let mut draft = foreign_child_in_forced_labour();
+    draft.urgency = pb::Urgency::High as i32;
+    let referral = app
+        .file("police-nairobi", draft)
+        .await
+        .referral
+        .expect("referral");
+    await_handoffs(app, &referral.id, 4).await;
+    // The NGO acknowledges in time; the others do not.
+    let ngo = inbox(app, "ngo-shelter-nairobi").await.remove(0);
+    pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .acknowledge_handoff(authed(
+            pb::HandoffTransitionRequest {
+                handoff_id: ngo.id.clone(),
+                expected_version: ngo.version,
+                reason: String::new(),
+            },
+            &app.officer("ngo-shelter-nairobi"),
+        ))
+        .await
+        .expect("acknowledge");
+
+    let deadlines = refnet_routing::deadlines::DeadlineWorker::new(app.ctx.clone());
+    let now = chrono::Utc::now();
+    assert_eq!(
+        deadlines
+            .step_at(now + chrono::Duration::hours(3))
+            .await
+            .expect("step"),
+        0,
+        "not yet due"
+    );
+    assert_eq!(
+        deadlines
+            .step_at(now + chrono::Duration::hours(5))
+            .await
+            .expect("step"),
+        3,
+        "three overdue"
+    );
+    assert_eq!(
+        deadlines
+            .step_at(now + chrono::Duration::hours(6))
+            .await
+            .expect("step"),
+        0,
+        "escalated once"
+    );
+    assert_eq!(app.count("events WHERE kind = 'HandoffEscalated'").await, 3);
+    let labour = inbox(app, "labour-nairobi").await.remove(0);
+    assert_eq!(labour.state, pb::HandoffState::Escalated as i32);
+    assert_eq!(
+        inbox(app, "ngo-shelter-nairobi").await[0].state,
+        pb::HandoffState::Acknowledged as i32
+    );
+
+    // The sender sees it on the timeline; the receiver can still acknowledge.
+    let timeline = pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .get_timeline(authed(
+            pb::GetTimelineRequest {
+                referral: referral.id.clone(),
+                ..Default::default()
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("timeline")
+        .into_inner();
+    assert_eq!(
+        timeline
+            .events
+            .iter()
+            .filter(|e| e.event == "HandoffEscalated")
+            .count(),
+        3
+    );
+    assert!(
+        timeline
+            .events
+            .iter()
+            .filter(|e| e.event == "HandoffEscalated")
+            .all(|e| e.actor_agency_id.is_empty())
+    );
+    pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .acknowledge_handoff(authed(
+            pb::HandoffTransitionRequest {
+                handoff_id: labour.id,
+                expected_version: labour.version,
+                reason: String::new(),
+            },
+            &app.officer("labour-nairobi"),
+        ))
+        .await
+        .expect("an escalated handoff can still be acknowledged");
 }

@@ -27,6 +27,8 @@ pub enum EventKind {
     HandoffAcknowledged,
     /// The receiving agency accepted it.
     HandoffAccepted,
+    /// Its acknowledge-by deadline passed unacknowledged.
+    HandoffEscalated,
     /// A rule fired but no agency of the kind it names is registered.
     RoutingGap,
 }
@@ -43,6 +45,7 @@ impl EventKind {
             Self::HandoffDelivered => "HandoffDelivered",
             Self::HandoffAcknowledged => "HandoffAcknowledged",
             Self::HandoffAccepted => "HandoffAccepted",
+            Self::HandoffEscalated => "HandoffEscalated",
             Self::RoutingGap => "RoutingGap",
         }
     }

@@ -11,6 +11,7 @@
 //! the timeline, live streams, and LISTEN/NOTIFY wake-ups across processes;
 //! those RPCs answer UNIMPLEMENTED until then.
 
+pub mod deadlines;
 pub mod lifecycle;
 pub mod rules;
 pub mod service;

@@ -15,6 +15,8 @@ pub enum Transition {
     Acknowledge,
     /// The receiving agency takes it on.
     Accept,
+    /// Its acknowledge-by deadline passed.
+    Escalate,
 }
 
 impl Transition {
@@ -24,6 +26,7 @@ impl Transition {
             Self::Deliver => S::Delivered,
             Self::Acknowledge => S::Acknowledged,
             Self::Accept => S::Accepted,
+            Self::Escalate => S::Escalated,
         }
     }
 
@@ -33,6 +36,7 @@ impl Transition {
             Self::Deliver => &[S::Pending],
             Self::Acknowledge => &[S::Pending, S::Delivered, S::Escalated],
             Self::Accept => &[S::Acknowledged, S::Escalated],
+            Self::Escalate => &[S::Pending, S::Delivered],
         }
     }
 
@@ -42,6 +46,7 @@ impl Transition {
             Self::Deliver => EventKind::HandoffDelivered,
             Self::Acknowledge => EventKind::HandoffAcknowledged,
             Self::Accept => EventKind::HandoffAccepted,
+            Self::Escalate => EventKind::HandoffEscalated,
         }
     }
 }

@@ -15,6 +15,8 @@ async fn main() -> anyhow::Result<()> {
                     // Stops with the process; every step is one transaction, so
                     // an interrupted step is simply handled again on restart.
                     tokio::spawn(worker.run(std::future::pending::<()>()));
+                    let deadlines = refnet_routing::deadlines::DeadlineWorker::new(ctx.clone());
+                    tokio::spawn(deadlines.run(std::future::pending::<()>()));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "routing rules invalid; worker not started");

@@ -231,7 +231,8 @@ impl Routing {
                     txn,
                     t.event(),
                     Some(row.referral_id),
-                    Some(&actor),
+                    // Deadlines act as refnet itself, not as an agency.
+                    (!actor.agency_id.is_empty()).then_some(&actor),
                     &TransitionPayload {
                         handoff_id: row.id,
                         version: row.version + 1,
