@@ -268,9 +268,12 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
         "/refnet.v1.RoutingService/ListInbox" => pb::ListInboxRequest::default().encode_to_vec(),
         "/refnet.v1.RoutingService/AcknowledgeHandoff"
         | "/refnet.v1.RoutingService/AcceptHandoff"
-        | "/refnet.v1.RoutingService/DeclineHandoff" => {
+        | "/refnet.v1.RoutingService/DeclineHandoff"
+        | "/refnet.v1.RoutingService/CompleteHandoff"
+        | "/refnet.v1.RoutingService/WithdrawHandoff" => {
             pb::HandoffTransitionRequest::default().encode_to_vec()
         }
+        "/refnet.v1.RoutingService/GetHandoff" => pb::GetHandoffRequest::default().encode_to_vec(),
         "/refnet.v1.RoutingService/WatchInbox" => pb::WatchInboxRequest {
             cursor: String::new(),
             from_beginning: true,

@@ -19,6 +19,7 @@ on_both!(
     transitions_are_checked_and_concurrent_accepts_race,
     inbox_stream_delivers_and_resumes_without_gaps,
     overdue_handoffs_escalate_at_their_deadline,
+    complete_withdraw_and_closing,
 );
 
 /// A police desk's referral of a foreign child in forced labour who needs shelter.
@@ -668,4 +669,112 @@ async fn overdue_handoffs_escalate_at_their_deadline(app: &TestApp) {
         ))
         .await
         .expect("an escalated handoff can still be acknowledged");
+}
+
+async fn complete_withdraw_and_closing(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", foreign_child_in_forced_labour())
+        .await
+        .referral
+        .expect("referral");
+    // Routed, but not yet seen by anyone (no inbox listing: still PENDING).
+    await_handoffs(app, &referral.id, 4).await;
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let police = app.officer("police-nairobi");
+    let req = |id: &str, version: i64| pb::HandoffTransitionRequest {
+        handoff_id: id.to_owned(),
+        expected_version: version,
+        reason: String::new(),
+    };
+    let handoff_ids = {
+        use refnet_core::entities::handoff;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let id = uuid::Uuid::parse_str(&referral.id).expect("id");
+        handoff::Entity::find()
+            .filter(handoff::Column::ReferralId.eq(id))
+            .all(&app.db().await)
+            .await
+            .expect("handoffs")
+            .into_iter()
+            .map(|h| (h.to_agency_id, h.id.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+
+    // The sender sees its handoffs; the receiver may not withdraw; the sender withdraws
+    // Immigration's before delivery, and Immigration stops being a party.
+    let got = routing
+        .get_handoff(authed(
+            pb::GetHandoffRequest {
+                handoff_id: handoff_ids["immigration-nairobi"].clone(),
+            },
+            &police,
+        ))
+        .await
+        .expect("sender reads");
+    assert_eq!(got.into_inner().to_agency_id, "immigration-nairobi");
+    let refused = routing
+        .withdraw_handoff(authed(
+            req(&handoff_ids["immigration-nairobi"], 1),
+            &app.officer("immigration-nairobi"),
+        ))
+        .await
+        .expect_err("receiver cannot withdraw");
+    assert_eq!(refused.code(), Code::NotFound);
+    let withdrawn = routing
+        .withdraw_handoff(authed(req(&handoff_ids["immigration-nairobi"], 1), &police))
+        .await
+        .expect("withdraw")
+        .into_inner();
+    assert_eq!(withdrawn.state, pb::HandoffState::Withdrawn as i32);
+    let gone = app
+        .intake()
+        .await
+        .get_referral(authed(
+            pb::GetReferralRequest {
+                referral: referral.id.clone(),
+            },
+            &app.officer("immigration-nairobi"),
+        ))
+        .await
+        .expect_err("no longer party");
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // The others acknowledge, accept and complete; the last completion closes the referral.
+    for agency in ["children-nairobi", "labour-nairobi", "ngo-shelter-nairobi"] {
+        let token = app.officer(agency);
+        let id = &handoff_ids[agency];
+        let early = routing
+            .complete_handoff(authed(req(id, 1), &token))
+            .await
+            .expect_err("complete before accept");
+        assert_eq!(early.code(), Code::FailedPrecondition);
+        routing
+            .acknowledge_handoff(authed(req(id, 1), &token))
+            .await
+            .expect("ack");
+        routing
+            .accept_handoff(authed(req(id, 2), &token))
+            .await
+            .expect("accept");
+        let status = app
+            .get_as("police-nairobi", &referral.id)
+            .await
+            .referral
+            .expect("referral")
+            .status;
+        assert_eq!(status, pb::ReferralStatus::Routed as i32);
+        let done = routing
+            .complete_handoff(authed(req(id, 3), &token))
+            .await
+            .expect("complete")
+            .into_inner();
+        assert_eq!(done.state, pb::HandoffState::Completed as i32);
+    }
+    let status = app
+        .get_as("police-nairobi", &referral.id)
+        .await
+        .referral
+        .expect("referral")
+        .status;
+    assert_eq!(status, pb::ReferralStatus::Closed as i32);
 }

@@ -81,3 +81,53 @@ pub async fn visible_referral<C: ConnectionTrait>(
         .map(|_| id)
         .ok_or(ServiceError::NotFound)
 }
+
+/// Removes `agency_id` as a recipient party of `referral_id` when no other
+/// handoff to it remains live (a handoff withdrawn before delivery).
+pub async fn drop_recipient<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+    agency_id: &str,
+) -> Result<(), ServiceError> {
+    use crate::entities::referral_party;
+    let live = handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::ToAgencyId.eq(agency_id))
+        .filter(handoff::Column::State.ne("HANDOFF_STATE_WITHDRAWN"))
+        .one(db)
+        .await?;
+    if live.is_none() {
+        referral_party::Entity::delete_many()
+            .filter(referral_party::Column::ReferralId.eq(referral_id))
+            .filter(referral_party::Column::AgencyId.eq(agency_id))
+            .filter(referral_party::Column::Relation.eq("RECIPIENT"))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks a referral CLOSED when every handoff is completed, declined or withdrawn.
+pub async fn close_if_settled<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<(), ServiceError> {
+    let open = handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::State.is_not_in([
+            "HANDOFF_STATE_COMPLETED",
+            "HANDOFF_STATE_DECLINED",
+            "HANDOFF_STATE_WITHDRAWN",
+        ]))
+        .one(db)
+        .await?;
+    if open.is_none() {
+        let statement = Query::update()
+            .table(Alias::new("referrals"))
+            .value(Alias::new("status"), "REFERRAL_STATUS_CLOSED")
+            .and_where(Expr::col(Alias::new("id")).eq(referral_id))
+            .to_owned();
+        db.execute(&statement).await?;
+    }
+    Ok(())
+}

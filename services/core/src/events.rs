@@ -29,6 +29,10 @@ pub enum EventKind {
     HandoffAccepted,
     /// Its acknowledge-by deadline passed unacknowledged.
     HandoffEscalated,
+    /// The receiving agency completed it.
+    HandoffCompleted,
+    /// The sending agency withdrew it.
+    HandoffWithdrawn,
     /// A rule fired but no agency of the kind it names is registered.
     RoutingGap,
 }
@@ -46,6 +50,8 @@ impl EventKind {
             Self::HandoffAcknowledged => "HandoffAcknowledged",
             Self::HandoffAccepted => "HandoffAccepted",
             Self::HandoffEscalated => "HandoffEscalated",
+            Self::HandoffCompleted => "HandoffCompleted",
+            Self::HandoffWithdrawn => "HandoffWithdrawn",
             Self::RoutingGap => "RoutingGap",
         }
     }

@@ -17,6 +17,10 @@ pub enum Transition {
     Accept,
     /// Its acknowledge-by deadline passed.
     Escalate,
+    /// The receiving agency finished its part.
+    Complete,
+    /// The sending agency takes it back before it is decided.
+    Withdraw,
 }
 
 impl Transition {
@@ -27,6 +31,8 @@ impl Transition {
             Self::Acknowledge => S::Acknowledged,
             Self::Accept => S::Accepted,
             Self::Escalate => S::Escalated,
+            Self::Complete => S::Completed,
+            Self::Withdraw => S::Withdrawn,
         }
     }
 
@@ -37,6 +43,8 @@ impl Transition {
             Self::Acknowledge => &[S::Pending, S::Delivered, S::Escalated],
             Self::Accept => &[S::Acknowledged, S::Escalated],
             Self::Escalate => &[S::Pending, S::Delivered],
+            Self::Complete => &[S::Accepted],
+            Self::Withdraw => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
         }
     }
 
@@ -47,7 +55,14 @@ impl Transition {
             Self::Acknowledge => EventKind::HandoffAcknowledged,
             Self::Accept => EventKind::HandoffAccepted,
             Self::Escalate => EventKind::HandoffEscalated,
+            Self::Complete => EventKind::HandoffCompleted,
+            Self::Withdraw => EventKind::HandoffWithdrawn,
         }
+    }
+
+    /// Whether the sending agency (rather than the receiving one) makes it.
+    pub fn by_sender(self) -> bool {
+        self == Self::Withdraw
     }
 }
 
@@ -98,5 +113,15 @@ mod tests {
         );
         assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Acknowledge).is_err());
         assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Deliver).is_err());
+        assert_eq!(
+            check("HANDOFF_STATE_ACCEPTED", Transition::Complete).unwrap(),
+            S::Completed
+        );
+        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Withdraw).is_err());
+        assert_eq!(
+            check("HANDOFF_STATE_PENDING", Transition::Withdraw).unwrap(),
+            S::Withdrawn
+        );
+        assert!(check("HANDOFF_STATE_WITHDRAWN", Transition::Acknowledge).is_err());
     }
 }

@@ -267,11 +267,17 @@ impl Routing {
             );
         }
         let id = v.finish(|| id)?;
+        let side = if t.by_sender() {
+            handoff::Column::FromAgencyId
+        } else {
+            handoff::Column::ToAgencyId
+        };
         let row = handoff::Entity::find_by_id(id)
-            .filter(handoff::Column::ToAgencyId.eq(principal.agency_id.as_str()))
+            .filter(side.eq(principal.agency_id.as_str()))
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
+        let was_pending = row.state == pb::HandoffState::Pending.as_str_name();
         if row.version != req.expected_version {
             return Err(ServiceError::Aborted(format!(
                 "handoff is at version {}, not {}; re-read and retry",
@@ -281,6 +287,12 @@ impl Routing {
         let updated = self.transition(&principal, row, t).await?.ok_or_else(|| {
             ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
         })?;
+        // Withdrawn before delivery: the recipient was never really party.
+        if t == Transition::Withdraw && was_pending {
+            access::drop_recipient(self.ctx.db(), updated.referral_id, &updated.to_agency_id)
+                .await?;
+        }
+        access::close_if_settled(self.ctx.db(), updated.referral_id).await?;
         self.ctx.event_signal().notify_waiters();
         reply(&self.ctx, &principal, &call, None, to_proto(&updated)).await
     }
@@ -427,5 +439,56 @@ impl RoutingService for Routing {
         request: Request<pb::HandoffTransitionRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
         Ok(self.act(request, Transition::Accept).await?.into_response())
+    }
+
+    async fn complete_handoff(
+        &self,
+        request: Request<pb::HandoffTransitionRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self
+            .act(request, Transition::Complete)
+            .await?
+            .into_response())
+    }
+
+    async fn withdraw_handoff(
+        &self,
+        request: Request<pb::HandoffTransitionRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self
+            .act(request, Transition::Withdraw)
+            .await?
+            .into_response())
+    }
+
+    async fn get_handoff(
+        &self,
+        request: Request<pb::GetHandoffRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self.get_handoff_inner(request).await?.into_response())
+    }
+}
+
+impl Routing {
+    async fn get_handoff_inner(
+        &self,
+        request: Request<pb::GetHandoffRequest>,
+    ) -> ServiceResult<Reply<pb::Handoff>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let call = CallInfo::of(&request);
+        let id = Uuid::parse_str(request.get_ref().handoff_id.trim())
+            .map_err(|_| ServiceError::invalid("handoff_id", "must be a handoff id"))?;
+        let agency = principal.agency_id.as_str();
+        let row = handoff::Entity::find_by_id(id)
+            .filter(
+                sea_orm::Condition::any()
+                    .add(handoff::Column::ToAgencyId.eq(agency))
+                    .add(handoff::Column::FromAgencyId.eq(agency)),
+            )
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        reply(&self.ctx, &principal, &call, None, to_proto(&row)).await
     }
 }
