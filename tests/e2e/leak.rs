@@ -274,6 +274,16 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
             pb::HandoffTransitionRequest::default().encode_to_vec()
         }
         "/refnet.v1.RoutingService/GetHandoff" => pb::GetHandoffRequest::default().encode_to_vec(),
+        "/refnet.v1.RoutingService/CreateHandoff" => pb::CreateHandoffRequest {
+            referral: id,
+            to_agency_id: "health-nairobi".into(),
+            purpose: "medical treatment".into(),
+            idempotency_key: new_key(),
+        }
+        .encode_to_vec(),
+        "/refnet.v1.RoutingService/ReassignHandoff" => {
+            pb::ReassignHandoffRequest::default().encode_to_vec()
+        }
         "/refnet.v1.RoutingService/WatchInbox" => pb::WatchInboxRequest {
             cursor: String::new(),
             from_beginning: true,

@@ -20,6 +20,7 @@ on_both!(
     inbox_stream_delivers_and_resumes_without_gaps,
     overdue_handoffs_escalate_at_their_deadline,
     complete_withdraw_and_closing,
+    supervisors_create_and_reassign_handoffs,
 );
 
 /// A police desk's referral of a foreign child in forced labour who needs shelter.
@@ -777,4 +778,106 @@ async fn complete_withdraw_and_closing(app: &TestApp) {
         .expect("referral")
         .status;
     assert_eq!(status, pb::ReferralStatus::Closed as i32);
+}
+
+async fn supervisors_create_and_reassign_handoffs(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", foreign_child_in_forced_labour())
+        .await
+        .referral
+        .expect("referral");
+    await_handoffs(app, &referral.id, 4).await;
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let supervisor = app.token("police-nairobi", &["supervisor"]);
+    let key = crate::common::new_key();
+    let create = |token: &str, purpose: &str, key: &str| {
+        authed(
+            pb::CreateHandoffRequest {
+                referral: referral.reference_code.clone(),
+                to_agency_id: "health-nairobi".into(),
+                purpose: purpose.into(),
+                idempotency_key: key.into(),
+            },
+            token,
+        )
+    };
+    let made = routing
+        .create_handoff(create(&supervisor, "medical treatment", &key))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        (made.rule_id.as_str(), made.to_agency_id.as_str()),
+        ("manual", "health-nairobi")
+    );
+    assert_eq!(made.state, pb::HandoffState::Pending as i32);
+    let again = routing
+        .create_handoff(create(&supervisor, "medical treatment", &key))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again.id, made.id, "a retry returns the same handoff");
+    let officer = routing
+        .create_handoff(create(
+            &app.officer("police-nairobi"),
+            "medical treatment",
+            &crate::common::new_key(),
+        ))
+        .await
+        .expect_err("officer");
+    assert_eq!(officer.code(), Code::PermissionDenied);
+    let free_text = routing
+        .create_handoff(create(
+            &supervisor,
+            "take Canarygiven to the clinic",
+            &crate::common::new_key(),
+        ))
+        .await
+        .expect_err("free text");
+    assert_eq!(free_text.code(), Code::InvalidArgument);
+    let outsider = routing
+        .create_handoff(create(
+            &app.token("police-mombasa", &["supervisor"]),
+            "medical treatment",
+            &crate::common::new_key(),
+        ))
+        .await
+        .expect_err("non-party");
+    assert_eq!(outsider.code(), Code::NotFound);
+    assert_eq!(inbox(app, "health-nairobi").await.len(), 1);
+
+    // Labour's supervisor sends its handoff to the Mombasa legal-aid NGO.
+    let labour = inbox(app, "labour-nairobi").await.remove(0);
+    let moved = routing
+        .reassign_handoff(authed(
+            pb::ReassignHandoffRequest {
+                handoff_id: labour.id.clone(),
+                expected_version: labour.version,
+                to_agency_id: "ngo-legal-mombasa".into(),
+            },
+            &app.token("labour-nairobi", &["supervisor"]),
+        ))
+        .await
+        .expect("reassign")
+        .into_inner();
+    assert_eq!(moved.state, pb::HandoffState::Reassigned as i32);
+    let taken = inbox(app, "ngo-legal-mombasa").await;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        (taken[0].purpose.as_str(), taken[0].rule_id.as_str()),
+        (labour.purpose.as_str(), labour.rule_id.as_str())
+    );
+    app.get_as("ngo-legal-mombasa", &referral.id).await;
+    let twice = routing
+        .reassign_handoff(authed(
+            pb::ReassignHandoffRequest {
+                handoff_id: labour.id,
+                expected_version: moved.version,
+                to_agency_id: "ngo-legal-mombasa".into(),
+            },
+            &app.token("labour-nairobi", &["supervisor"]),
+        ))
+        .await
+        .expect_err("already reassigned");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
 }

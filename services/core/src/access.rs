@@ -131,3 +131,17 @@ pub async fn close_if_settled<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// The reference code of a referral.
+pub async fn reference_code<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<String, ServiceError> {
+    let query = Query::select()
+        .column(Alias::new("reference_code"))
+        .from(Alias::new("referrals"))
+        .and_where(Expr::col(Alias::new("id")).eq(referral_id))
+        .to_owned();
+    let row = db.query_one(&query).await?.ok_or(ServiceError::NotFound)?;
+    Ok(row.try_get::<String>("", "reference_code")?)
+}

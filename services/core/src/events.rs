@@ -33,6 +33,8 @@ pub enum EventKind {
     HandoffCompleted,
     /// The sending agency withdrew it.
     HandoffWithdrawn,
+    /// A supervisor sent it elsewhere (a new handoff follows).
+    HandoffReassigned,
     /// A rule fired but no agency of the kind it names is registered.
     RoutingGap,
 }
@@ -52,6 +54,7 @@ impl EventKind {
             Self::HandoffEscalated => "HandoffEscalated",
             Self::HandoffCompleted => "HandoffCompleted",
             Self::HandoffWithdrawn => "HandoffWithdrawn",
+            Self::HandoffReassigned => "HandoffReassigned",
             Self::RoutingGap => "RoutingGap",
         }
     }

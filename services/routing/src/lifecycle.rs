@@ -21,6 +21,8 @@ pub enum Transition {
     Complete,
     /// The sending agency takes it back before it is decided.
     Withdraw,
+    /// A supervisor of the receiving agency sends it elsewhere.
+    Reassign,
 }
 
 impl Transition {
@@ -33,6 +35,7 @@ impl Transition {
             Self::Escalate => S::Escalated,
             Self::Complete => S::Completed,
             Self::Withdraw => S::Withdrawn,
+            Self::Reassign => S::Reassigned,
         }
     }
 
@@ -45,6 +48,7 @@ impl Transition {
             Self::Escalate => &[S::Pending, S::Delivered],
             Self::Complete => &[S::Accepted],
             Self::Withdraw => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
+            Self::Reassign => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
         }
     }
 
@@ -57,6 +61,7 @@ impl Transition {
             Self::Escalate => EventKind::HandoffEscalated,
             Self::Complete => EventKind::HandoffCompleted,
             Self::Withdraw => EventKind::HandoffWithdrawn,
+            Self::Reassign => EventKind::HandoffReassigned,
         }
     }
 

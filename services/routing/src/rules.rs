@@ -297,6 +297,17 @@ impl RuleSet {
             .collect()
     }
 
+    /// Every purpose the rules name (the vocabulary of manual handoffs).
+    pub fn purposes(&self) -> BTreeSet<String> {
+        self.rules
+            .iter()
+            .flat_map(|r| {
+                std::iter::once(r.purpose.clone())
+                    .chain(r.purpose_by_need.iter().map(|(_, p)| p.clone()))
+            })
+            .collect()
+    }
+
     /// A human summary of the rules, for `refnet rules check`.
     pub fn describe(&self) -> String {
         let mut out = format!(

@@ -467,9 +467,167 @@ impl RoutingService for Routing {
     ) -> Result<Response<pb::Handoff>, Status> {
         Ok(self.get_handoff_inner(request).await?.into_response())
     }
+
+    async fn create_handoff(
+        &self,
+        request: Request<pb::CreateHandoffRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self.create_handoff_inner(request).await?.into_response())
+    }
+
+    async fn reassign_handoff(
+        &self,
+        request: Request<pb::ReassignHandoffRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self.reassign_handoff_inner(request).await?.into_response())
+    }
 }
 
 impl Routing {
+    async fn create_handoff_inner(
+        &self,
+        request: Request<pb::CreateHandoffRequest>,
+    ) -> ServiceResult<Reply<pb::Handoff>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(&[Role::Supervisor])?;
+        let call = CallInfo::of(&request);
+        let req = request.into_inner();
+        let rules =
+            crate::rules(&self.ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
+        let mut v = Violations::new();
+        let reference = v.check("referral", ReferralRef::parse(&req.referral));
+        let key = v.check(
+            "idempotency_key",
+            refnet_core::domain::IdempotencyKey::parse(&req.idempotency_key),
+        );
+        let target = self
+            .ctx
+            .agencies()
+            .get(&req.to_agency_id)
+            .filter(|a| a.active);
+        if target.is_none() {
+            v.add("to_agency_id", "is not a registered, active agency");
+        }
+        if !rules.purposes().contains(&req.purpose) {
+            v.add("purpose", "must be one of the routing rules' purposes");
+        }
+        let (reference, key, target) = v.finish(|| Some((reference?, key?, target?)))?;
+        let referral_id =
+            access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
+        let code = access::reference_code(self.ctx.db(), referral_id).await?;
+        let id = Uuid::now_v7();
+        let version = format!("manual:{}:{}", principal.agency_id, key.as_str());
+        let from = principal.agency_id.clone();
+        let purpose = req.purpose.clone();
+        let rule_set_version = version.clone();
+        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                crate::worker::insert_handoff(
+                    txn,
+                    crate::worker::NewHandoff {
+                        id,
+                        referral_id,
+                        reference_code: code,
+                        from_agency_id: from,
+                        to: &target,
+                        purpose,
+                        rule_id: "manual".to_owned(),
+                        rule_set_version,
+                        checklist: Vec::new(),
+                        acknowledge_by: Utc::now() + crate::worker::acknowledge_within("NORMAL"),
+                    },
+                )
+                .await?;
+                access::mark_routed(txn, referral_id).await
+            })
+        })
+        .await?;
+        self.ctx.event_signal().notify_waiters();
+        // A retry with the same key finds the handoff the first call created.
+        let row = handoff::Entity::find()
+            .filter(handoff::Column::ReferralId.eq(referral_id))
+            .filter(handoff::Column::RuleSetVersion.eq(version))
+            .one(self.ctx.db())
+            .await?
+            .ok_or_else(|| ServiceError::Internal("manual handoff vanished".into()))?;
+        reply(&self.ctx, &principal, &call, None, to_proto(&row)).await
+    }
+
+    async fn reassign_handoff_inner(
+        &self,
+        request: Request<pb::ReassignHandoffRequest>,
+    ) -> ServiceResult<Reply<pb::Handoff>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(&[Role::Supervisor])?;
+        let call = CallInfo::of(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = v.check(
+            "handoff_id",
+            Uuid::parse_str(req.handoff_id.trim()).map_err(|_| "must be a handoff id"),
+        );
+        if req.expected_version < 1 {
+            v.add(
+                "expected_version",
+                "is required (the version you read, 1 or more)",
+            );
+        }
+        let target = self
+            .ctx
+            .agencies()
+            .get(&req.to_agency_id)
+            .filter(|a| a.active && a.id != principal.agency_id);
+        if target.is_none() {
+            v.add("to_agency_id", "is not another registered, active agency");
+        }
+        let (id, target) = v.finish(|| Some((id?, target?)))?;
+        let row = handoff::Entity::find_by_id(id)
+            .filter(handoff::Column::ToAgencyId.eq(principal.agency_id.as_str()))
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if row.version != req.expected_version {
+            return Err(ServiceError::Aborted(format!(
+                "handoff is at version {}, not {}; re-read and retry",
+                row.version, req.expected_version
+            )));
+        }
+        check(&row.state, Transition::Reassign)?;
+        let old = row.clone();
+        let reassigned = self
+            .transition(&principal, row, Transition::Reassign)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
+            })?;
+        let new_id = Uuid::now_v7();
+        let rule_set_version = format!("reassigned:{}", old.id);
+        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                crate::worker::insert_handoff(
+                    txn,
+                    crate::worker::NewHandoff {
+                        id: new_id,
+                        referral_id: old.referral_id,
+                        reference_code: old.reference_code.clone(),
+                        from_agency_id: old.from_agency_id.clone(),
+                        to: &target,
+                        purpose: old.purpose.clone(),
+                        rule_id: old.rule_id.clone(),
+                        rule_set_version,
+                        checklist: Vec::new(),
+                        acknowledge_by: old.acknowledge_by,
+                    },
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .await?;
+        self.ctx.event_signal().notify_waiters();
+        reply(&self.ctx, &principal, &call, None, to_proto(&reassigned)).await
+    }
+
     async fn get_handoff_inner(
         &self,
         request: Request<pb::GetHandoffRequest>,

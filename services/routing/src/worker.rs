@@ -236,74 +236,26 @@ async fn route(
             continue;
         };
         let id = Uuid::now_v7();
-        let checklist: Vec<serde_json::Value> = planned
-            .checklist
-            .iter()
-            .map(|item| serde_json::json!({ "item": item, "provided": false }))
-            .collect();
-        let inserted = handoff::Entity::insert(handoff::ActiveModel {
-            id: Set(id),
-            referral_id: Set(referral_id),
-            reference_code: Set(code.clone()),
-            from_agency_id: Set(filer.clone()),
-            to_agency_id: Set(agency.id.clone()),
-            to_agency_kind: Set(kind.to_owned()),
-            purpose: Set(planned.purpose.clone()),
-            state: Set(pb::HandoffState::Pending.as_str_name().to_owned()),
-            version: Set(1),
-            rule_id: Set(planned.rule_id.clone()),
-            rule_set_version: Set(rules.version().to_owned()),
-            checklist: Set(serde_json::Value::Array(checklist).to_string()),
-            acknowledge_by: Set(acknowledge_by),
-            delivered_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                handoff::Column::ReferralId,
-                handoff::Column::ToAgencyKind,
-                handoff::Column::RuleSetVersion,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-        if inserted == 0 {
-            continue; // routed before under this rule-set version
-        }
-        created += 1;
-        referral_party::Entity::insert(referral_party::ActiveModel {
-            referral_id: Set(referral_id),
-            agency_id: Set(agency.id.clone()),
-            relation: Set("RECIPIENT".to_owned()),
-            since: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                referral_party::Column::ReferralId,
-                referral_party::Column::AgencyId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-        events::append(
+        let inserted = insert_handoff(
             txn,
-            EventKind::HandoffCreated,
-            Some(referral_id),
-            None,
-            &HandoffPayload {
-                handoff_id: id,
-                to_agency_id: &agency.id,
-                to_agency_kind: kind,
-                rule_id: &planned.rule_id,
-                rule_set_version: rules.version(),
+            NewHandoff {
+                id,
+                referral_id,
+                reference_code: code.clone(),
+                from_agency_id: filer.clone(),
+                to: agency,
+                purpose: planned.purpose.clone(),
+                rule_id: planned.rule_id.clone(),
+                rule_set_version: rules.version().to_owned(),
+                checklist: planned.checklist.clone(),
+                acknowledge_by,
             },
         )
         .await?;
+        if !inserted {
+            continue; // routed before under this rule-set version
+        }
+        created += 1;
         tracing::info!(referral_id = %referral_id, handoff_id = %id, to_agency = %agency.id, rule_id = %planned.rule_id, "handoff created");
     }
     if created > 0 {
@@ -311,4 +263,97 @@ async fn route(
         refnet_core::access::mark_routed(txn, referral_id).await?;
     }
     Ok(created)
+}
+
+/// A handoff to insert.
+pub(crate) struct NewHandoff<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) referral_id: Uuid,
+    pub(crate) reference_code: String,
+    pub(crate) from_agency_id: String,
+    pub(crate) to: &'a Agency,
+    pub(crate) purpose: String,
+    pub(crate) rule_id: String,
+    pub(crate) rule_set_version: String,
+    pub(crate) checklist: Vec<String>,
+    pub(crate) acknowledge_by: DateTime<Utc>,
+}
+
+/// Inserts a handoff, makes its recipient a party and appends `HandoffCreated`;
+/// `false` (and nothing written) when one for the same referral, agency kind
+/// and rule-set version exists.
+pub(crate) async fn insert_handoff(
+    txn: &DatabaseTransaction,
+    h: NewHandoff<'_>,
+) -> ServiceResult<bool> {
+    let now = Utc::now();
+    let kind = agency_kind_name(h.to.kind);
+    let checklist: Vec<serde_json::Value> = h
+        .checklist
+        .iter()
+        .map(|item| serde_json::json!({ "item": item, "provided": false }))
+        .collect();
+    let inserted = handoff::Entity::insert(handoff::ActiveModel {
+        id: Set(h.id),
+        referral_id: Set(h.referral_id),
+        reference_code: Set(h.reference_code),
+        from_agency_id: Set(h.from_agency_id),
+        to_agency_id: Set(h.to.id.clone()),
+        to_agency_kind: Set(kind.to_owned()),
+        purpose: Set(h.purpose),
+        state: Set(pb::HandoffState::Pending.as_str_name().to_owned()),
+        version: Set(1),
+        rule_id: Set(h.rule_id.clone()),
+        rule_set_version: Set(h.rule_set_version.clone()),
+        checklist: Set(serde_json::Value::Array(checklist).to_string()),
+        acknowledge_by: Set(h.acknowledge_by),
+        delivered_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            handoff::Column::ReferralId,
+            handoff::Column::ToAgencyKind,
+            handoff::Column::RuleSetVersion,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    referral_party::Entity::insert(referral_party::ActiveModel {
+        referral_id: Set(h.referral_id),
+        agency_id: Set(h.to.id.clone()),
+        relation: Set("RECIPIENT".to_owned()),
+        since: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            referral_party::Column::ReferralId,
+            referral_party::Column::AgencyId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    events::append(
+        txn,
+        EventKind::HandoffCreated,
+        Some(h.referral_id),
+        None,
+        &HandoffPayload {
+            handoff_id: h.id,
+            to_agency_id: &h.to.id,
+            to_agency_kind: kind,
+            rule_id: &h.rule_id,
+            rule_set_version: &h.rule_set_version,
+        },
+    )
+    .await?;
+    Ok(true)
 }
