@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_foundation;
 mod m20261128_000002_audit;
 mod m20261128_000003_routing;
+mod m20261128_000004_messages;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_foundation::Migration),
             Box::new(m20261128_000002_audit::Migration),
             Box::new(m20261128_000003_routing::Migration),
+            Box::new(m20261128_000004_messages::Migration),
         ]
     }
 }

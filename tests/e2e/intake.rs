@@ -805,9 +805,9 @@ async fn routing_and_protection_answer_unimplemented(app: &TestApp) {
     let mut protection =
         pb::witness_protection_service_client::WitnessProtectionServiceClient::new(channel);
     let token = app.officer("police-nairobi");
-    // Messages on a referral come with the rest of the routing issue.
+    // Declining (with a reason) comes with the rest of the routing issue.
     let status = routing
-        .post_message(authed(pb::PostMessageRequest::default(), &token))
+        .decline_handoff(authed(pb::HandoffTransitionRequest::default(), &token))
         .await
         .expect_err("stub");
     assert_eq!(status.code(), Code::Unimplemented);

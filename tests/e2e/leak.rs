@@ -200,10 +200,13 @@ fn with_consent(
     draft
 }
 
-/// Does the reply type of `method` carry a referral (transitively)?
-fn carries_referral(method: &prost_reflect::MethodDescriptor) -> bool {
-    fn walk(m: &prost_reflect::MessageDescriptor, seen: &mut Vec<String>) -> bool {
-        if m.full_name() == "refnet.v1.Referral" {
+/// The body every PostMessage of this test writes (a subject identifier in free text).
+const MESSAGE_BODY: &str = "Canarygiven Zqx is safe";
+
+/// Does the reply type of `method` carry a message of type `name` (transitively)?
+fn carries(method: &prost_reflect::MethodDescriptor, name: &str) -> bool {
+    fn walk(m: &prost_reflect::MessageDescriptor, name: &str, seen: &mut Vec<String>) -> bool {
+        if m.full_name() == name {
             return true;
         }
         if seen.contains(&m.full_name().to_owned()) {
@@ -211,11 +214,11 @@ fn carries_referral(method: &prost_reflect::MethodDescriptor) -> bool {
         }
         seen.push(m.full_name().to_owned());
         m.fields().any(|f| match f.kind() {
-            prost_reflect::Kind::Message(inner) => walk(&inner, seen),
+            prost_reflect::Kind::Message(inner) => walk(&inner, name, seen),
             _ => false,
         })
     }
-    walk(&method.output(), &mut Vec::new())
+    walk(&method.output(), name, &mut Vec::new())
 }
 
 async fn current_version(app: &TestApp, referral: &str) -> i64 {
@@ -300,10 +303,15 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
             from_beginning: true,
         }
         .encode_to_vec(),
+        "/refnet.v1.RoutingService/ListMessages" => pb::ListMessagesRequest {
+            referral: id,
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "/refnet.v1.RoutingService/PostMessage" => pb::PostMessageRequest {
             referral_id: id,
             idempotency_key: new_key(),
-            body: "Canarygiven Zqx is safe".into(),
+            body: MESSAGE_BODY.into(),
         }
         .encode_to_vec(),
         "/refnet.v1.WitnessProtectionService/SubmitProtectionRequest" => {
@@ -374,7 +382,15 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
     for service in pool.services().filter(|s| s.package_name() == "refnet.v1") {
         for method in service.methods() {
             let path = format!("/{}/{}", service.full_name(), method.name());
-            let full_reply = carries_referral(&method);
+            // What subject content the reply can hold: a whole referral, or
+            // thread messages (whose bodies this test writes).
+            let content: Option<Vec<u8>> = if carries(&method, "refnet.v1.Referral") {
+                None
+            } else if carries(&method, "refnet.v1.ThreadMessage") {
+                Some(MESSAGE_BODY.as_bytes().to_vec())
+            } else {
+                Some(Vec::new())
+            };
             for case in &cases {
                 for (agency, kind) in VIEWERS {
                     for role in ROLES {
@@ -441,10 +457,10 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                             || PARTIES.contains(agency);
                         for (canary, class) in CANARY_CLASSES {
                             let found = contains(&reply, canary);
+                            let source = content.as_deref().unwrap_or(&case.bytes);
                             let allowed = ok
-                                && full_reply
                                 && party
-                                && contains(&case.bytes, canary)
+                                && contains(source, canary)
                                 && expected_visible(kind, role, *class, &case.consented);
                             assert_eq!(
                                 found,
@@ -472,6 +488,11 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         "WithdrawConsent",
         "ListReferrals",
         "ListAuditRecords",
+        "PostMessage",
+        "ListMessages",
+        "GetTimeline",
+        "WatchReferral",
+        "CreateHandoff",
     ] {
         let key = per_method
             .keys()

@@ -21,6 +21,7 @@ on_both!(
     overdue_handoffs_escalate_at_their_deadline,
     complete_withdraw_and_closing,
     supervisors_create_and_reassign_handoffs,
+    messages_are_redacted_per_viewer_when_read,
 );
 
 /// A police desk's referral of a foreign child in forced labour who needs shelter.
@@ -880,4 +881,136 @@ async fn supervisors_create_and_reassign_handoffs(app: &TestApp) {
         .await
         .expect_err("already reassigned");
     assert_eq!(twice.code(), Code::FailedPrecondition);
+}
+
+async fn messages_are_redacted_per_viewer_when_read(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
+    app.make_party(&referral.id, "ngo-shelter-nairobi").await;
+    app.make_party(&referral.id, "health-nairobi").await;
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let body = "Canarygiven Zqx moved to Canarywhere market stall 9; call 0700 111 222.";
+    let key = crate::common::new_key();
+    let post = |key: &str| {
+        authed(
+            pb::PostMessageRequest {
+                referral_id: referral.id.clone(),
+                idempotency_key: key.into(),
+                body: body.into(),
+            },
+            &app.officer("police-nairobi"),
+        )
+    };
+    let posted = routing
+        .post_message(post(&key))
+        .await
+        .expect("post")
+        .into_inner();
+    assert_eq!(posted.body, body, "the police see their own message whole");
+    let again = routing
+        .post_message(post(&key))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again.id, posted.id, "a retry posts once");
+
+    let read = |agency: &'static str| {
+        let mut routing = routing.clone();
+        let token = app.officer(agency);
+        let referral = referral.id.clone();
+        async move {
+            routing
+                .list_messages(authed(
+                    pb::ListMessagesRequest {
+                        referral,
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await
+                .expect("list")
+                .into_inner()
+        }
+    };
+    // NGO (consented): the name, not the location. HEALTH (no consent): the pseudonym.
+    let ngo = read("ngo-shelter-nairobi").await;
+    assert_eq!(ngo.messages.len(), 1);
+    let text = &ngo.messages[0].body;
+    assert!(
+        text.contains("Canarygiven Zqx") && !text.contains("Canarywhere"),
+        "{text}"
+    );
+    let health = read("health-nairobi").await.messages.remove(0).body;
+    assert!(
+        health.starts_with("Subject-")
+            && !health.contains("Canarygiven")
+            && !health.contains("0700 111 222"),
+        "{health}"
+    );
+
+    // Consent withdrawn later: the old message reads differently from now on.
+    app.intake()
+        .await
+        .withdraw_consent(authed(
+            pb::WithdrawConsentRequest {
+                referral: referral.id.clone(),
+                expected_version: 1,
+                agency_kinds: vec![],
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("withdraw");
+    let ngo_after = read("ngo-shelter-nairobi").await.messages.remove(0).body;
+    assert!(
+        ngo_after.starts_with("Subject-") && !ngo_after.contains("Canarygiven"),
+        "{ngo_after}"
+    );
+
+    // The timeline says a message was posted, without its body; outsiders see nothing.
+    let timeline = routing
+        .get_timeline(authed(
+            pb::GetTimelineRequest {
+                referral: referral.id.clone(),
+                ..Default::default()
+            },
+            &app.officer("ngo-shelter-nairobi"),
+        ))
+        .await
+        .expect("timeline")
+        .into_inner();
+    assert_eq!(
+        timeline
+            .events
+            .iter()
+            .filter(|e| e.event == "MessagePosted")
+            .count(),
+        1
+    );
+    let outsider = routing
+        .list_messages(authed(
+            pb::ListMessagesRequest {
+                referral: referral.id.clone(),
+                ..Default::default()
+            },
+            &app.officer("police-mombasa"),
+        ))
+        .await
+        .expect_err("non-party");
+    assert_eq!(outsider.code(), Code::NotFound);
+    let empty = routing
+        .post_message(authed(
+            pb::PostMessageRequest {
+                referral_id: referral.id.clone(),
+                idempotency_key: crate::common::new_key(),
+                body: "  ".into(),
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect_err("empty body");
+    assert_eq!(empty.code(), Code::InvalidArgument);
 }

@@ -35,6 +35,8 @@ pub enum EventKind {
     HandoffWithdrawn,
     /// A supervisor sent it elsewhere (a new handoff follows).
     HandoffReassigned,
+    /// A message was posted on the referral's thread.
+    MessagePosted,
     /// A rule fired but no agency of the kind it names is registered.
     RoutingGap,
 }
@@ -55,6 +57,7 @@ impl EventKind {
             Self::HandoffCompleted => "HandoffCompleted",
             Self::HandoffWithdrawn => "HandoffWithdrawn",
             Self::HandoffReassigned => "HandoffReassigned",
+            Self::MessagePosted => "MessagePosted",
             Self::RoutingGap => "RoutingGap",
         }
     }

@@ -32,6 +32,7 @@ pub mod events;
 pub mod policy;
 pub mod redact;
 pub mod server;
+pub mod subjects;
 pub mod telemetry;
 
 pub use context::AppContext;

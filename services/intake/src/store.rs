@@ -17,23 +17,21 @@ use refnet_core::{
     boundary::SubjectContext,
     crypto::{DataKey, Keyring},
     domain::{
-        CountryCode, LanguageCode, ReferralRef,
+        ReferralRef,
         facts::RoutingFacts,
         new_reference_code,
-        referral::{
-            CaseRecord, ConsentRecord, IdentityRecord, LocationRecord, QuasiRecord,
-            ReferralContent, SealedRecord, timestamp,
-        },
+        referral::{ConsentRecord, ReferralContent, timestamp},
     },
     entities::referral_party,
     events::{self, EventKind},
-    policy::{Relation, SubjectState},
+    policy::Relation,
+    subjects::{from_json, json, load_content, seal, subject_context},
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::entities::{referral, subject, subject_identifier};
@@ -59,37 +57,6 @@ pub struct Filed {
     pub replayed: bool,
     /// Earlier referrals of possibly the same person.
     pub possible_duplicates: Vec<pb::PossibleDuplicate>,
-}
-
-fn json<T: Serialize>(value: &T) -> ServiceResult<String> {
-    serde_json::to_string(value).map_err(|e| ServiceError::internal("encode", e))
-}
-
-fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> ServiceResult<T> {
-    serde_json::from_str(text).map_err(|e| ServiceError::internal(what, e))
-}
-
-fn seal<T: Serialize>(
-    key: &DataKey,
-    row: Uuid,
-    purpose: &str,
-    value: &T,
-) -> ServiceResult<Vec<u8>> {
-    let plain = serde_json::to_vec(value).map_err(|e| ServiceError::internal("encode", e))?;
-    key.seal(row, purpose, &plain)
-        .map_err(|e| ServiceError::internal("seal", e))
-}
-
-fn open<T: DeserializeOwned>(
-    key: &DataKey,
-    row: Uuid,
-    purpose: &str,
-    sealed: &[u8],
-) -> ServiceResult<T> {
-    let plain = key
-        .open(row, purpose, sealed)
-        .map_err(|e| ServiceError::internal("open", e))?;
-    serde_json::from_slice(&plain).map_err(|e| ServiceError::internal("decode", e))
 }
 
 /// The subject columns that follow from `content`: sealed identity and
@@ -152,73 +119,6 @@ async fn find_visible<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)
-}
-
-/// Reads the content of a referral, opening its sealed parts.
-async fn load_content<C: ConnectionTrait>(
-    db: &C,
-    keys: &Keyring,
-    row: &referral::Model,
-) -> ServiceResult<ReferralContent> {
-    let subj = subject::Entity::find_by_id(row.subject_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
-    let key = keys
-        .master
-        .unwrap_data_key(subj.id, &subj.wrapped_key)
-        .map_err(|e| ServiceError::internal("unwrap data key", e))?;
-    let identity: IdentityRecord = open(&key, subj.id, "identity", &subj.identity_ct)?;
-    let location: LocationRecord = open(&key, subj.id, "location", &subj.location_ct)?;
-    let sealed: SealedRecord = open(&key, row.id, "sealed", &row.sealed)?;
-    let quasi = QuasiRecord {
-        date_of_birth: subj
-            .date_of_birth
-            .as_deref()
-            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
-        sex: subj.sex.clone(),
-        nationality: CountryCode::parse(&subj.nationality).ok(),
-        county_of_origin: (!subj.county_of_origin.is_empty())
-            .then(|| subj.county_of_origin.clone()),
-        sub_county_of_origin: subj.sub_county_of_origin.clone(),
-        languages: from_json::<Vec<String>>(&subj.languages, "languages")?
-            .iter()
-            .filter_map(|l| LanguageCode::parse(l).ok())
-            .collect(),
-    };
-    Ok(ReferralContent {
-        identity,
-        location,
-        quasi,
-        is_child: row.is_child,
-        case_facts: from_json::<CaseRecord>(&row.case_facts, "case facts")?,
-        sealed,
-        needs: from_json(&row.needs, "needs")?,
-        consent: from_json::<ConsentRecord>(&row.consent, "consent")?,
-        urgency: pb::Urgency::from_str_name(&row.urgency).unwrap_or_default(),
-        classification: pb::Classification::from_str_name(&row.classification).unwrap_or_default(),
-        identified_by: pb::IdentifiedBy::from_str_name(&row.identified_by).unwrap_or_default(),
-        county: row.county.clone(),
-    })
-}
-
-/// What the redactor needs to know of a referral's subject, for a viewer in `relation`.
-fn subject_context(
-    keys: &Keyring,
-    row: &referral::Model,
-    content: &ReferralContent,
-    relation: Relation,
-) -> SubjectContext {
-    SubjectContext {
-        referral_id: Some(row.id),
-        state: SubjectState {
-            consented_kinds: content.consented_kinds(),
-            protected_pseudonym: None,
-            pseudonym: keys.subject_token(row.subject_id),
-        },
-        relation,
-        record: content.record_identifiers(),
-    }
 }
 
 /// The wire form of a stored referral.

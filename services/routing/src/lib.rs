@@ -13,6 +13,7 @@
 
 pub mod deadlines;
 pub mod lifecycle;
+pub mod messages;
 pub mod rules;
 pub mod service;
 pub mod timeline;

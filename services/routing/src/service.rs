@@ -468,6 +468,24 @@ impl RoutingService for Routing {
         Ok(self.get_handoff_inner(request).await?.into_response())
     }
 
+    async fn post_message(
+        &self,
+        request: Request<pb::PostMessageRequest>,
+    ) -> Result<Response<pb::ThreadMessage>, Status> {
+        Ok(crate::messages::post(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        Ok(crate::messages::list(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
     async fn create_handoff(
         &self,
         request: Request<pb::CreateHandoffRequest>,
