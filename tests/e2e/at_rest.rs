@@ -40,6 +40,18 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
             "the API returns {canary} to the WPA"
         );
     }
+    // A thread message is sealed like the rest.
+    pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .post_message(authed(
+            pb::PostMessageRequest {
+                referral_id: filed.id.clone(),
+                idempotency_key: crate::common::new_key(),
+                body: "Canarymessage: Canarygiven Zqx is at Canarywhere".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("post message");
     // A failing call with canaries in it must not log them either.
     let mut bad = canary_draft();
     bad.subject.as_mut().expect("subject").email = "Canarybad email".into();
@@ -90,12 +102,12 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
         stored.contains("ReferralFiled"),
         "the dump is real: it holds the event log"
     );
-    for canary in CANARIES {
+    for canary in CANARIES.iter().chain(&["Canarymessage"]) {
         assert!(!stored.contains(canary), "{canary} stored in clear");
     }
     let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).to_string();
     assert!(logs.contains("referral filed"), "logging was captured");
-    for canary in CANARIES.iter().chain(&["Canarybad"]) {
+    for canary in CANARIES.iter().chain(&["Canarybad", "Canarymessage"]) {
         assert!(!logs.contains(canary), "{canary} appears in the logs");
     }
 }
