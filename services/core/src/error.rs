@@ -177,6 +177,19 @@ impl Violations {
         }
     }
 
+    /// A list call's page size: `default` for 0, else 1..=`max`; records a
+    /// violation on `page_size` otherwise.
+    pub fn page_size(&mut self, raw: i32, default: u64, max: u64) -> Option<u64> {
+        match u64::try_from(raw) {
+            Ok(0) => Some(default),
+            Ok(n) if n <= max => Some(n),
+            _ => {
+                self.add("page_size", format!("must be between 1 and {max}"));
+                None
+            }
+        }
+    }
+
     /// The violations so far.
     pub fn into_vec(self) -> Vec<FieldViolation> {
         self.0

@@ -39,14 +39,7 @@ impl Audit {
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = v.check("referral", ReferralRef::parse(&req.referral));
-        let page_size = match req.page_size {
-            0 => Some(DEFAULT_PAGE),
-            n if n > 0 && (n as u64) <= MAX_PAGE => Some(n as u64),
-            _ => {
-                v.add("page_size", format!("must be between 1 and {MAX_PAGE}"));
-                None
-            }
-        };
+        let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
         let after = if req.page_token.is_empty() {
             Some(0)
         } else {

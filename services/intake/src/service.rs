@@ -200,14 +200,7 @@ impl Intake {
         principal.require_any(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let page_size = match req.page_size {
-            0 => Some(DEFAULT_PAGE),
-            n if n > 0 && (n as u64) <= MAX_PAGE => Some(n as u64),
-            _ => {
-                v.add("page_size", format!("must be between 1 and {MAX_PAGE}"));
-                None
-            }
-        };
+        let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
         let statuses = enum_names::<pb::ReferralStatus>(&mut v, "statuses", &req.statuses, |e| {
             e.as_str_name()
         });

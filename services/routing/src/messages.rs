@@ -174,14 +174,7 @@ pub async fn list(
     let req = request.into_inner();
     let mut v = Violations::new();
     let reference = v.check("referral", ReferralRef::parse(&req.referral));
-    let page_size = match req.page_size {
-        0 => Some(50u64),
-        n if n > 0 && n <= 200 => Some(n as u64),
-        _ => {
-            v.add("page_size", "must be between 1 and 200");
-            None
-        }
-    };
+    let page_size = v.page_size(req.page_size, 50, 200);
     let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
     let referral_id = access::visible_referral(ctx.db(), &principal.agency_id, &reference).await?;
     let after = if req.page_token.is_empty() {

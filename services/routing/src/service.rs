@@ -83,14 +83,7 @@ impl Routing {
         principal.require_any(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let page_size = match req.page_size {
-            0 => Some(DEFAULT_PAGE),
-            n if n > 0 && (n as u64) <= MAX_PAGE => Some(n as u64),
-            _ => {
-                v.add("page_size", format!("must be between 1 and {MAX_PAGE}"));
-                None
-            }
-        };
+        let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
         let mut states = Vec::new();
         for (i, s) in req.states.iter().enumerate() {
             match pb::HandoffState::try_from(*s) {
@@ -309,14 +302,7 @@ impl Routing {
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = v.check("referral", ReferralRef::parse(&req.referral));
-        let page_size = match req.page_size {
-            0 => Some(100u64),
-            n if n > 0 && n <= 500 => Some(n as u64),
-            _ => {
-                v.add("page_size", "must be between 1 and 500");
-                None
-            }
-        };
+        let page_size = v.page_size(req.page_size, 100, 500);
         let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
         let referral =
             access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
