@@ -10,10 +10,9 @@ use refnet_core::{
     crypto::sha256,
     domain::{IdempotencyKey, ReferralRef, canonical_county, referral::ReferralContent},
     error::Violations,
+    paging,
 };
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::store::{self, ConsentChange, FileCommand, ListFilter};
 
@@ -68,26 +67,11 @@ fn expected_version(v: &mut Violations, raw: i64) -> Option<i64> {
     }
 }
 
-/// A list cursor as sealed into a page token.
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    /// Last id of the previous page.
-    last: Uuid,
-    /// The agency the token was issued to.
-    agency: String,
-    /// Digest of the filters it was issued for.
-    filter: String,
-}
-
 fn filter_digest(req: &pb::ListReferralsRequest) -> String {
     let mut canonical = req.clone();
     canonical.page_token.clear();
     canonical.page_size = 0;
-    sha256(&canonical.encode_to_vec())
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    paging::filter_digest(&canonical.encode_to_vec())
 }
 
 fn timestamp(
@@ -226,20 +210,19 @@ impl Intake {
         let cursor = if req.page_token.is_empty() {
             None
         } else {
-            let parsed = self
-                .ctx
-                .keys()
-                .tokens
-                .open(&req.page_token)
-                .and_then(|raw| serde_json::from_slice::<Cursor>(&raw).ok())
-                .filter(|c| c.agency == principal.agency_id && c.filter == digest);
+            let parsed = paging::open(
+                self.ctx.keys(),
+                &req.page_token,
+                &principal.agency_id,
+                &digest,
+            );
             if parsed.is_none() {
                 v.add(
                     "page_token",
                     "is not a page token for this caller and these filters",
                 );
             }
-            parsed.map(|c| c.last)
+            parsed
         };
         let page_size = v.finish(|| page_size)?;
         let filter = ListFilter {
@@ -253,14 +236,7 @@ impl Intake {
         let (rows, more) = store::list(&self.ctx, &principal, &filter, cursor, page_size).await?;
         let next_page_token = match (more, rows.last()) {
             (true, Some(last)) => {
-                let cursor = Cursor {
-                    last: last.id,
-                    agency: principal.agency_id.clone(),
-                    filter: digest,
-                };
-                let raw =
-                    serde_json::to_vec(&cursor).map_err(|e| ServiceError::internal("cursor", e))?;
-                self.ctx.keys().tokens.seal(&raw)
+                paging::seal(self.ctx.keys(), &principal.agency_id, &digest, last.id)
             }
             _ => String::new(),
         };

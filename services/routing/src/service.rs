@@ -9,14 +9,13 @@ use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::{Principal, Role, parse_agency_kind},
     boundary::{CallInfo, Reply, reply},
-    crypto::sha256,
     domain::{ReferralRef, referral::timestamp},
     entities::handoff,
     error::Violations,
-    events,
+    events, paging,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -59,13 +58,6 @@ pub fn to_proto(h: &handoff::Model) -> pb::Handoff {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    last: Uuid,
-    agency: String,
-    filter: String,
-}
-
 #[derive(Serialize)]
 struct TransitionPayload {
     handoff_id: Uuid,
@@ -97,28 +89,23 @@ impl Routing {
         let mut canonical = req.clone();
         canonical.page_token.clear();
         canonical.page_size = 0;
-        let digest: String = sha256(&canonical.encode_to_vec())
-            .iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = paging::filter_digest(&canonical.encode_to_vec());
         let cursor = if req.page_token.is_empty() {
             None
         } else {
-            let parsed = self
-                .ctx
-                .keys()
-                .tokens
-                .open(&req.page_token)
-                .and_then(|raw| serde_json::from_slice::<Cursor>(&raw).ok())
-                .filter(|c| c.agency == principal.agency_id && c.filter == digest);
+            let parsed = paging::open(
+                self.ctx.keys(),
+                &req.page_token,
+                &principal.agency_id,
+                &digest,
+            );
             if parsed.is_none() {
                 v.add(
                     "page_token",
                     "is not a page token for this caller and these filters",
                 );
             }
-            parsed.map(|c| c.last)
+            parsed
         };
         let page_size = v.finish(|| page_size)?;
 
@@ -156,13 +143,7 @@ impl Routing {
         }
         let next_page_token = match (more, rows.last()) {
             (true, Some(last)) => {
-                let raw = serde_json::to_vec(&Cursor {
-                    last: last.id,
-                    agency: principal.agency_id.clone(),
-                    filter: digest,
-                })
-                .map_err(|e| ServiceError::internal("cursor", e))?;
-                self.ctx.keys().tokens.seal(&raw)
+                paging::seal(self.ctx.keys(), &principal.agency_id, &digest, last.id)
             }
             _ => String::new(),
         };
