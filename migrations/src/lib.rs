@@ -12,6 +12,7 @@ mod m20261128_000001_foundation;
 mod m20261128_000002_audit;
 mod m20261128_000003_routing;
 mod m20261128_000004_messages;
+mod m20261128_000005_handoff_decisions;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_audit::Migration),
             Box::new(m20261128_000003_routing::Migration),
             Box::new(m20261128_000004_messages::Migration),
+            Box::new(m20261128_000005_handoff_decisions::Migration),
         ]
     }
 }

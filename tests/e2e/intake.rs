@@ -21,7 +21,7 @@ on_both!(
     possible_duplicates_are_reported,
     adult_without_means_is_accepted_but_incomplete,
     roles_and_agency_kinds_are_enforced,
-    routing_and_protection_answer_unimplemented,
+    protection_is_unimplemented_and_routing_validates,
 );
 
 /// The draft as the server normalises it (what a read returns).
@@ -799,18 +799,22 @@ async fn roles_and_agency_kinds_are_enforced(app: &TestApp) {
     assert_eq!(app.count("referrals").await, 1);
 }
 
-async fn routing_and_protection_answer_unimplemented(app: &TestApp) {
+async fn protection_is_unimplemented_and_routing_validates(app: &TestApp) {
     let channel = app.channel().await;
     let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
     let mut protection =
         pb::witness_protection_service_client::WitnessProtectionServiceClient::new(channel);
     let token = app.officer("police-nairobi");
-    // Declining (with a reason) comes with the rest of the routing issue.
+    // Declining is implemented: an empty request names every missing field.
     let status = routing
         .decline_handoff(authed(pb::HandoffTransitionRequest::default(), &token))
         .await
-        .expect_err("stub");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("empty request");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        crate::common::violations(&status),
+        vec!["handoff_id", "expected_version", "reason"]
+    );
     let status = protection
         .get_protection_request(authed(pb::GetProtectionRequestRequest::default(), &token))
         .await

@@ -178,6 +178,8 @@ struct Case {
     /// The draft encoded: a canary is only expected where the case has it.
     bytes: Vec<u8>,
     consented: Vec<&'static str>,
+    /// A handoff to the NGO that the NGO declined with [`MESSAGE_BODY`] as the reason.
+    declined: String,
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -202,6 +204,54 @@ fn with_consent(
 
 /// The body every PostMessage of this test writes (a subject identifier in free text).
 const MESSAGE_BODY: &str = "Canarygiven Zqx is safe";
+
+/// The calls whose replies carry a decline reason (free text, [`MESSAGE_BODY`]).
+const DECLINE_REASON_CARRIERS: &[&str] = &["/GetHandoff", "/GetTimeline", "/WatchReferral"];
+
+/// A supervisor of the filer hands `referral` to the NGO, which acknowledges
+/// it and declines it with [`MESSAGE_BODY`] (a subject identifier) as the reason.
+async fn decline_to_ngo(app: &TestApp, referral: &str) -> String {
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let h = routing
+        .create_handoff(authed(
+            pb::CreateHandoffRequest {
+                referral: referral.into(),
+                to_agency_id: "ngo-shelter-nairobi".into(),
+                purpose: "shelter, psychosocial support and legal aid".into(),
+                idempotency_key: new_key(),
+            },
+            &app.token("police-nairobi", &["supervisor"]),
+        ))
+        .await
+        .expect("manual handoff")
+        .into_inner();
+    let ngo = app.officer("ngo-shelter-nairobi");
+    let h = routing
+        .acknowledge_handoff(authed(
+            pb::HandoffTransitionRequest {
+                handoff_id: h.id.clone(),
+                expected_version: h.version,
+                reason: String::new(),
+            },
+            &ngo,
+        ))
+        .await
+        .expect("acknowledge")
+        .into_inner();
+    routing
+        .decline_handoff(authed(
+            pb::HandoffTransitionRequest {
+                handoff_id: h.id.clone(),
+                expected_version: h.version,
+                reason: MESSAGE_BODY.into(),
+            },
+            &ngo,
+        ))
+        .await
+        .expect("decline")
+        .into_inner()
+        .id
+}
 
 /// Does the reply type of `method` carry a message of type `name` (transitively)?
 fn carries(method: &prost_reflect::MethodDescriptor, name: &str) -> bool {
@@ -276,7 +326,16 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
         | "/refnet.v1.RoutingService/WithdrawHandoff" => {
             pb::HandoffTransitionRequest::default().encode_to_vec()
         }
-        "/refnet.v1.RoutingService/GetHandoff" => pb::GetHandoffRequest::default().encode_to_vec(),
+        "/refnet.v1.RoutingService/GetHandoff" => pb::GetHandoffRequest {
+            handoff_id: case.declined.clone(),
+        }
+        .encode_to_vec(),
+        "/refnet.v1.RoutingService/UpdateChecklist" => {
+            pb::UpdateChecklistRequest::default().encode_to_vec()
+        }
+        "/refnet.v1.RoutingService/ListNotifications" => {
+            pb::ListNotificationsRequest::default().encode_to_vec()
+        }
         "/refnet.v1.RoutingService/CreateHandoff" => pb::CreateHandoffRequest {
             referral: id,
             to_agency_id: "health-nairobi".into(),
@@ -365,6 +424,7 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         for party in PARTIES {
             app.make_party(&referral.id, party).await;
         }
+        let declined = decline_to_ngo(app, &referral.id).await;
         let bytes = draft.encode_to_vec();
         cases.push(Case {
             name,
@@ -372,6 +432,7 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             draft,
             bytes,
             consented,
+            declined,
         });
     }
 
@@ -386,7 +447,9 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             // thread messages (whose bodies this test writes).
             let content: Option<Vec<u8>> = if carries(&method, "refnet.v1.Referral") {
                 None
-            } else if carries(&method, "refnet.v1.ThreadMessage") {
+            } else if carries(&method, "refnet.v1.ThreadMessage")
+                || DECLINE_REASON_CARRIERS.iter().any(|m| path.ends_with(m))
+            {
                 Some(MESSAGE_BODY.as_bytes().to_vec())
             } else {
                 Some(Vec::new())
@@ -493,6 +556,8 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         "GetTimeline",
         "WatchReferral",
         "CreateHandoff",
+        "GetHandoff",
+        "ListNotifications",
     ] {
         let key = per_method
             .keys()

@@ -17,6 +17,7 @@ mod at_rest;
 mod audit;
 mod auth;
 mod cli;
+mod decisions;
 mod intake;
 mod leak;
 mod redaction;

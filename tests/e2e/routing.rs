@@ -25,7 +25,7 @@ on_both!(
 );
 
 /// A police desk's referral of a foreign child in forced labour who needs shelter.
-fn foreign_child_in_forced_labour() -> pb::ReferralDraft {
+pub(crate) fn foreign_child_in_forced_labour() -> pb::ReferralDraft {
     let mut draft = canary_draft();
     let subject = draft.subject.as_mut().expect("subject");
     subject.date_of_birth = "2012-03-04".into();
@@ -46,7 +46,7 @@ fn foreign_child_in_forced_labour() -> pb::ReferralDraft {
     draft
 }
 
-async fn inbox(app: &TestApp, agency: &str) -> Vec<pb::Handoff> {
+pub(crate) async fn inbox(app: &TestApp, agency: &str) -> Vec<pb::Handoff> {
     pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
         .list_inbox(authed(
             pb::ListInboxRequest::default(),
@@ -59,7 +59,7 @@ async fn inbox(app: &TestApp, agency: &str) -> Vec<pb::Handoff> {
 }
 
 /// Waits (bounded) until `referral` has `n` handoffs.
-async fn await_handoffs(app: &TestApp, referral: &str, n: i64) {
+pub(crate) async fn await_handoffs(app: &TestApp, referral: &str, n: i64) {
     use refnet_core::entities::handoff;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let db = app.db().await;

@@ -28,6 +28,7 @@ const ENV_KEYS: &[&str] = &[
     "redaction_policy_file",
     "routing_rules_file",
     "routing_worker",
+    "event_poll_ms",
     "demo_agencies",
     "dev_keys",
     "log_format",
@@ -106,6 +107,11 @@ pub struct Config {
     pub routing_rules_file: Option<PathBuf>,
     /// Run the routing worker in processes that serve RoutingService.
     pub routing_worker: bool,
+    /// How often event consumers (the routing worker, streams) poll the event
+    /// log when no wake-up arrives, in milliseconds. Wake-ups come in-process
+    /// and, on PostgreSQL, by LISTEN/NOTIFY from other processes; polling is
+    /// the fallback.
+    pub event_poll_ms: u64,
     /// Create the demo agencies on first run (the embedded default only).
     pub demo_agencies: bool,
     /// Generate and trust a development signing key in `data_dir` when no JWKS is configured.
@@ -131,6 +137,7 @@ impl Default for Config {
             redaction_policy_file: None,
             routing_rules_file: None,
             routing_worker: true,
+            event_poll_ms: 500,
             demo_agencies: false,
             dev_keys: false,
             log_format: LogFormat::Pretty,

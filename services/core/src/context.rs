@@ -159,6 +159,11 @@ impl AppContext {
         &self.inner.events
     }
 
+    /// How long an event consumer waits for a wake-up before polling anyway.
+    pub fn event_poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.config.event_poll_ms.max(10))
+    }
+
     /// The authenticator.
     pub fn authenticator(&self) -> &Arc<Authenticator> {
         &self.inner.auth

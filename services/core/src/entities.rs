@@ -204,6 +204,49 @@ pub mod handoff {
         pub created_at: DateTimeUtc,
         /// Updated.
         pub updated_at: DateTimeUtc,
+        /// Decide-by deadline (accept or decline); absent on handoffs routed before it existed.
+        pub decide_by: Option<DateTimeUtc>,
+        /// When the receiving agency acknowledged it.
+        pub acknowledged_at: Option<DateTimeUtc>,
+        /// The decline reason, sealed under the subject's data key.
+        pub decline_reason_ct: Option<Vec<u8>>,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Notifications to an agency (its supervisors, or all its officers) about a
+/// handoff: escalations and declines. Hold ids and codes, never identifying values.
+pub mod notification {
+    use sea_orm::entity::prelude::*;
+
+    /// One notification.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notifications")]
+    pub struct Model {
+        /// Id (UUIDv7).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The agency notified.
+        pub agency_id: String,
+        /// Who in it: "SUPERVISORS" or "ALL".
+        pub audience: String,
+        /// What happened ("HandoffEscalated", "HandoffDeclined").
+        pub kind: String,
+        /// The referral.
+        pub referral_id: Uuid,
+        /// Its reference code.
+        pub reference_code: String,
+        /// The handoff.
+        pub handoff_id: Uuid,
+        /// Operational detail ("acknowledge deadline passed").
+        pub detail: String,
+        /// When.
+        pub created_at: DateTimeUtc,
     }
 
     /// No relations are navigated through sea-orm.

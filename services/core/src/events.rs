@@ -27,8 +27,12 @@ pub enum EventKind {
     HandoffAcknowledged,
     /// The receiving agency accepted it.
     HandoffAccepted,
-    /// Its acknowledge-by deadline passed unacknowledged.
+    /// The receiving agency declined it, with a reason.
+    HandoffDeclined,
+    /// Its acknowledge-by or decide-by deadline passed.
     HandoffEscalated,
+    /// An item of its supporting-documents checklist was marked provided or not.
+    HandoffChecklistUpdated,
     /// The receiving agency completed it.
     HandoffCompleted,
     /// The sending agency withdrew it.
@@ -53,7 +57,9 @@ impl EventKind {
             Self::HandoffDelivered => "HandoffDelivered",
             Self::HandoffAcknowledged => "HandoffAcknowledged",
             Self::HandoffAccepted => "HandoffAccepted",
+            Self::HandoffDeclined => "HandoffDeclined",
             Self::HandoffEscalated => "HandoffEscalated",
+            Self::HandoffChecklistUpdated => "HandoffChecklistUpdated",
             Self::HandoffCompleted => "HandoffCompleted",
             Self::HandoffWithdrawn => "HandoffWithdrawn",
             Self::HandoffReassigned => "HandoffReassigned",
@@ -62,6 +68,9 @@ impl EventKind {
         }
     }
 }
+
+/// The PostgreSQL channel on which every append notifies (on commit).
+pub const CHANNEL: &str = "refnet_events";
 
 /// Key of the advisory lock that orders event appends on PostgreSQL.
 const APPEND_LOCK: i64 = 0x7265_666e_6576; // "refnev"
@@ -74,6 +83,10 @@ const APPEND_LOCK: i64 = 0x7265_666e_6576; // "refnev"
 /// transactions commit in any order; a transaction-scoped advisory lock taken
 /// here, held until commit, makes appends (and so their commits) follow
 /// sequence order. SQLite has one writer at a time and needs nothing.
+///
+/// On PostgreSQL the same statement queues a `NOTIFY` on [`CHANNEL`], which
+/// PostgreSQL delivers to every listening process when (and only if) the
+/// transaction commits: see [`listen`].
 pub async fn append<C: ConnectionTrait>(
     db: &C,
     kind: EventKind,
@@ -86,8 +99,8 @@ pub async fn append<C: ConnectionTrait>(
     if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         db.execute_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DatabaseBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [APPEND_LOCK.into()],
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+            [APPEND_LOCK.into(), CHANNEL.into()],
         ))
         .await?;
     }
@@ -106,4 +119,55 @@ pub async fn append<C: ConnectionTrait>(
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// Wakes this process's event consumers (the routing worker, streams) when
+/// another process appends events: on PostgreSQL, LISTEN on [`CHANNEL`] and
+/// signal [`AppContext::event_signal`] on each notification. Returns at once on
+/// SQLite, where every writer is in this process and signals directly.
+///
+/// A lost listener connection is re-established; every consumer also polls
+/// (the configured `event_poll_ms`), so a notification missed while
+/// reconnecting delays an event, never loses it.
+pub async fn listen(ctx: crate::AppContext, shutdown: impl std::future::Future<Output = ()>) {
+    use sea_orm::sqlx::postgres::PgListener;
+    if ctx.db().get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return;
+    }
+    tokio::pin!(shutdown);
+    let pool = ctx.db().get_postgres_connection_pool().clone();
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for events; polling meanwhile");
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "LISTEN failed; polling meanwhile");
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+            }
+        }
+        tracing::debug!(channel = CHANNEL, "listening for events");
+        // Whatever was appended while not listening is picked up now.
+        ctx.event_signal().notify_waiters();
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                received = listener.recv() => match received {
+                    Ok(_) => ctx.event_signal().notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event listener lost its connection; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+    }
 }

@@ -49,6 +49,12 @@ pub async fn serve(
         routes = routes.add_service(v1).add_service(v1alpha);
     }
 
+    // Wake-ups from other processes (PostgreSQL LISTEN/NOTIFY), for as long as we serve.
+    let (stop_listening, listening_stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener_task = tokio::spawn(crate::events::listen(ctx.clone(), async move {
+        let _ = listening_stopped.await;
+    }));
+
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
     let draining = async move {
         shutdown.await;
@@ -65,7 +71,7 @@ pub async fn serve(
 
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, services = ?service_names, "serving");
-    Server::builder()
+    let served = Server::builder()
         .layer(AuthLayer::new(ctx.authenticator().clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -76,7 +82,10 @@ pub async fn serve(
                 .with_keepalive(Some(std::time::Duration::from_secs(60))),
             draining,
         )
-        .await?;
+        .await;
+    let _ = stop_listening.send(());
+    let _ = listener_task.await;
+    served?;
     Ok(())
 }
 

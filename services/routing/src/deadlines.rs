@@ -1,9 +1,15 @@
 //! Deadlines and escalation: a handoff still unacknowledged when its
-//! acknowledge-by deadline passes (set from the urgency when routed: CRITICAL
-//! 1 h, HIGH 4 h, NORMAL 24 h, LOW 72 h, wall-clock) becomes ESCALATED. The
-//! `HandoffEscalated` event is the notification: it reaches the receiving
-//! agency's `WatchInbox` (its supervisors act on it) and the referral's
-//! timeline and `WatchReferral` (the sender sees it).
+//! acknowledge-by deadline passes, or acknowledged but neither accepted nor
+//! declined when its decide-by deadline passes, becomes ESCALATED. Deadlines
+//! are set from the referral's urgency when the handoff is made (the rule
+//! set's `[deadlines]`; defaults CRITICAL 1 h / 4 h, HIGH 4 h / 24 h, NORMAL
+//! 24 h / 72 h, LOW 72 h / 7 days, wall-clock).
+//!
+//! Escalation notifies, in the same transaction: the receiving agency's
+//! supervisors and the sending agency (`ListNotifications`), and every party
+//! through the `HandoffEscalated` event on the timeline, `WatchReferral` and
+//! the receiving agency's `WatchInbox`. Notifications are unique per handoff,
+//! event and recipient, so two deadline workers at once notify once.
 //!
 //! Time is a parameter of [`DeadlineWorker::step_at`], so tests run it at any
 //! instant without sleeping.
@@ -13,9 +19,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use refnet_api::v1 as pb;
 use refnet_core::{AppContext, ServiceResult, auth::Principal, entities::handoff};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::{lifecycle::Transition, service::Routing};
+use crate::{
+    decisions,
+    lifecycle::Transition,
+    service::{Effects, Routing},
+};
 
 /// How often the worker looks for overdue handoffs.
 const INTERVAL: Duration = Duration::from_secs(30);
@@ -52,13 +62,28 @@ impl DeadlineWorker {
 
     /// Escalates every handoff overdue at `now`; returns how many.
     pub async fn step_at(&self, now: DateTime<Utc>) -> ServiceResult<usize> {
+        let unacknowledged = [
+            pb::HandoffState::Pending.as_str_name(),
+            pb::HandoffState::Delivered.as_str_name(),
+        ];
         let overdue = handoff::Entity::find()
-            .filter(handoff::Column::State.is_in([
-                pb::HandoffState::Pending.as_str_name(),
-                pb::HandoffState::Delivered.as_str_name(),
-            ]))
-            .filter(handoff::Column::AcknowledgeBy.lt(now))
-            .order_by_asc(handoff::Column::AcknowledgeBy)
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(handoff::Column::State.is_in(unacknowledged))
+                            .add(handoff::Column::AcknowledgeBy.lt(now)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(
+                                handoff::Column::State
+                                    .eq(pb::HandoffState::Acknowledged.as_str_name()),
+                            )
+                            .add(handoff::Column::DecideBy.lt(now)),
+                    ),
+            )
+            .order_by_asc(handoff::Column::Id)
             .limit(500)
             .all(self.ctx.db())
             .await?;
@@ -70,15 +95,29 @@ impl DeadlineWorker {
         };
         let mut escalated = 0;
         for row in overdue {
-            let (id, kind) = (row.id, row.to_agency_id.clone());
+            let (id, to) = (row.id, row.to_agency_id.clone());
+            let deadline = if unacknowledged.contains(&row.state.as_str()) {
+                "acknowledge deadline passed"
+            } else {
+                "decide deadline passed"
+            };
+            let effects = Effects {
+                reason_ct: None,
+                detail: Some(deadline.to_owned()),
+                notify: vec![
+                    (row.to_agency_id.clone(), decisions::SUPERVISORS),
+                    (row.from_agency_id.clone(), decisions::ALL),
+                ],
+            };
+            // None: someone acted on it (or another worker escalated it) first.
             if self
                 .routing
-                .record(&system, row, Transition::Escalate)
+                .record(&system, row, Transition::Escalate, effects)
                 .await?
                 .is_some()
             {
                 escalated += 1;
-                tracing::info!(handoff_id = %id, to_agency = %kind, "handoff escalated: acknowledge-by deadline passed");
+                tracing::info!(handoff_id = %id, to_agency = %to, deadline, "handoff escalated");
             }
         }
         Ok(escalated)

@@ -12,6 +12,7 @@
 //! those RPCs answer UNIMPLEMENTED until then.
 
 pub mod deadlines;
+pub mod decisions;
 pub mod lifecycle;
 pub mod messages;
 pub mod rules;

@@ -15,6 +15,8 @@ pub enum Transition {
     Acknowledge,
     /// The receiving agency takes it on.
     Accept,
+    /// The receiving agency will not take it on (with a reason).
+    Decline,
     /// Its acknowledge-by deadline passed.
     Escalate,
     /// The receiving agency finished its part.
@@ -32,6 +34,7 @@ impl Transition {
             Self::Deliver => S::Delivered,
             Self::Acknowledge => S::Acknowledged,
             Self::Accept => S::Accepted,
+            Self::Decline => S::Declined,
             Self::Escalate => S::Escalated,
             Self::Complete => S::Completed,
             Self::Withdraw => S::Withdrawn,
@@ -44,8 +47,9 @@ impl Transition {
         match self {
             Self::Deliver => &[S::Pending],
             Self::Acknowledge => &[S::Pending, S::Delivered, S::Escalated],
-            Self::Accept => &[S::Acknowledged, S::Escalated],
-            Self::Escalate => &[S::Pending, S::Delivered],
+            Self::Accept | Self::Decline => &[S::Acknowledged, S::Escalated],
+            // Acknowledge-by passed (PENDING, DELIVERED) or decide-by passed (ACKNOWLEDGED).
+            Self::Escalate => &[S::Pending, S::Delivered, S::Acknowledged],
             Self::Complete => &[S::Accepted],
             Self::Withdraw => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
             Self::Reassign => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
@@ -58,6 +62,7 @@ impl Transition {
             Self::Deliver => EventKind::HandoffDelivered,
             Self::Acknowledge => EventKind::HandoffAcknowledged,
             Self::Accept => EventKind::HandoffAccepted,
+            Self::Decline => EventKind::HandoffDeclined,
             Self::Escalate => EventKind::HandoffEscalated,
             Self::Complete => EventKind::HandoffCompleted,
             Self::Withdraw => EventKind::HandoffWithdrawn,
@@ -71,24 +76,42 @@ impl Transition {
     }
 }
 
+fn name(s: S) -> &'static str {
+    s.as_str_name()
+        .strip_prefix("HANDOFF_STATE_")
+        .unwrap_or("UNSPECIFIED")
+}
+
 /// The state `t` leads to from `current` (a proto state name), or FAILED_PRECONDITION.
 pub fn check(current: &str, t: Transition) -> Result<S, ServiceError> {
     let state = S::from_str_name(current).unwrap_or(S::Unspecified);
     if t.from().contains(&state) {
         Ok(t.target())
     } else {
-        let name = |s: S| {
-            s.as_str_name()
-                .strip_prefix("HANDOFF_STATE_")
-                .unwrap_or("UNSPECIFIED")
-                .to_owned()
-        };
         Err(ServiceError::FailedPrecondition(format!(
             "handoff is {}; it cannot become {}",
             name(state),
             name(t.target())
         )))
     }
+}
+
+/// [`check`] for a stored handoff, with the rules that need more than its state:
+/// a handoff escalated after it was acknowledged (decide-by passed) cannot be
+/// acknowledged again.
+pub fn check_row(
+    row: &refnet_core::entities::handoff::Model,
+    t: Transition,
+) -> Result<S, ServiceError> {
+    if t == Transition::Acknowledge
+        && row.state == S::Escalated.as_str_name()
+        && row.acknowledged_at.is_some()
+    {
+        return Err(ServiceError::FailedPrecondition(
+            "handoff is ESCALATED and was already acknowledged; accept or decline it".into(),
+        ));
+    }
+    check(&row.state, t)
 }
 
 #[cfg(test)]
@@ -128,5 +151,16 @@ mod tests {
             S::Withdrawn
         );
         assert!(check("HANDOFF_STATE_WITHDRAWN", Transition::Acknowledge).is_err());
+        assert_eq!(
+            check("HANDOFF_STATE_ACKNOWLEDGED", Transition::Decline).unwrap(),
+            S::Declined
+        );
+        assert!(check("HANDOFF_STATE_DELIVERED", Transition::Decline).is_err());
+        assert!(check("HANDOFF_STATE_DECLINED", Transition::Accept).is_err());
+        assert_eq!(
+            check("HANDOFF_STATE_ACKNOWLEDGED", Transition::Escalate).unwrap(),
+            S::Escalated
+        );
+        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Escalate).is_err());
     }
 }

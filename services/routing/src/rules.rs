@@ -7,7 +7,10 @@
 //! classification, county, urgency, filing agency kind, whether an employer or
 //! recruitment agency is involved), never an identifier.
 
-use std::{collections::BTreeSet, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use refnet_api::v1 as pb;
 use refnet_core::auth::parse_agency_kind;
@@ -56,11 +59,45 @@ enum Nationality {
     Foreign,
 }
 
+/// How long the receiving agency has, in wall-clock time from routing, to
+/// acknowledge a handoff and to decide it (accept or decline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Acknowledge within.
+    pub acknowledge: chrono::Duration,
+    /// Accept or decline within.
+    pub decide: chrono::Duration,
+}
+
+impl Deadlines {
+    fn hours(acknowledge: i64, decide: i64) -> Self {
+        Self {
+            acknowledge: chrono::Duration::hours(acknowledge),
+            decide: chrono::Duration::hours(decide),
+        }
+    }
+
+    /// The defaults for an urgency ("CRITICAL", ...): acknowledge as domain.md
+    /// suggests (1 h, 4 h, 24 h, 72 h), decide within 4 h, 24 h, 72 h, 7 days.
+    pub fn default_for(urgency: &str) -> Self {
+        match urgency {
+            "CRITICAL" => Self::hours(1, 4),
+            "HIGH" => Self::hours(4, 24),
+            "LOW" => Self::hours(72, 168),
+            _ => Self::hours(24, 72),
+        }
+    }
+}
+
+/// The urgencies deadlines are set for.
+const URGENCIES: [&str; 4] = ["CRITICAL", "HIGH", "NORMAL", "LOW"];
+
 /// A validated rule set.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     version: String,
     rules: Vec<Rule>,
+    deadlines: BTreeMap<String, Deadlines>,
 }
 
 /// A rule file that is wrong; names the file and the entry.
@@ -77,7 +114,16 @@ pub struct RulesError {
 struct RawRules {
     version: String,
     #[serde(default)]
+    deadlines: BTreeMap<String, RawDeadlines>,
+    #[serde(default)]
     rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadlines {
+    acknowledge_hours: i64,
+    decide_hours: i64,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +196,31 @@ impl RuleSet {
             toml::from_str(text).map_err(|e| err("syntax", e.to_string().trim().to_owned()))?;
         if raw.version.trim().is_empty() {
             return Err(err("version", "must not be empty".into()));
+        }
+        let mut deadlines: BTreeMap<String, Deadlines> = URGENCIES
+            .iter()
+            .map(|u| ((*u).to_owned(), Deadlines::default_for(u)))
+            .collect();
+        for (urgency, d) in raw.deadlines {
+            let entry = format!("deadlines.{urgency}");
+            if !URGENCIES.contains(&urgency.as_str()) {
+                return Err(err(
+                    &entry,
+                    format!("unknown urgency (one of {})", URGENCIES.join(", ")),
+                ));
+            }
+            if !(1..=24 * 90).contains(&d.acknowledge_hours)
+                || !(d.acknowledge_hours..=24 * 365).contains(&d.decide_hours)
+            {
+                return Err(err(
+                    &entry,
+                    "acknowledge_hours must be 1..=2160 and decide_hours at least acknowledge_hours (at most 8760)".into(),
+                ));
+            }
+            deadlines.insert(
+                urgency,
+                Deadlines::hours(d.acknowledge_hours, d.decide_hours),
+            );
         }
         let mut ids = BTreeSet::new();
         let mut rules = Vec::new();
@@ -271,7 +342,16 @@ impl RuleSet {
         Ok(Self {
             version: raw.version,
             rules,
+            deadlines,
         })
+    }
+
+    /// The deadlines for handoffs of a referral of `urgency` ("CRITICAL", ...).
+    pub fn deadlines(&self, urgency: &str) -> Deadlines {
+        self.deadlines
+            .get(urgency)
+            .copied()
+            .unwrap_or_else(|| Deadlines::default_for(urgency))
     }
 
     /// The rule set's version, recorded on every handoff it produces.
@@ -321,6 +401,16 @@ impl RuleSet {
                 r.id,
                 refnet_core::auth::agency_kind_name(r.to),
                 r.description
+            ));
+        }
+        out.push_str("deadlines (acknowledge / decide, hours)\n");
+        for u in URGENCIES {
+            let d = self.deadlines(u);
+            out.push_str(&format!(
+                "  {:<32} {:>5} / {}\n",
+                u,
+                d.acknowledge.num_hours(),
+                d.decide.num_hours()
             ));
         }
         out
@@ -407,6 +497,30 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_default_per_urgency_and_can_be_overridden() {
+        let rules = RuleSet::default_rules().unwrap();
+        assert_eq!(rules.deadlines("CRITICAL").acknowledge.num_hours(), 1);
+        assert_eq!(rules.deadlines("LOW").decide.num_hours(), 168);
+        let custom = RuleSet::parse(
+            "version = \"t\"\n[deadlines]\nHIGH = { acknowledge_hours = 2, decide_hours = 6 }\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(custom.deadlines("HIGH"), Deadlines::hours(2, 6));
+        assert_eq!(custom.deadlines("NORMAL"), Deadlines::hours(24, 72));
+        for bad in [
+            "URGENT = { acknowledge_hours = 2, decide_hours = 6 }",
+            "HIGH = { acknowledge_hours = 0, decide_hours = 6 }",
+            "HIGH = { acknowledge_hours = 8, decide_hours = 6 }",
+            "HIGH = { acknowledge_hours = 2 }",
+        ] {
+            let text = format!("version = \"t\"\n[deadlines]\n{bad}\n");
+            let err = RuleSet::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(err.contains("t.toml"), "{bad}: {err}");
+        }
+    }
 
     fn facts() -> RoutingFacts {
         RoutingFacts {

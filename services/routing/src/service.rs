@@ -9,17 +9,20 @@ use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::{Principal, Role, parse_agency_kind},
     boundary::{CallInfo, Reply, reply},
-    domain::{ReferralRef, referral::timestamp},
+    domain::{ReferralRef, parse_text, referral::timestamp},
     entities::handoff,
     error::Violations,
-    events, paging,
+    events, paging, subjects,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::lifecycle::{Transition, check};
+use crate::{
+    decisions,
+    lifecycle::{Transition, check_row},
+};
 
 const DEFAULT_PAGE: u64 = 50;
 const MAX_PAGE: u64 = 200;
@@ -39,9 +42,11 @@ impl Routing {
     }
 }
 
-/// The wire form of a handoff.
-pub fn to_proto(h: &handoff::Model) -> pb::Handoff {
-    pb::Handoff {
+/// The wire form of a handoff (without its decline reason, which
+/// [`Routing::handoff_reply`] adds where the contract carries it).
+pub fn to_proto(h: &handoff::Model) -> ServiceResult<pb::Handoff> {
+    let checklist = decisions::checklist(h)?;
+    Ok(pb::Handoff {
         id: h.id.to_string(),
         referral_id: h.referral_id.to_string(),
         reference_code: h.reference_code.clone(),
@@ -55,7 +60,132 @@ pub fn to_proto(h: &handoff::Model) -> pb::Handoff {
         rule_set_version: h.rule_set_version.clone(),
         decline_reason: String::new(),
         redactions: Vec::new(),
+        decide_by: h.decide_by.map(timestamp),
+        checklist_complete: decisions::complete(&checklist),
+        checklist: decisions::checklist_proto(&checklist),
+        from_agency_id: h.from_agency_id.clone(),
+    })
+}
+
+/// Checks a handoff id and the version the caller read (both required).
+fn handoff_ref(v: &mut Violations, id: &str, expected_version: i64) -> Option<Uuid> {
+    let id = v.check(
+        "handoff_id",
+        Uuid::parse_str(id.trim()).map_err(|_| "must be a handoff id"),
+    );
+    if expected_version < 1 {
+        v.add(
+            "expected_version",
+            "is required (the version you read, 1 or more)",
+        );
     }
+    id
+}
+
+/// ABORTED unless `row` is still at the version the caller read.
+fn expect_version(row: &handoff::Model, expected: i64) -> ServiceResult<()> {
+    if row.version == expected {
+        Ok(())
+    } else {
+        Err(ServiceError::Aborted(format!(
+            "handoff is at version {}, not {expected}; re-read and retry",
+            row.version
+        )))
+    }
+}
+
+/// Another change to the handoff committed first.
+fn concurrent() -> ServiceError {
+    ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
+}
+
+/// Side effects of a transition beyond the state change and its event, made
+/// in the same transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// The sealed decline reason to store.
+    pub(crate) reason_ct: Option<Vec<u8>>,
+    /// Operational detail for the event and the notifications ("acknowledge").
+    pub(crate) detail: Option<String>,
+    /// Agencies to notify, each with its audience.
+    pub(crate) notify: Vec<(String, &'static str)>,
+}
+
+/// Within `txn`: moves `row` to `to` by `t` if its version is still current,
+/// appends the event and makes the `effects`; `None` when another change won.
+async fn apply_in(
+    txn: &sea_orm::DatabaseTransaction,
+    actor: &Principal,
+    row: &handoff::Model,
+    t: Transition,
+    to: pb::HandoffState,
+    effects: Effects,
+) -> ServiceResult<Option<handoff::Model>> {
+    let now = Utc::now();
+    let mut changes = handoff::ActiveModel {
+        state: Set(to.as_str_name().to_owned()),
+        version: Set(row.version + 1),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    match t {
+        Transition::Deliver => changes.delivered_at = Set(Some(now)),
+        Transition::Acknowledge => changes.acknowledged_at = Set(Some(now)),
+        _ => {}
+    }
+    if let Some(sealed) = effects.reason_ct {
+        changes.decline_reason_ct = Set(Some(sealed));
+    }
+    let result = handoff::Entity::update_many()
+        .set(changes)
+        .filter(handoff::Column::Id.eq(row.id))
+        .filter(handoff::Column::Version.eq(row.version))
+        .exec(txn)
+        .await?;
+    if result.rows_affected != 1 {
+        return Ok(None);
+    }
+    events::append(
+        txn,
+        t.event(),
+        Some(row.referral_id),
+        // Deadlines act as refnet itself, not as an agency.
+        (!actor.agency_id.is_empty()).then_some(actor),
+        &TransitionPayload {
+            handoff_id: row.id,
+            version: row.version + 1,
+            state: to.as_str_name(),
+            detail: effects.detail.clone(),
+        },
+    )
+    .await?;
+    let updated = handoff::Entity::find_by_id(row.id).one(txn).await?;
+    if let Some(updated) = &updated {
+        let detail = effects.detail.as_deref().unwrap_or_default();
+        for (agency, audience) in &effects.notify {
+            decisions::notify(txn, agency, audience, t.event(), updated, detail).await?;
+        }
+    }
+    Ok(updated)
+}
+
+/// The reference code and deadlines of a handoff of `referral_id` made now.
+async fn code_and_deadlines(
+    ctx: &AppContext,
+    referral_id: Uuid,
+) -> ServiceResult<(String, chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
+    let referral = refnet_core::entities::referral::Entity::find_by_id(referral_id)
+        .one(ctx.db())
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let rules = crate::rules(ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
+    let deadlines = rules.deadlines(&referral.urgency);
+    let now = Utc::now();
+    Ok((
+        referral.reference_code,
+        now + deadlines.acknowledge,
+        now + deadlines.decide,
+    ))
 }
 
 #[derive(Serialize)]
@@ -63,6 +193,8 @@ struct TransitionPayload {
     handoff_id: Uuid,
     version: i64,
     state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
 impl Routing {
@@ -131,7 +263,12 @@ impl Routing {
             .filter(|r| r.state == pb::HandoffState::Pending.as_str_name())
         {
             if let Some(updated) = self
-                .transition(&principal, row.clone(), Transition::Deliver)
+                .transition(
+                    &principal,
+                    row.clone(),
+                    Transition::Deliver,
+                    Effects::default(),
+                )
                 .await?
             {
                 *row = updated;
@@ -148,7 +285,7 @@ impl Routing {
             _ => String::new(),
         };
         let response = pb::ListInboxResponse {
-            handoffs: rows.iter().map(to_proto).collect(),
+            handoffs: rows.iter().map(to_proto).collect::<ServiceResult<_>>()?,
             next_page_token,
             redactions: Vec::new(),
         };
@@ -161,8 +298,9 @@ impl Routing {
         principal: &Principal,
         row: handoff::Model,
         t: Transition,
+        effects: Effects,
     ) -> ServiceResult<Option<handoff::Model>> {
-        let updated = self.transition(principal, row, t).await?;
+        let updated = self.transition(principal, row, t, effects).await?;
         if updated.is_some() {
             self.ctx.event_signal().notify_waiters();
         }
@@ -176,46 +314,12 @@ impl Routing {
         principal: &Principal,
         row: handoff::Model,
         t: Transition,
+        effects: Effects,
     ) -> ServiceResult<Option<handoff::Model>> {
-        let to = check(&row.state, t)?;
+        let to = check_row(&row, t)?;
         let actor = principal.clone();
-        let now = Utc::now();
-        let db = self.ctx.db();
-        refnet_core::db::write_txn(db, move |txn| {
-            Box::pin(async move {
-                let mut changes = handoff::ActiveModel {
-                    state: Set(to.as_str_name().to_owned()),
-                    version: Set(row.version + 1),
-                    updated_at: Set(now),
-                    ..Default::default()
-                };
-                if t == Transition::Deliver {
-                    changes.delivered_at = Set(Some(now));
-                }
-                let result = handoff::Entity::update_many()
-                    .set(changes)
-                    .filter(handoff::Column::Id.eq(row.id))
-                    .filter(handoff::Column::Version.eq(row.version))
-                    .exec(txn)
-                    .await?;
-                if result.rows_affected != 1 {
-                    return Ok(None);
-                }
-                events::append(
-                    txn,
-                    t.event(),
-                    Some(row.referral_id),
-                    // Deadlines act as refnet itself, not as an agency.
-                    (!actor.agency_id.is_empty()).then_some(&actor),
-                    &TransitionPayload {
-                        handoff_id: row.id,
-                        version: row.version + 1,
-                        state: to.as_str_name(),
-                    },
-                )
-                .await?;
-                Ok(handoff::Entity::find_by_id(row.id).one(txn).await?)
-            })
+        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move { apply_in(txn, &actor, &row, t, to, effects).await })
         })
         .await
     }
@@ -230,17 +334,15 @@ impl Routing {
         principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = v.check(
-            "handoff_id",
-            Uuid::parse_str(req.handoff_id.trim()).map_err(|_| "must be a handoff id"),
+        let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
+        let reason = v.check(
+            "reason",
+            parse_text(&req.reason, decisions::MAX_REASON, true),
         );
-        if req.expected_version < 1 {
-            v.add(
-                "expected_version",
-                "is required (the version you read, 1 or more)",
-            );
+        if t == Transition::Decline && reason.as_deref() == Some("") {
+            v.add("reason", "is required to decline");
         }
-        let id = v.finish(|| id)?;
+        let (id, reason) = v.finish(|| Some((id?, reason?)))?;
         let side = if t.by_sender() {
             handoff::Column::FromAgencyId
         } else {
@@ -252,15 +354,41 @@ impl Routing {
             .await?
             .ok_or(ServiceError::NotFound)?;
         let was_pending = row.state == pb::HandoffState::Pending.as_str_name();
-        if row.version != req.expected_version {
-            return Err(ServiceError::Aborted(format!(
-                "handoff is at version {}, not {}; re-read and retry",
-                row.version, req.expected_version
-            )));
+        expect_version(&row, req.expected_version)?;
+        let mut effects = Effects::default();
+        match t {
+            Transition::Complete => {
+                let list = decisions::checklist(&row)?;
+                if !list.is_empty() && !decisions::complete(&list) {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "checklist incomplete: {} of {} documents provided",
+                        list.iter().filter(|e| e.provided).count(),
+                        list.len()
+                    )));
+                }
+            }
+            Transition::Decline => {
+                // Checked before sealing, so a wrong state costs no key unwrap.
+                check_row(&row, t)?;
+                effects.reason_ct = Some(
+                    decisions::seal_reason(
+                        self.ctx.db(),
+                        &self.ctx,
+                        row.referral_id,
+                        row.id,
+                        &reason,
+                    )
+                    .await?,
+                );
+                effects.notify = vec![(row.from_agency_id.clone(), decisions::ALL)];
+                effects.detail = Some("declined".into());
+            }
+            _ => {}
         }
-        let updated = self.transition(&principal, row, t).await?.ok_or_else(|| {
-            ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
-        })?;
+        let updated = self
+            .transition(&principal, row, t, effects)
+            .await?
+            .ok_or_else(concurrent)?;
         // Withdrawn before delivery: the recipient was never really party.
         if t == Transition::Withdraw && was_pending {
             access::drop_recipient(self.ctx.db(), updated.referral_id, &updated.to_agency_id)
@@ -268,7 +396,111 @@ impl Routing {
         }
         access::close_if_settled(self.ctx.db(), updated.referral_id).await?;
         self.ctx.event_signal().notify_waiters();
-        reply(&self.ctx, &principal, &call, None, to_proto(&updated)).await
+        self.handoff_reply(&principal, &call, &updated).await
+    }
+
+    /// One handoff for `principal`, its decline reason (if any) opened and
+    /// redacted with the subject's identifiers.
+    async fn handoff_reply(
+        &self,
+        principal: &Principal,
+        call: &CallInfo,
+        row: &handoff::Model,
+    ) -> ServiceResult<Reply<pb::Handoff>> {
+        let mut message = to_proto(row)?;
+        if row.decline_reason_ct.is_none() {
+            return reply(&self.ctx, principal, call, None, message).await;
+        }
+        message.decline_reason = decisions::open_reason(&self.ctx, row).await?;
+        let subject =
+            subjects::context_for(&self.ctx, row.referral_id, &principal.agency_id).await?;
+        reply(&self.ctx, principal, call, Some(&subject), message).await
+    }
+
+    async fn update_checklist_inner(
+        &self,
+        request: Request<pb::UpdateChecklistRequest>,
+    ) -> ServiceResult<Reply<pb::Handoff>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(ACTORS)?;
+        let call = CallInfo::of(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
+        let item = v.check("item", parse_text(&req.item, 500, false));
+        if item.as_deref() == Some("") {
+            v.add("item", "is required");
+        }
+        let (id, item) = v.finish(|| Some((id?, item?)))?;
+        let agency = principal.agency_id.as_str();
+        let row = handoff::Entity::find_by_id(id)
+            .filter(
+                sea_orm::Condition::any()
+                    .add(handoff::Column::ToAgencyId.eq(agency))
+                    .add(handoff::Column::FromAgencyId.eq(agency)),
+            )
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        expect_version(&row, req.expected_version)?;
+        let open = [
+            pb::HandoffState::Pending,
+            pb::HandoffState::Delivered,
+            pb::HandoffState::Acknowledged,
+            pb::HandoffState::Accepted,
+            pb::HandoffState::Escalated,
+        ];
+        if !open.iter().any(|s| s.as_str_name() == row.state) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "handoff is {}; its checklist is closed",
+                row.state.trim_start_matches("HANDOFF_STATE_")
+            )));
+        }
+        let mut list = decisions::checklist(&row)?;
+        let now = Utc::now();
+        decisions::mark(&mut list, &item, req.provided, agency, now)?;
+        let provided = list.iter().filter(|e| e.provided).count();
+        let detail = format!("{provided}/{} provided", list.len());
+        let stored = subjects::json(&list)?;
+        let actor = principal.clone();
+        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                let result = handoff::Entity::update_many()
+                    .set(handoff::ActiveModel {
+                        checklist: Set(stored),
+                        version: Set(row.version + 1),
+                        updated_at: Set(now),
+                        ..Default::default()
+                    })
+                    .filter(handoff::Column::Id.eq(row.id))
+                    .filter(handoff::Column::Version.eq(row.version))
+                    .exec(txn)
+                    .await?;
+                if result.rows_affected != 1 {
+                    return Ok(None);
+                }
+                events::append(
+                    txn,
+                    events::EventKind::HandoffChecklistUpdated,
+                    Some(row.referral_id),
+                    Some(&actor),
+                    &TransitionPayload {
+                        handoff_id: row.id,
+                        version: row.version + 1,
+                        state: pb::HandoffState::from_str_name(&row.state)
+                            .unwrap_or_default()
+                            .as_str_name(),
+                        detail: Some(detail),
+                    },
+                )
+                .await?;
+                Ok(handoff::Entity::find_by_id(row.id).one(txn).await?)
+            })
+        })
+        .await?
+        .ok_or_else(concurrent)?;
+        self.ctx.event_signal().notify_waiters();
+        self.handoff_reply(&principal, &call, &updated).await
     }
 }
 
@@ -418,6 +650,32 @@ impl RoutingService for Routing {
             .into_response())
     }
 
+    async fn decline_handoff(
+        &self,
+        request: Request<pb::HandoffTransitionRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self
+            .act(request, Transition::Decline)
+            .await?
+            .into_response())
+    }
+
+    async fn update_checklist(
+        &self,
+        request: Request<pb::UpdateChecklistRequest>,
+    ) -> Result<Response<pb::Handoff>, Status> {
+        Ok(self.update_checklist_inner(request).await?.into_response())
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        Ok(decisions::list_notifications(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
     async fn withdraw_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
@@ -499,7 +757,7 @@ impl Routing {
         let (reference, key, target) = v.finish(|| Some((reference?, key?, target?)))?;
         let referral_id =
             access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
-        let code = access::reference_code(self.ctx.db(), referral_id).await?;
+        let (code, acknowledge_by, decide_by) = code_and_deadlines(&self.ctx, referral_id).await?;
         let id = Uuid::now_v7();
         let version = format!("manual:{}:{}", principal.agency_id, key.as_str());
         let from = principal.agency_id.clone();
@@ -519,7 +777,8 @@ impl Routing {
                         rule_id: "manual".to_owned(),
                         rule_set_version,
                         checklist: Vec::new(),
-                        acknowledge_by: Utc::now() + crate::worker::acknowledge_within("NORMAL"),
+                        acknowledge_by,
+                        decide_by,
                     },
                 )
                 .await?;
@@ -535,7 +794,7 @@ impl Routing {
             .one(self.ctx.db())
             .await?
             .ok_or_else(|| ServiceError::Internal("manual handoff vanished".into()))?;
-        reply(&self.ctx, &principal, &call, None, to_proto(&row)).await
+        reply(&self.ctx, &principal, &call, None, to_proto(&row)?).await
     }
 
     async fn reassign_handoff_inner(
@@ -547,16 +806,7 @@ impl Routing {
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = v.check(
-            "handoff_id",
-            Uuid::parse_str(req.handoff_id.trim()).map_err(|_| "must be a handoff id"),
-        );
-        if req.expected_version < 1 {
-            v.add(
-                "expected_version",
-                "is required (the version you read, 1 or more)",
-            );
-        }
+        let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
         let target = self
             .ctx
             .agencies()
@@ -571,46 +821,50 @@ impl Routing {
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
-        if row.version != req.expected_version {
-            return Err(ServiceError::Aborted(format!(
-                "handoff is at version {}, not {}; re-read and retry",
-                row.version, req.expected_version
-            )));
-        }
-        check(&row.state, Transition::Reassign)?;
-        let old = row.clone();
-        let reassigned = self
-            .transition(&principal, row, Transition::Reassign)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
-            })?;
-        let new_id = Uuid::now_v7();
-        let rule_set_version = format!("reassigned:{}", old.id);
-        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+        expect_version(&row, req.expected_version)?;
+        let to = check_row(&row, Transition::Reassign)?;
+        let (_, acknowledge_by, decide_by) = code_and_deadlines(&self.ctx, row.referral_id).await?;
+        let checklist = decisions::checklist(&row)?;
+        let actor = principal.clone();
+        // The old handoff is REASSIGNED and the new one created in one transaction.
+        let reassigned = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
             Box::pin(async move {
+                let Some(reassigned) = apply_in(
+                    txn,
+                    &actor,
+                    &row,
+                    Transition::Reassign,
+                    to,
+                    Effects::default(),
+                )
+                .await?
+                else {
+                    return Ok(None);
+                };
                 crate::worker::insert_handoff(
                     txn,
                     crate::worker::NewHandoff {
-                        id: new_id,
-                        referral_id: old.referral_id,
-                        reference_code: old.reference_code.clone(),
-                        from_agency_id: old.from_agency_id.clone(),
+                        id: Uuid::now_v7(),
+                        referral_id: row.referral_id,
+                        reference_code: row.reference_code.clone(),
+                        from_agency_id: row.from_agency_id.clone(),
                         to: &target,
-                        purpose: old.purpose.clone(),
-                        rule_id: old.rule_id.clone(),
-                        rule_set_version,
-                        checklist: Vec::new(),
-                        acknowledge_by: old.acknowledge_by,
+                        purpose: row.purpose.clone(),
+                        rule_id: row.rule_id.clone(),
+                        rule_set_version: format!("reassigned:{}", row.id),
+                        checklist,
+                        acknowledge_by,
+                        decide_by,
                     },
                 )
-                .await
-                .map(|_| ())
+                .await?;
+                Ok(Some(reassigned))
             })
         })
-        .await?;
+        .await?
+        .ok_or_else(concurrent)?;
         self.ctx.event_signal().notify_waiters();
-        reply(&self.ctx, &principal, &call, None, to_proto(&reassigned)).await
+        reply(&self.ctx, &principal, &call, None, to_proto(&reassigned)?).await
     }
 
     async fn get_handoff_inner(
@@ -632,6 +886,6 @@ impl Routing {
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
-        reply(&self.ctx, &principal, &call, None, to_proto(&row)).await
+        self.handoff_reply(&principal, &call, &row).await
     }
 }

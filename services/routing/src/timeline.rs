@@ -3,22 +3,20 @@
 //! values), by pages (`GetTimeline`) or live (`WatchReferral`, resumable from
 //! a cursor, across processes because it reads the event log).
 
-use std::time::Duration;
-
 use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::Principal,
     boundary::{CallInfo, reply},
     domain::referral::timestamp,
-    entities::event,
+    entities::{event, handoff},
+    events::EventKind,
+    subjects,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-
-const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Serialize, Deserialize)]
 struct TimelineCursor {
@@ -77,6 +75,8 @@ fn item(
             .get("version")
             .and_then(serde_json::Value::as_i64)
             .unwrap_or_default(),
+        reason: String::new(),
+        detail: text(&payload, "detail"),
         redactions: Vec::new(),
     })
 }
@@ -115,10 +115,27 @@ pub async fn items(
     referral: Uuid,
     events: &[event::Model],
 ) -> ServiceResult<Vec<pb::TimelineEvent>> {
+    let declined = EventKind::HandoffDeclined.as_str();
+    // Decline reasons are free text: redacted with the subject's identifiers.
+    let subject = if events.iter().any(|e| e.kind == declined) {
+        Some(subjects::context_for(ctx, referral, &principal.agency_id).await?)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(events.len());
     for ev in events {
-        let it = item(ctx, referral, &principal.agency_id, ev)?;
-        out.push(reply(ctx, principal, call, None, it).await?.into_inner());
+        let mut it = item(ctx, referral, &principal.agency_id, ev)?;
+        if ev.kind == declined
+            && let Ok(id) = Uuid::parse_str(&it.handoff_id)
+            && let Some(row) = handoff::Entity::find_by_id(id).one(ctx.db()).await?
+        {
+            it.reason = crate::decisions::open_reason(ctx, &row).await?;
+        }
+        out.push(
+            reply(ctx, principal, call, subject.as_ref(), it)
+                .await?
+                .into_inner(),
+        );
     }
     Ok(out)
 }
@@ -163,7 +180,7 @@ pub async fn run(
         tokio::select! {
             () = tx.closed() => return,
             () = signal => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(ctx.event_poll_interval()) => {}
         }
     }
 }

@@ -5,8 +5,6 @@
 //! nothing twice. Every item goes through the redactor; streaming a new
 //! handoff records its delivery.
 
-use std::time::Duration;
-
 use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
@@ -26,7 +24,6 @@ use crate::{lifecycle::Transition, service::to_proto};
 const BATCH: u64 = 200;
 /// How often an idle stream looks at the log when no in-process signal came
 /// (other replicas' writes).
-const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Serialize, Deserialize)]
 struct StreamCursor {
@@ -111,7 +108,7 @@ pub async fn run(
         tokio::select! {
             () = tx.closed() => return,
             () = signal => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(ctx.event_poll_interval()) => {}
         }
     }
 }
@@ -147,7 +144,12 @@ async fn next_batch(
         };
         if row.state == pb::HandoffState::Pending.as_str_name()
             && let Some(delivered) = routing
-                .record(principal, row.clone(), Transition::Deliver)
+                .record(
+                    principal,
+                    row.clone(),
+                    Transition::Deliver,
+                    crate::service::Effects::default(),
+                )
                 .await?
         {
             row = delivered;
@@ -155,7 +157,7 @@ async fn next_batch(
         let item = pb::InboxEvent {
             cursor: seal(ctx, &principal.agency_id, ev.seq)?,
             event: ev.kind,
-            handoff: Some(to_proto(&row)),
+            handoff: Some(to_proto(&row)?),
             occurred_at: Some(timestamp(ev.occurred_at)),
             redactions: Vec::new(),
         };

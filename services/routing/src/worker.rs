@@ -10,8 +10,9 @@
 //! that crashes mid-way rolls back and handles the event again; two workers
 //! that race on one event create its handoffs once.
 //!
-//! Wake-ups come from the in-process event signal, with polling as the
-//! fallback (and the only signal across processes until LISTEN/NOTIFY lands).
+//! Wake-ups come from the in-process event signal, which PostgreSQL
+//! LISTEN/NOTIFY also raises for appends by other processes
+//! ([`refnet_core::events::listen`]), with polling as the fallback.
 
 use std::{sync::Arc, time::Duration};
 
@@ -40,16 +41,6 @@ pub const CONSUMER: &str = "routing";
 
 /// Events handled per transaction batch.
 const BATCH: u64 = 100;
-
-/// Acknowledge-by deadline for an urgency (domain.md defaults).
-pub fn acknowledge_within(urgency: &str) -> chrono::Duration {
-    match urgency {
-        "CRITICAL" => chrono::Duration::hours(1),
-        "HIGH" => chrono::Duration::hours(4),
-        "LOW" => chrono::Duration::hours(72),
-        _ => chrono::Duration::hours(24),
-    }
-}
 
 #[derive(Deserialize)]
 struct RoutedPayload {
@@ -84,9 +75,9 @@ impl RoutingWorker {
     /// A worker over `ctx` applying `rules`.
     pub fn new(ctx: AppContext, rules: Arc<RuleSet>) -> Self {
         Self {
+            poll: ctx.event_poll_interval(),
             ctx,
             rules,
-            poll: Duration::from_millis(500),
         }
     }
 
@@ -216,7 +207,7 @@ async fn route(
         .map(|p| p.agency_id)
         .unwrap_or_default();
     let code = code.unwrap_or_default();
-    let acknowledge_by: DateTime<Utc> = now + acknowledge_within(&facts.urgency);
+    let deadlines = rules.deadlines(&facts.urgency);
     let mut created = 0;
     for planned in rules.route(facts) {
         let kind = agency_kind_name(planned.to);
@@ -247,8 +238,18 @@ async fn route(
                 purpose: planned.purpose.clone(),
                 rule_id: planned.rule_id.clone(),
                 rule_set_version: rules.version().to_owned(),
-                checklist: planned.checklist.clone(),
-                acknowledge_by,
+                checklist: planned
+                    .checklist
+                    .iter()
+                    .map(|item| crate::decisions::ChecklistEntry {
+                        item: item.clone(),
+                        provided: false,
+                        updated_at: None,
+                        updated_by: None,
+                    })
+                    .collect(),
+                acknowledge_by: now + deadlines.acknowledge,
+                decide_by: now + deadlines.decide,
             },
         )
         .await?;
@@ -275,8 +276,9 @@ pub(crate) struct NewHandoff<'a> {
     pub(crate) purpose: String,
     pub(crate) rule_id: String,
     pub(crate) rule_set_version: String,
-    pub(crate) checklist: Vec<String>,
+    pub(crate) checklist: Vec<crate::decisions::ChecklistEntry>,
     pub(crate) acknowledge_by: DateTime<Utc>,
+    pub(crate) decide_by: DateTime<Utc>,
 }
 
 /// Inserts a handoff, makes its recipient a party and appends `HandoffCreated`;
@@ -288,11 +290,7 @@ pub(crate) async fn insert_handoff(
 ) -> ServiceResult<bool> {
     let now = Utc::now();
     let kind = agency_kind_name(h.to.kind);
-    let checklist: Vec<serde_json::Value> = h
-        .checklist
-        .iter()
-        .map(|item| serde_json::json!({ "item": item, "provided": false }))
-        .collect();
+    let checklist = refnet_core::subjects::json(&h.checklist)?;
     let inserted = handoff::Entity::insert(handoff::ActiveModel {
         id: Set(h.id),
         referral_id: Set(h.referral_id),
@@ -305,11 +303,14 @@ pub(crate) async fn insert_handoff(
         version: Set(1),
         rule_id: Set(h.rule_id.clone()),
         rule_set_version: Set(h.rule_set_version.clone()),
-        checklist: Set(serde_json::Value::Array(checklist).to_string()),
+        checklist: Set(checklist),
         acknowledge_by: Set(h.acknowledge_by),
         delivered_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        decide_by: Set(Some(h.decide_by)),
+        acknowledged_at: Set(None),
+        decline_reason_ct: Set(None),
     })
     .on_conflict(
         OnConflict::columns([
