@@ -470,16 +470,23 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                                 .await
                             {
                                 Ok(response) => {
-                                    // Live streams never end: take what arrives until they go quiet.
+                                    // Live streams never end: take what arrives until they go
+                                    // quiet. A replay that must carry content (the timeline's
+                                    // decline reason) gets longer for its first batch, which a
+                                    // loaded database can take more than 100 ms to prepare.
                                     let mut stream = response.into_inner();
                                     let mut all = Vec::new();
-                                    while let Ok(Ok(Some(item))) = tokio::time::timeout(
-                                        std::time::Duration::from_millis(100),
-                                        stream.message(),
-                                    )
-                                    .await
+                                    let mut wait =
+                                        if content.as_ref().is_some_and(|c| !c.is_empty()) {
+                                            std::time::Duration::from_secs(5)
+                                        } else {
+                                            std::time::Duration::from_millis(100)
+                                        };
+                                    while let Ok(Ok(Some(item))) =
+                                        tokio::time::timeout(wait, stream.message()).await
                                     {
                                         all.extend(item);
+                                        wait = std::time::Duration::from_millis(100);
                                     }
                                     Ok(all)
                                 }

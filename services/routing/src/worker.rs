@@ -2,13 +2,13 @@
 //! event log, from a stored checkpoint, and hands each referral to the
 //! agencies its rules name.
 //!
-//! Delivery is at least once; handling is idempotent. Each event is handled in
-//! one transaction that inserts the handoffs (a unique index on referral,
-//! agency kind and rule-set version turns a repeat into a no-op), makes the
-//! receiving agencies parties, appends `HandoffCreated` for the handoffs it
-//! actually inserted, and moves the checkpoint forward (never back). A worker
-//! that crashes mid-way rolls back and handles the event again; two workers
-//! that race on one event create its handoffs once.
+//! Delivery is at least once; handling is idempotent. Each batch of up to 100
+//! events is handled in one transaction that inserts the handoffs (a unique
+//! index on referral, agency kind and rule-set version turns a repeat into a
+//! no-op), makes the receiving agencies parties, appends `HandoffCreated` for
+//! the handoffs it actually inserted, and moves the checkpoint forward (never
+//! back). A worker that crashes mid-way rolls the batch back and handles it
+//! again; two workers that race on one batch create its handoffs once.
 //!
 //! Wake-ups come from the in-process event signal, which PostgreSQL
 //! LISTEN/NOTIFY also raises for appends by other processes
@@ -102,7 +102,7 @@ impl RoutingWorker {
         }
     }
 
-    /// Handles the next batch of events; returns how many it handled.
+    /// Handles the next batch of events in one transaction; returns how many it read.
     pub async fn step(&self) -> ServiceResult<usize> {
         let db = self.ctx.db();
         let checkpoint = consumer_checkpoint::Entity::find_by_id(CONSUMER.to_owned())
@@ -115,35 +115,22 @@ impl RoutingWorker {
             .limit(BATCH)
             .all(db)
             .await?;
-        let n = batch.len();
-        for ev in batch {
-            self.handle(ev).await?;
-        }
-        Ok(n)
-    }
-
-    async fn handle(&self, ev: event::Model) -> ServiceResult<()> {
-        let routed = matches!(ev.kind.as_str(), "ReferralFiled" | "ReferralAmended");
-        let planned = match (routed, ev.referral_id) {
-            (true, Some(referral_id)) => {
-                let payload: RoutedPayload = serde_json::from_str(&ev.payload)
-                    .map_err(|e| ServiceError::internal("event payload", e))?;
-                payload
-                    .facts
-                    .map(|facts| (referral_id, payload.reference_code, facts))
-            }
-            _ => None,
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            return Ok(0);
         };
+        let n = batch.len();
+        let planned = batch.iter().map(plan).collect::<ServiceResult<Vec<_>>>()?;
+        let planned: Vec<_> = planned.into_iter().flatten().collect();
         let rules = self.rules.clone();
         let agencies = self.ctx.agencies().all();
-        let seq = ev.seq;
-        let created = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+        let created = refnet_core::db::write_txn(db, move |txn| {
             Box::pin(async move {
                 let mut created = 0;
-                if let Some((referral_id, code, facts)) = planned {
-                    created = route(txn, &rules, &agencies, referral_id, code, &facts).await?;
+                for (referral_id, code, facts) in &planned {
+                    created +=
+                        route(txn, &rules, &agencies, *referral_id, code.clone(), facts).await?;
                 }
-                advance(txn, seq).await?;
+                advance(txn, last).await?;
                 Ok(created)
             })
         })
@@ -151,7 +138,22 @@ impl RoutingWorker {
         if created > 0 {
             self.ctx.event_signal().notify_waiters();
         }
-        Ok(())
+        Ok(n)
+    }
+}
+
+/// What routing must do for `ev`: the referral and its facts, or nothing.
+fn plan(ev: &event::Model) -> ServiceResult<Option<(Uuid, Option<String>, RoutingFacts)>> {
+    let routed = matches!(ev.kind.as_str(), "ReferralFiled" | "ReferralAmended");
+    match (routed, ev.referral_id) {
+        (true, Some(referral_id)) => {
+            let payload: RoutedPayload = serde_json::from_str(&ev.payload)
+                .map_err(|e| ServiceError::internal("event payload", e))?;
+            Ok(payload
+                .facts
+                .map(|facts| (referral_id, payload.reference_code, facts)))
+        }
+        _ => Ok(None),
     }
 }
 
