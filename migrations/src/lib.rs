@@ -13,6 +13,7 @@ mod m20261128_000002_audit;
 mod m20261128_000003_routing;
 mod m20261128_000004_messages;
 mod m20261128_000005_handoff_decisions;
+mod m20261128_000006_protection;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_routing::Migration),
             Box::new(m20261128_000004_messages::Migration),
             Box::new(m20261128_000005_handoff_decisions::Migration),
+            Box::new(m20261128_000006_protection::Migration),
         ]
     }
 }

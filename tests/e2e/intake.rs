@@ -21,7 +21,7 @@ on_both!(
     possible_duplicates_are_reported,
     adult_without_means_is_accepted_but_incomplete,
     roles_and_agency_kinds_are_enforced,
-    protection_is_unimplemented_and_routing_validates,
+    empty_requests_name_their_missing_fields,
 );
 
 /// The draft as the server normalises it (what a read returns).
@@ -799,7 +799,7 @@ async fn roles_and_agency_kinds_are_enforced(app: &TestApp) {
     assert_eq!(app.count("referrals").await, 1);
 }
 
-async fn protection_is_unimplemented_and_routing_validates(app: &TestApp) {
+async fn empty_requests_name_their_missing_fields(app: &TestApp) {
     let channel = app.channel().await;
     let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
     let mut protection =
@@ -818,8 +818,13 @@ async fn protection_is_unimplemented_and_routing_validates(app: &TestApp) {
     let status = protection
         .get_protection_request(authed(pb::GetProtectionRequestRequest::default(), &token))
         .await
-        .expect_err("stub");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("empty request");
+    assert_eq!(crate::common::violations(&status), vec!["id"]);
+    let status = protection
+        .begin_assessment(authed(pb::ProtectionStepRequest::default(), &token))
+        .await
+        .expect_err("police cannot assess");
+    assert_eq!(status.code(), Code::PermissionDenied);
     let status = routing
         .list_inbox(pb::ListInboxRequest::default())
         .await

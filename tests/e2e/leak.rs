@@ -72,6 +72,8 @@ enum Class {
     Case,
     Special,
     Suspect,
+    /// The WPA's own records (its notes on a protection request).
+    Protection,
 }
 
 /// Every canary of `canary_draft()` with its class. Free-text mentions use
@@ -107,6 +109,7 @@ const CANARY_CLASSES: &[(&str, Class)] = &[
     ("KZQ 123X", Class::Suspect),
     ("Canaryemployer", Class::Suspect),
     ("Canaryagency", Class::Suspect),
+    ("Canarywpanote", Class::Protection),
 ];
 
 /// The default policy of redaction.md: does `kind` see `class` in full?
@@ -123,14 +126,31 @@ fn table_shows(kind: &str, class: Class) -> bool {
             kind,
             "POLICE" | "PROSECUTION" | "IMMIGRATION" | "LABOUR" | "WPA"
         ),
+        Protection => kind == "WPA",
     }
 }
 
 /// The expected visibility of `class` for `kind` with `role`, given the
-/// agency kinds the subject consented to.
-fn expected_visible(kind: &str, role: &str, class: Class, consented: &[&str]) -> bool {
+/// agency kinds the subject consented to and whether the subject is a
+/// protected witness.
+fn expected_visible(
+    kind: &str,
+    role: &str,
+    class: Class,
+    consented: &[&str],
+    protected: bool,
+) -> bool {
     if role == "auditor" {
         return false; // OPERATIONAL only
+    }
+    if protected
+        && kind != "WPA"
+        && matches!(
+            class,
+            Class::Identity | Class::Location | Class::Quasi | Class::Special
+        )
+    {
+        return false; // override 1: pseudonym, no location, age band only, no special category
     }
     let consent_bound = matches!(kind, "NGO" | "HEALTH" | "LABOUR" | "TRUST_FUND");
     if consent_bound
@@ -180,12 +200,28 @@ struct Case {
     consented: Vec<&'static str>,
     /// A handoff to the NGO that the NGO declined with [`MESSAGE_BODY`] as the reason.
     declined: String,
+    /// A protection request by the filing police desk, with a WPA note ([`WPA_NOTE`]).
+    protection: String,
+    /// The WPA admitted the subject (override 1 applies).
+    protected: bool,
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
+}
+
+/// [`canary_draft`] with other ID numbers and phones: by refnet's blind
+/// index a different person, so protecting them leaves the other cases alone.
+fn another_person() -> pb::ReferralDraft {
+    let mut draft = canary_draft();
+    let subject = draft.subject.as_mut().expect("subject");
+    subject.national_id = "27182818".into();
+    subject.passport_number = "XY1234567".into();
+    subject.refugee_id = "RAS-1122334".into();
+    subject.phones = vec!["+254711000999".into()];
+    draft
 }
 
 fn with_consent(
@@ -204,6 +240,69 @@ fn with_consent(
 
 /// The body every PostMessage of this test writes (a subject identifier in free text).
 const MESSAGE_BODY: &str = "Canarygiven Zqx is safe";
+
+/// The WPA's note on every case's protection request (class PROTECTION).
+const WPA_NOTE: &str = "Canarywpanote: assessed at the coast office";
+
+/// The calls whose replies carry the WPA's note.
+const WPA_NOTE_CARRIERS: &[&str] = &["/GetProtectionRequest"];
+
+/// The filing police desk asks for protection; the WPA begins assessing it
+/// with [`WPA_NOTE`] and, when `admit`, admits the witness.
+async fn request_protection(app: &TestApp, referral: &str, admit: bool) -> String {
+    let mut client = pb::witness_protection_service_client::WitnessProtectionServiceClient::new(
+        app.channel().await,
+    );
+    let submitted = client
+        .submit_protection_request(authed(
+            protection_request(referral),
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("submit")
+        .into_inner();
+    let wpa = app.officer("wpa");
+    let assessing = client
+        .begin_assessment(authed(
+            pb::ProtectionStepRequest {
+                id: submitted.id.clone(),
+                expected_version: submitted.version,
+                notes: WPA_NOTE.into(),
+                ..Default::default()
+            },
+            &wpa,
+        ))
+        .await
+        .expect("assess")
+        .into_inner();
+    if admit {
+        client
+            .admit_to_programme(authed(
+                pb::ProtectionStepRequest {
+                    id: assessing.id.clone(),
+                    expected_version: assessing.version,
+                    ..Default::default()
+                },
+                &wpa,
+            ))
+            .await
+            .expect("admit");
+    }
+    submitted.id
+}
+
+/// A protection request with no canary in it.
+fn protection_request(referral: &str) -> pb::SubmitProtectionRequestRequest {
+    pb::SubmitProtectionRequestRequest {
+        referral_id: referral.into(),
+        idempotency_key: new_key(),
+        grounds: "Key prosecution witness; threats received".into(),
+        threat_assessment: "High: the network knows the family".into(),
+        measures: vec![pb::ProtectionMeasure::PhysicalProtection as i32],
+        urgency: pb::Urgency::High as i32,
+        threat_sources: "the recruitment network".into(),
+    }
+}
 
 /// The calls whose replies carry a decline reason (free text, [`MESSAGE_BODY`]).
 const DECLINE_REASON_CARRIERS: &[&str] = &["/GetHandoff", "/GetTimeline", "/WatchReferral"];
@@ -374,15 +473,28 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
         }
         .encode_to_vec(),
         "/refnet.v1.WitnessProtectionService/SubmitProtectionRequest" => {
-            pb::SubmitProtectionRequestRequest {
-                referral_id: id,
-                idempotency_key: new_key(),
-                ..Default::default()
+            protection_request(&id).encode_to_vec()
+        }
+        "/refnet.v1.WitnessProtectionService/GetProtectionRequest" => {
+            pb::GetProtectionRequestRequest {
+                id: case.protection.clone(),
             }
             .encode_to_vec()
         }
-        "/refnet.v1.WitnessProtectionService/GetProtectionRequest" => {
-            pb::GetProtectionRequestRequest::default().encode_to_vec()
+        "/refnet.v1.WitnessProtectionService/ListProtectionRequests" => {
+            pb::ListProtectionRequestsRequest::default().encode_to_vec()
+        }
+        // Steps with no request id: the WPA is told what is missing, anyone else is refused.
+        "/refnet.v1.WitnessProtectionService/WithdrawProtectionRequest"
+        | "/refnet.v1.WitnessProtectionService/BeginAssessment"
+        | "/refnet.v1.WitnessProtectionService/GrantInterimMeasures"
+        | "/refnet.v1.WitnessProtectionService/AdmitToProgramme"
+        | "/refnet.v1.WitnessProtectionService/DeclineRequest"
+        | "/refnet.v1.WitnessProtectionService/CloseProtection" => {
+            pb::ProtectionStepRequest::default().encode_to_vec()
+        }
+        "/refnet.v1.WitnessProtectionService/RecordMeasure" => {
+            pb::RecordMeasureRequest::default().encode_to_vec()
         }
         _ => return None,
     };
@@ -413,9 +525,19 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             with_consent(child, By::Guardian, &[K::Ngo]),
             vec!["NGO"],
         ),
+        (
+            "adult, protected witness (consent to all)",
+            with_consent(
+                another_person(),
+                By::Subject,
+                &[K::Ngo, K::Health, K::Labour, K::TrustFund],
+            ),
+            vec!["NGO", "HEALTH", "LABOUR", "TRUST_FUND"],
+        ),
     ];
     let mut cases = Vec::new();
     for (name, draft, consented) in cases_drafts {
+        let protected = name.contains("protected");
         let referral = app
             .file("police-nairobi", draft.clone())
             .await
@@ -425,6 +547,7 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             app.make_party(&referral.id, party).await;
         }
         let declined = decline_to_ngo(app, &referral.id).await;
+        let protection = request_protection(app, &referral.id, protected).await;
         let bytes = draft.encode_to_vec();
         cases.push(Case {
             name,
@@ -433,6 +556,8 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             bytes,
             consented,
             declined,
+            protection,
+            protected,
         });
     }
 
@@ -451,6 +576,8 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                 || DECLINE_REASON_CARRIERS.iter().any(|m| path.ends_with(m))
             {
                 Some(MESSAGE_BODY.as_bytes().to_vec())
+            } else if WPA_NOTE_CARRIERS.iter().any(|m| path.ends_with(m)) {
+                Some(WPA_NOTE.as_bytes().to_vec())
             } else {
                 Some(Vec::new())
             };
@@ -531,7 +658,13 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                             let allowed = ok
                                 && party
                                 && contains(source, canary)
-                                && expected_visible(kind, role, *class, &case.consented);
+                                && expected_visible(
+                                    kind,
+                                    role,
+                                    *class,
+                                    &case.consented,
+                                    case.protected,
+                                );
                             assert_eq!(
                                 found,
                                 allowed,
@@ -565,6 +698,9 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         "CreateHandoff",
         "GetHandoff",
         "ListNotifications",
+        "SubmitProtectionRequest",
+        "GetProtectionRequest",
+        "ListProtectionRequests",
     ] {
         let key = per_method
             .keys()

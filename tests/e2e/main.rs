@@ -20,6 +20,7 @@ mod cli;
 mod decisions;
 mod intake;
 mod leak;
+mod protection;
 mod redaction;
 mod routing;
 mod server;

@@ -85,6 +85,7 @@ fn reply() -> pb::GetReferralResponse {
             filed_by_officer: "o".into(),
             filed_at: None,
             updated_at: None,
+            protection_applies: false,
         }),
         redactions: vec![],
     }

@@ -317,6 +317,8 @@ pub mod subject {
         pub created_at: DateTimeUtc,
         /// Updated.
         pub updated_at: DateTimeUtc,
+        /// The WPA pseudonym while the subject is protected (every viewer but the WPA sees it).
+        pub protected_pseudonym: Option<String>,
     }
 
     /// No relations are navigated through sea-orm.

@@ -43,6 +43,14 @@ pub enum EventKind {
     MessagePosted,
     /// A rule fired but no agency of the kind it names is registered.
     RoutingGap,
+    /// Police or prosecution asked the WPA to protect the subject (not on the timeline).
+    ProtectionRequested,
+    /// A protection request changed state (not on the timeline).
+    ProtectionStateChanged,
+    /// The subject is protected from now on (on the timeline; reveals nothing).
+    ProtectionApplied,
+    /// The WPA restored the subject's identity to other parties (on the timeline).
+    ProtectionLifted,
 }
 
 impl EventKind {
@@ -65,6 +73,10 @@ impl EventKind {
             Self::HandoffReassigned => "HandoffReassigned",
             Self::MessagePosted => "MessagePosted",
             Self::RoutingGap => "RoutingGap",
+            Self::ProtectionRequested => "ProtectionRequested",
+            Self::ProtectionStateChanged => "ProtectionStateChanged",
+            Self::ProtectionApplied => "ProtectionApplied",
+            Self::ProtectionLifted => "ProtectionLifted",
         }
     }
 }

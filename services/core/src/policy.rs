@@ -71,14 +71,18 @@ impl Action {
 }
 
 /// The classes the policy decides (OPERATIONAL is always shown to parties).
-pub const POLICY_CLASSES: [Sensitivity; 6] = [
+pub const POLICY_CLASSES: [Sensitivity; 7] = [
     Sensitivity::Identity,
     Sensitivity::Location,
     Sensitivity::QuasiIdentifier,
     Sensitivity::Case,
     Sensitivity::Special,
     Sensitivity::Suspect,
+    Sensitivity::Protection,
 ];
+
+/// How many sensitivity values there are (UNSPECIFIED and OPERATIONAL included).
+const CLASS_COUNT: usize = 9;
 
 fn class_name(class: Sensitivity) -> &'static str {
     class
@@ -97,7 +101,7 @@ fn class_index(class: Sensitivity) -> usize {
 }
 
 /// A per-class table of actions, indexed by `Sensitivity as usize`.
-type Row = [Action; 8];
+type Row = [Action; CLASS_COUNT];
 
 /// How a role sees a referral.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +218,7 @@ pub struct Decision {
 /// Every class's decision for one viewer of one subject, computed once per reply.
 #[derive(Debug, Clone)]
 pub struct View {
-    decisions: [Decision; 8],
+    decisions: [Decision; CLASS_COUNT],
     /// Quasi-identifiers are generalised coarsely (age band only).
     pub coarse_quasi: bool,
     /// What PSEUDONYMISE puts in place of the subject's name.
@@ -298,7 +302,7 @@ impl Policy {
             let entry = format!("agency.{k}");
             let kind = kind(&entry, k)?;
             let given = actions(&entry, map)?;
-            let mut row = [Action::Drop; 8];
+            let mut row = [Action::Drop; CLASS_COUNT];
             row[class_index(Sensitivity::Operational)] = Action::Show;
             for c in POLICY_CLASSES {
                 row[class_index(c)] = *given
@@ -403,11 +407,11 @@ impl Policy {
             .agency
             .get(&viewer_kind)
             .copied()
-            .unwrap_or([Action::Drop; 8]);
+            .unwrap_or([Action::Drop; CLASS_COUNT]);
         let mut decisions = [Decision {
             action: Action::Drop,
             reason: RedactionReason::AgencyPolicy,
-        }; 8];
+        }; CLASS_COUNT];
         for (i, a) in base.iter().enumerate() {
             decisions[i] = Decision {
                 action: *a,
@@ -429,18 +433,19 @@ impl Policy {
         {
             decisions[class_index(Sensitivity::Location)].action = ex.action;
         }
-        let tighten =
-            |decisions: &mut [Decision; 8], actions: &BTreeMap<Sensitivity, Action>, reason| {
-                for (class, action) in actions {
-                    let d = &mut decisions[class_index(*class)];
-                    if *action > d.action {
-                        *d = Decision {
-                            action: *action,
-                            reason,
-                        };
-                    }
+        let tighten = |decisions: &mut [Decision; CLASS_COUNT],
+                       actions: &BTreeMap<Sensitivity, Action>,
+                       reason| {
+            for (class, action) in actions {
+                let d = &mut decisions[class_index(*class)];
+                if *action > d.action {
+                    *d = Decision {
+                        action: *action,
+                        reason,
+                    };
                 }
-            };
+            }
+        };
         if role_view == RoleView::Operational {
             for c in POLICY_CLASSES {
                 decisions[class_index(c)] = Decision {
@@ -734,8 +739,8 @@ mod tests {
             ),
             (
                 DEFAULT_POLICY.replace(
-                    "SUSPECT = \"drop\"\n\n[agency.HEALTH]",
-                    "SUSPECTS = \"drop\"\n\n[agency.HEALTH]",
+                    "SUSPECT = \"drop\"\nPROTECTION = \"drop\"\n\n[agency.HEALTH]",
+                    "SUSPECTS = \"drop\"\nPROTECTION = \"drop\"\n\n[agency.HEALTH]",
                 ),
                 "agency.NGO.SUSPECTS",
             ),

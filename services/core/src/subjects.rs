@@ -121,6 +121,7 @@ pub async fn load_content<C: ConnectionTrait>(
         classification: pb::Classification::from_str_name(&row.classification).unwrap_or_default(),
         identified_by: pb::IdentifiedBy::from_str_name(&row.identified_by).unwrap_or_default(),
         county: row.county.clone(),
+        protected_pseudonym: subj.protected_pseudonym.clone(),
     })
 }
 
@@ -135,7 +136,7 @@ pub fn subject_context(
         referral_id: Some(row.id),
         state: SubjectState {
             consented_kinds: content.consented_kinds(),
-            protected_pseudonym: None,
+            protected_pseudonym: content.protected_pseudonym.clone(),
             pseudonym: keys.subject_token(row.subject_id),
         },
         relation,

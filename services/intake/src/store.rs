@@ -141,6 +141,7 @@ fn to_proto(row: &referral::Model, content: &ReferralContent) -> pb::Referral {
         filed_by_officer: row.filed_by_officer.clone(),
         filed_at: Some(timestamp(row.filed_at)),
         updated_at: Some(timestamp(row.updated_at)),
+        protection_applies: content.protected_pseudonym.is_some(),
     }
 }
 
@@ -191,6 +192,29 @@ pub async fn get(
             refnet_core::access::relation(ctx.db(), row.id, &principal.agency_id).await?,
         ),
     })
+}
+
+/// The pseudonym of a protected subject sharing an identifier with `digests`, if any.
+async fn protected_match<C: ConnectionTrait>(
+    db: &C,
+    digests: &[(&'static str, Vec<u8>)],
+) -> ServiceResult<Option<String>> {
+    if digests.is_empty() {
+        return Ok(None);
+    }
+    use sea_orm::QueryTrait;
+    let sharing = subject_identifier::Entity::find()
+        .select_only()
+        .column(subject_identifier::Column::SubjectId)
+        .filter(subject_identifier::Column::Digest.is_in(digests.iter().map(|(_, d)| d.clone())))
+        .into_query();
+    Ok(subject::Entity::find()
+        .filter(subject::Column::Id.in_subquery(sharing))
+        .filter(subject::Column::ProtectedPseudonym.is_not_null())
+        .order_by_asc(subject::Column::Id)
+        .one(db)
+        .await?
+        .and_then(|s| s.protected_pseudonym))
 }
 
 /// Earlier referrals whose subject shares an identifier with `digests`.
@@ -327,11 +351,19 @@ pub async fn file(
             .recorded_by_officer
             .clone_from(&principal.officer_id);
     }
-    let content = ReferralContent { consent, ..content };
+    // A protected witness filed again (an identifier matches) is protected
+    // from the first reply on, under the WPA's pseudonym.
+    let protected_pseudonym = protected_match(ctx.db(), &digests).await?;
+    let content = ReferralContent {
+        consent,
+        protected_pseudonym: protected_pseudonym.clone(),
+        ..content
+    };
     let subject_row = subject::ActiveModel {
         key_id: Set(keys.master.id().to_owned()),
         wrapped_key: Set(wrapped),
         created_at: Set(now),
+        protected_pseudonym: Set(protected_pseudonym),
         ..subject_columns(&dek, subject_id, &content, now)?
     };
     let missing: Vec<&str> = content
@@ -576,6 +608,7 @@ pub async fn amend(
             let old = load_content(txn, &keys, &row).await?;
             let content = ReferralContent {
                 consent: old.consent,
+                protected_pseudonym: old.protected_pseudonym,
                 ..content
             };
             let subj = subject::Entity::find_by_id(row.subject_id)

@@ -1,25 +1,106 @@
 //! WitnessProtectionService: police or prosecution ask the Witness Protection
-//! Agency to protect a victim-witness. Every method answers UNIMPLEMENTED until
-//! the protection issue lands; the crate, contract and binary exist so
-//! deployments and clients can be built against them now.
+//! Agency to protect a victim-witness; the WPA assesses, grants interim
+//! measures, admits (with a pseudonym) or declines, records measures in force
+//! and closes. From interim measures or admission on, every viewer but the WPA
+//! sees the subject through the redaction policy's protected override, in
+//! every service (the subject's protected state lives beside its sealed
+//! identity, where every reply's redaction reads it).
 
-use refnet_api::v1::witness_protection_service_server::{
-    WitnessProtectionService, WitnessProtectionServiceServer,
+pub mod service;
+pub mod store;
+
+use refnet_api::v1::{
+    self as pb,
+    witness_protection_service_server::{WitnessProtectionService, WitnessProtectionServiceServer},
 };
 use refnet_core::AppContext;
+use tonic::{Request, Response, Status};
+
+pub use service::{Protection, Step};
 
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "refnet.v1.WitnessProtectionService";
 
-/// The WitnessProtectionService. The generated trait's default methods answer UNIMPLEMENTED.
-#[derive(Clone)]
-pub struct Protection {
-    _ctx: AppContext,
-}
-
-impl WitnessProtectionService for Protection {}
-
 /// The WitnessProtectionService over `ctx`, ready to mount.
 pub fn service(ctx: &AppContext) -> WitnessProtectionServiceServer<Protection> {
-    WitnessProtectionServiceServer::new(Protection { _ctx: ctx.clone() })
+    WitnessProtectionServiceServer::new(Protection::new(ctx.clone()))
+}
+
+#[tonic::async_trait]
+impl WitnessProtectionService for Protection {
+    async fn submit_protection_request(
+        &self,
+        request: Request<pb::SubmitProtectionRequestRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.submit(request).await?.into_response())
+    }
+
+    async fn get_protection_request(
+        &self,
+        request: Request<pb::GetProtectionRequestRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.get(request).await?.into_response())
+    }
+
+    async fn list_protection_requests(
+        &self,
+        request: Request<pb::ListProtectionRequestsRequest>,
+    ) -> Result<Response<pb::ListProtectionRequestsResponse>, Status> {
+        Ok(self.list(request).await?.into_response())
+    }
+
+    async fn withdraw_protection_request(
+        &self,
+        request: Request<pb::ProtectionStepRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.step(request, Step::Withdraw).await?.into_response())
+    }
+
+    async fn begin_assessment(
+        &self,
+        request: Request<pb::ProtectionStepRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self
+            .step(request, Step::BeginAssessment)
+            .await?
+            .into_response())
+    }
+
+    async fn grant_interim_measures(
+        &self,
+        request: Request<pb::ProtectionStepRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self
+            .step(request, Step::GrantInterimMeasures)
+            .await?
+            .into_response())
+    }
+
+    async fn admit_to_programme(
+        &self,
+        request: Request<pb::ProtectionStepRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.step(request, Step::Admit).await?.into_response())
+    }
+
+    async fn decline_request(
+        &self,
+        request: Request<pb::ProtectionStepRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.step(request, Step::Decline).await?.into_response())
+    }
+
+    async fn record_measure(
+        &self,
+        request: Request<pb::RecordMeasureRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.record_measure(request).await?.into_response())
+    }
+
+    async fn close_protection(
+        &self,
+        request: Request<pb::ProtectionStepRequest>,
+    ) -> Result<Response<pb::ProtectionRequest>, Status> {
+        Ok(self.step(request, Step::Close).await?.into_response())
+    }
 }

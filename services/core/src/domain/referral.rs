@@ -199,6 +199,9 @@ pub struct ReferralContent {
     pub identified_by: pb::IdentifiedBy,
     /// County where the case is handled (canonical).
     pub county: String,
+    /// The WPA pseudonym while the subject is protected; read from storage,
+    /// never from a draft.
+    pub protected_pseudonym: Option<String>,
 }
 
 /// Validates a list of enum numbers: known, not UNSPECIFIED, de-duplicated.
@@ -660,6 +663,7 @@ impl ReferralContent {
             classification: classification?,
             identified_by: identified_by?,
             county: county_now?,
+            protected_pseudonym: None,
         })
     }
 

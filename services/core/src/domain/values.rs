@@ -312,9 +312,57 @@ pub fn new_reference_code(year: i32) -> String {
     format!("RN-{year:04}-{tail}")
 }
 
+/// A fresh WPA pseudonym, e.g. `Witness-7F3KQ` (callers check it is unused).
+pub fn new_pseudonym() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..5)
+        .map(|_| char::from(CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())]))
+        .collect();
+    format!("Witness-{tail}")
+}
+
+/// A pseudonym the WPA chose: 3 to 40 letters, digits, spaces and hyphens,
+/// starting with a letter. Returns it trimmed, with inner spaces collapsed.
+pub fn parse_pseudonym(input: &str) -> Result<String, String> {
+    let collapsed = input.split_whitespace().collect::<Vec<_>>().join(" ");
+    let ok = (3..=40).contains(&collapsed.chars().count())
+        && collapsed.chars().next().is_some_and(char::is_alphabetic)
+        && collapsed
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || c == '-');
+    if ok {
+        Ok(collapsed)
+    } else {
+        Err("must be 3 to 40 letters, digits, spaces or hyphens, starting with a letter".into())
+    }
+}
+
+/// The form pseudonyms are compared in (unique system-wide): lower case, no spaces or hyphens.
+pub fn pseudonym_key(pseudonym: &str) -> String {
+    pseudonym
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudonyms_are_checked_and_compared_loosely() {
+        assert!(new_pseudonym().starts_with("Witness-"));
+        assert_eq!(
+            parse_pseudonym("  Witness   K-17 ").unwrap(),
+            "Witness K-17"
+        );
+        assert!(parse_pseudonym("K").is_err());
+        assert!(parse_pseudonym("7 Witness").is_err());
+        assert!(parse_pseudonym("Witness; DROP").is_err());
+        assert_eq!(pseudonym_key("Witness K-17"), pseudonym_key("witness-k17"));
+    }
 
     #[test]
     fn kenyan_phone_spellings_normalise_to_e164() {

@@ -1,0 +1,962 @@
+//! The WitnessProtectionService handlers.
+//!
+//! Who may do what: POLICE and PROSECUTION submit (for a referral they are
+//! party to) and withdraw their own requests; the WPA takes every other step.
+//! The WPA reads every request; a requester reads its own; anyone else gets
+//! NOT_FOUND. What a reader sees is then the redaction policy's business: the
+//! WPA's own records are class PROTECTION (shown to the WPA only), grounds and
+//! assessments SPECIAL, threat sources SUSPECT; a requester also sees only the
+//! measures in force it must act on (court measures).
+
+use chrono::{NaiveDate, Utc};
+use prost::Message;
+use refnet_api::v1::{self as pb, AgencyKind, ProtectionMeasure, ProtectionState as S};
+use refnet_core::{
+    AppContext, ServiceError, ServiceResult, access,
+    auth::{Principal, Role},
+    boundary::{CallInfo, Reply, reply},
+    domain::{
+        IdempotencyKey, ReferralRef, new_pseudonym, parse_pseudonym, parse_text, pseudonym_key,
+        referral::timestamp,
+    },
+    entities::{referral, referral_party},
+    error::Violations,
+    events::{self, EventKind},
+    paging, subjects,
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::OnConflict,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::store::{self, Note, SealedRequest, measure, request};
+
+const ACTORS: &[Role] = &[Role::Officer, Role::Supervisor];
+const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
+/// Longest grounds, assessment, analysis, note or details, in characters.
+const MAX_TEXT: usize = 5_000;
+/// Longest reason or threat-sources text, in characters.
+const MAX_SHORT: usize = 2_000;
+
+/// The measures a requester (police, prosecution) must act on in court.
+pub const COURT_MEASURES: [ProtectionMeasure; 5] = [
+    ProtectionMeasure::InCameraHearing,
+    ProtectionMeasure::PseudonymInCourt,
+    ProtectionMeasure::VideoLinkTestimony,
+    ProtectionMeasure::IdentityDistortion,
+    ProtectionMeasure::ReducedRecords,
+];
+
+/// A step on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The requester withdraws it.
+    Withdraw,
+    /// The WPA starts assessing it.
+    BeginAssessment,
+    /// The WPA protects the witness at once, before deciding.
+    GrantInterimMeasures,
+    /// The WPA admits the witness to the programme.
+    Admit,
+    /// The WPA declines it.
+    Decline,
+    /// The WPA ends protection.
+    Close,
+}
+
+impl Step {
+    /// The event and log name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Withdraw => "WithdrawProtectionRequest",
+            Self::BeginAssessment => "BeginAssessment",
+            Self::GrantInterimMeasures => "GrantInterimMeasures",
+            Self::Admit => "AdmitToProgramme",
+            Self::Decline => "DeclineRequest",
+            Self::Close => "CloseProtection",
+        }
+    }
+
+    /// The states it may start from.
+    pub fn from(self) -> &'static [S] {
+        match self {
+            Self::Withdraw => &[S::Submitted, S::UnderAssessment],
+            Self::BeginAssessment => &[S::Submitted],
+            Self::GrantInterimMeasures => &[S::UnderAssessment],
+            Self::Admit | Self::Decline => &[S::UnderAssessment, S::InterimMeasures],
+            Self::Close => &[S::InterimMeasures, S::Admitted, S::Active],
+        }
+    }
+
+    /// The state it leads to.
+    pub fn target(self) -> S {
+        match self {
+            Self::Withdraw => S::Withdrawn,
+            Self::BeginAssessment => S::UnderAssessment,
+            Self::GrantInterimMeasures => S::InterimMeasures,
+            Self::Admit => S::Admitted,
+            Self::Decline => S::Declined,
+            Self::Close => S::Closed,
+        }
+    }
+}
+
+fn state_name(s: S) -> &'static str {
+    s.as_str_name()
+        .strip_prefix("PROTECTION_STATE_")
+        .unwrap_or("UNSPECIFIED")
+}
+
+/// The state `step` leads to from `current`, or FAILED_PRECONDITION naming both.
+pub fn check(current: &str, step: Step) -> ServiceResult<S> {
+    let state = S::from_str_name(current).unwrap_or(S::Unspecified);
+    if step.from().contains(&state) {
+        Ok(step.target())
+    } else {
+        Err(ServiceError::FailedPrecondition(format!(
+            "protection request is {}; {} cannot make it {}",
+            state_name(state),
+            step.name(),
+            state_name(step.target())
+        )))
+    }
+}
+
+fn measure_list(v: &mut Violations, field: &str, values: &[i32]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, m) in values.iter().enumerate() {
+        match ProtectionMeasure::try_from(*m) {
+            Ok(measure) if measure != ProtectionMeasure::Unspecified => {
+                let name = measure.as_str_name().to_owned();
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            _ => v.add(
+                format!("{field}[{i}]"),
+                format!("unknown or unspecified measure {m}"),
+            ),
+        }
+    }
+    out
+}
+
+fn measure_values(json: &str) -> ServiceResult<Vec<i32>> {
+    Ok(subjects::from_json::<Vec<String>>(json, "measures")?
+        .iter()
+        .filter_map(|m| ProtectionMeasure::from_str_name(m))
+        .map(|m| m as i32)
+        .collect())
+}
+
+#[derive(Serialize)]
+struct StatePayload<'a> {
+    request_id: Uuid,
+    referral_id: Uuid,
+    state: &'a str,
+    version: i64,
+}
+
+/// The WitnessProtectionService.
+#[derive(Clone)]
+pub struct Protection {
+    ctx: AppContext,
+}
+
+impl Protection {
+    /// The service over `ctx`.
+    pub fn new(ctx: AppContext) -> Self {
+        Self { ctx }
+    }
+
+    fn is_wpa(principal: &Principal) -> bool {
+        principal.agency_kind == AgencyKind::Wpa
+    }
+
+    /// The request `id` if `principal` may read it (the WPA, or the requester); NOT_FOUND otherwise.
+    async fn visible(&self, principal: &Principal, id: &str) -> ServiceResult<request::Model> {
+        let id = Uuid::parse_str(id.trim())
+            .map_err(|_| ServiceError::invalid("id", "must be a protection request id"))?;
+        let row = request::Entity::find_by_id(id)
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if Self::is_wpa(principal) || row.requester_agency_id == principal.agency_id {
+            Ok(row)
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    /// The wire form of `row` for `principal`: the WPA's records are filled in
+    /// for the WPA only (and the policy drops them for anyone else as well).
+    async fn to_proto(
+        &self,
+        principal: &Principal,
+        row: &request::Model,
+        full: bool,
+    ) -> ServiceResult<pb::ProtectionRequest> {
+        let wpa = Self::is_wpa(principal);
+        let mut out = pb::ProtectionRequest {
+            id: row.id.to_string(),
+            referral_id: row.referral_id.to_string(),
+            state: S::from_str_name(&row.state).map_or(0, |s| s as i32),
+            version: row.version,
+            measures_requested: measure_values(&row.measures_requested)?,
+            submitted_at: Some(timestamp(row.submitted_at)),
+            reference_code: row.reference_code.clone(),
+            requester_agency_id: row.requester_agency_id.clone(),
+            urgency: pb::Urgency::from_str_name(&row.urgency).map_or(0, |u| u as i32),
+            pseudonym: row.pseudonym.clone().unwrap_or_default(),
+            interim_measures: measure_values(&row.interim_measures)?,
+            decided_at: row.decided_at.map(timestamp),
+            closed_at: row.closed_at.map(timestamp),
+            identity_suppressed: store::is_protected(self.ctx.db(), row.subject_id).await?,
+            ..Default::default()
+        };
+        if !full {
+            return Ok(out);
+        }
+        let key = subjects::data_key(self.ctx.db(), self.ctx.keys(), row.referral_id).await?;
+        let sealed: SealedRequest = subjects::open(&key, row.id, store::SEALED, &row.sealed_ct)?;
+        out.grounds = sealed.grounds;
+        out.threat_assessment = sealed.threat_assessment;
+        out.threat_sources = sealed.threat_sources;
+        out.reason = sealed.reason;
+        if wpa {
+            out.wpa_notes = sealed
+                .wpa_notes
+                .iter()
+                .map(|n| format!("{} {}: {}", n.at.format("%Y-%m-%d %H:%M"), n.step, n.text))
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.wpa_threat_analysis = sealed.wpa_threat_analysis;
+        }
+        let measures = measure::Entity::find()
+            .filter(measure::Column::RequestId.eq(row.id))
+            .order_by_asc(measure::Column::Id)
+            .all(self.ctx.db())
+            .await?;
+        for m in measures {
+            let kind = ProtectionMeasure::from_str_name(&m.measure).unwrap_or_default();
+            let court_measure = COURT_MEASURES.contains(&kind);
+            if !wpa && !court_measure {
+                continue;
+            }
+            let details = if wpa {
+                subjects::open(&key, m.id, store::DETAILS, &m.details_ct)?
+            } else {
+                String::new()
+            };
+            out.measures_in_force.push(pb::MeasureInForce {
+                measure: kind as i32,
+                starts_on: m.starts_on,
+                ends_on: m.ends_on,
+                details,
+                court_measure,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Redacts `row` for `principal` with the subject's identifiers and state.
+    async fn request_reply(
+        &self,
+        principal: &Principal,
+        call: &CallInfo,
+        row: &request::Model,
+    ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
+        let message = self.to_proto(principal, row, true).await?;
+        let subject =
+            subjects::context_for(&self.ctx, row.referral_id, &principal.agency_id).await?;
+        reply(&self.ctx, principal, call, Some(&subject), message).await
+    }
+
+    /// SubmitProtectionRequest.
+    pub async fn submit(
+        &self,
+        request: tonic::Request<pb::SubmitProtectionRequestRequest>,
+    ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        if !matches!(
+            principal.agency_kind,
+            AgencyKind::Police | AgencyKind::Prosecution
+        ) {
+            return Err(ServiceError::PermissionDenied(
+                "only police or prosecution may request witness protection".into(),
+            ));
+        }
+        principal.require_any(ACTORS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let reference = v.check("referral_id", ReferralRef::parse(&req.referral_id));
+        let key = v.check(
+            "idempotency_key",
+            IdempotencyKey::parse(&req.idempotency_key),
+        );
+        let mut required = |field: &str, value: &str, max: usize| {
+            let parsed = v.check(field, parse_text(value, max, true));
+            if parsed.as_deref() == Some("") {
+                v.add(field, "is required");
+            }
+            parsed
+        };
+        let grounds = required("grounds", &req.grounds, MAX_TEXT);
+        let assessment = required("threat_assessment", &req.threat_assessment, MAX_TEXT);
+        let sources = v.check(
+            "threat_sources",
+            parse_text(&req.threat_sources, MAX_SHORT, true),
+        );
+        let measures = measure_list(&mut v, "measures", &req.measures);
+        if req.measures.is_empty() {
+            v.add("measures", "at least one measure is required");
+        }
+        let urgency = match pb::Urgency::try_from(req.urgency) {
+            Ok(u) if u != pb::Urgency::Unspecified => Some(u.as_str_name().to_owned()),
+            _ => {
+                v.add("urgency", "is required");
+                None
+            }
+        };
+        let (reference, key, grounds, assessment, sources, urgency) =
+            v.finish(|| Some((reference?, key?, grounds?, assessment?, sources?, urgency?)))?;
+        let referral_id =
+            access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
+        let mut canonical = req.clone();
+        canonical.idempotency_key.clear();
+        canonical.referral_id = referral_id.to_string();
+        let digest = paging::filter_digest(&canonical.encode_to_vec());
+        if let Some(existing) = request::Entity::find()
+            .filter(request::Column::RequesterAgencyId.eq(principal.agency_id.as_str()))
+            .filter(request::Column::IdempotencyKey.eq(key.as_str()))
+            .one(self.ctx.db())
+            .await?
+        {
+            if existing.request_digest != digest {
+                return Err(ServiceError::invalid(
+                    "idempotency_key",
+                    "was already used for a different request; use a new key",
+                ));
+            }
+            return self.request_reply(&principal, &call, &existing).await;
+        }
+        let wpa: Vec<String> = self
+            .ctx
+            .agencies()
+            .all()
+            .into_iter()
+            .filter(|a| a.active && a.kind == AgencyKind::Wpa)
+            .map(|a| a.id)
+            .collect();
+        if wpa.is_empty() {
+            return Err(ServiceError::FailedPrecondition(
+                "no Witness Protection Agency is registered".into(),
+            ));
+        }
+        let referral = referral::Entity::find_by_id(referral_id)
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let id = Uuid::now_v7();
+        let now = Utc::now();
+        let dek = subjects::data_key(self.ctx.db(), self.ctx.keys(), referral_id).await?;
+        let sealed = subjects::seal(
+            &dek,
+            id,
+            store::SEALED,
+            &SealedRequest {
+                grounds,
+                threat_assessment: assessment,
+                threat_sources: sources,
+                ..Default::default()
+            },
+        )?;
+        let row = request::Model {
+            id,
+            referral_id,
+            subject_id: referral.subject_id,
+            reference_code: referral.reference_code.clone(),
+            requester_agency_id: principal.agency_id.clone(),
+            requester_officer: principal.officer_id.clone(),
+            idempotency_key: key.as_str().to_owned(),
+            request_digest: digest,
+            state: S::Submitted.as_str_name().to_owned(),
+            version: 1,
+            urgency,
+            measures_requested: subjects::json(&measures)?,
+            interim_measures: "[]".to_owned(),
+            sealed_ct: sealed,
+            pseudonym: None,
+            pseudonym_key: None,
+            submitted_at: now,
+            decided_at: None,
+            closed_at: None,
+            updated_at: now,
+        };
+        let insert = row.clone();
+        let actor = principal.clone();
+        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                request::Entity::insert(request::ActiveModel::from(insert.clone()))
+                    .exec_without_returning(txn)
+                    .await?;
+                // The WPA becomes a party to the referral.
+                for agency in &wpa {
+                    referral_party::Entity::insert(referral_party::ActiveModel {
+                        referral_id: Set(insert.referral_id),
+                        agency_id: Set(agency.clone()),
+                        relation: Set("PROTECTION".to_owned()),
+                        since: Set(now),
+                    })
+                    .on_conflict(
+                        OnConflict::columns([
+                            referral_party::Column::ReferralId,
+                            referral_party::Column::AgencyId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(txn)
+                    .await?;
+                }
+                // Not on the referral's timeline: other parties learn of
+                // protection only when it applies, and then without detail.
+                events::append(
+                    txn,
+                    EventKind::ProtectionRequested,
+                    None,
+                    Some(&actor),
+                    &StatePayload {
+                        request_id: insert.id,
+                        referral_id: insert.referral_id,
+                        state: S::Submitted.as_str_name(),
+                        version: 1,
+                    },
+                )
+                .await
+            })
+        })
+        .await?;
+        self.ctx.event_signal().notify_waiters();
+        tracing::info!(request_id = %id, reference_code = %row.reference_code, "protection requested");
+        self.request_reply(&principal, &call, &row).await
+    }
+
+    /// GetProtectionRequest.
+    pub async fn get(
+        &self,
+        request: tonic::Request<pb::GetProtectionRequestRequest>,
+    ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let call = CallInfo::of(&request);
+        let row = self.visible(&principal, &request.get_ref().id).await?;
+        self.request_reply(&principal, &call, &row).await
+    }
+
+    /// ListProtectionRequests.
+    pub async fn list(
+        &self,
+        request: tonic::Request<pb::ListProtectionRequestsRequest>,
+    ) -> ServiceResult<Reply<pb::ListProtectionRequestsResponse>> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(READERS)?;
+        let call = CallInfo::of(&request);
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let page_size = v.page_size(req.page_size, 50, 200);
+        let mut states = Vec::new();
+        for (i, s) in req.states.iter().enumerate() {
+            match S::try_from(*s) {
+                Ok(state) if state != S::Unspecified => states.push(state.as_str_name()),
+                _ => v.add(
+                    format!("states[{i}]"),
+                    format!("unknown or unspecified value {s}"),
+                ),
+            }
+        }
+        let reference = if req.referral.trim().is_empty() {
+            None
+        } else {
+            v.check("referral", ReferralRef::parse(&req.referral))
+        };
+        let mut canonical = req.clone();
+        canonical.page_token.clear();
+        canonical.page_size = 0;
+        let digest = paging::filter_digest(&canonical.encode_to_vec());
+        let cursor = if req.page_token.is_empty() {
+            None
+        } else {
+            let parsed = paging::open(
+                self.ctx.keys(),
+                &req.page_token,
+                &principal.agency_id,
+                &digest,
+            );
+            if parsed.is_none() {
+                v.add(
+                    "page_token",
+                    "is not a page token for this caller and these filters",
+                );
+            }
+            parsed
+        };
+        let page_size = v.finish(|| page_size)?;
+        let mut q = request::Entity::find();
+        if !Self::is_wpa(&principal) {
+            q = q.filter(request::Column::RequesterAgencyId.eq(principal.agency_id.as_str()));
+        }
+        if !states.is_empty() {
+            q = q.filter(request::Column::State.is_in(states));
+        }
+        match &reference {
+            Some(ReferralRef::Id(id)) => q = q.filter(request::Column::ReferralId.eq(*id)),
+            Some(ReferralRef::Code(code)) => {
+                q = q.filter(request::Column::ReferenceCode.eq(code.as_str()));
+            }
+            None => {}
+        }
+        if let Some(last) = cursor {
+            q = q.filter(request::Column::Id.lt(last));
+        }
+        let mut rows = q
+            .order_by_desc(request::Column::Id)
+            .limit(page_size + 1)
+            .all(self.ctx.db())
+            .await?;
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let mut requests = Vec::with_capacity(rows.len());
+        for row in &rows {
+            requests.push(self.to_proto(&principal, row, false).await?);
+        }
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => {
+                paging::seal(self.ctx.keys(), &principal.agency_id, &digest, last.id)
+            }
+            _ => String::new(),
+        };
+        let response = pb::ListProtectionRequestsResponse {
+            requests,
+            next_page_token,
+            redactions: Vec::new(),
+        };
+        reply(&self.ctx, &principal, &call, None, response).await
+    }
+
+    /// Every step but RecordMeasure.
+    pub async fn step(
+        &self,
+        request: tonic::Request<pb::ProtectionStepRequest>,
+        step: Step,
+    ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        if step != Step::Withdraw && !Self::is_wpa(&principal) {
+            return Err(ServiceError::PermissionDenied(format!(
+                "only the Witness Protection Agency may {}",
+                step.name()
+            )));
+        }
+        principal.require_any(ACTORS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = v.check(
+            "id",
+            Uuid::parse_str(req.id.trim()).map_err(|_| "must be a protection request id"),
+        );
+        if req.expected_version < 1 {
+            v.add(
+                "expected_version",
+                "is required (the version you read, 1 or more)",
+            );
+        }
+        let only = |v: &mut Violations, field: &str, set: bool, allowed: &[Step]| {
+            if set && !allowed.contains(&step) {
+                v.add(field, format!("does not apply to {}", step.name()));
+            }
+        };
+        let wpa_steps = [
+            Step::BeginAssessment,
+            Step::GrantInterimMeasures,
+            Step::Admit,
+            Step::Decline,
+            Step::Close,
+        ];
+        only(&mut v, "notes", !req.notes.trim().is_empty(), &wpa_steps);
+        only(
+            &mut v,
+            "threat_analysis",
+            !req.threat_analysis.trim().is_empty(),
+            &[
+                Step::BeginAssessment,
+                Step::GrantInterimMeasures,
+                Step::Admit,
+            ],
+        );
+        only(
+            &mut v,
+            "measures",
+            !req.measures.is_empty(),
+            &[Step::GrantInterimMeasures],
+        );
+        only(
+            &mut v,
+            "pseudonym",
+            !req.pseudonym.trim().is_empty(),
+            &[Step::Admit],
+        );
+        only(
+            &mut v,
+            "restore_identity",
+            req.restore_identity,
+            &[Step::Decline, Step::Close],
+        );
+        let notes = v.check("notes", parse_text(&req.notes, MAX_TEXT, true));
+        let analysis = v.check(
+            "threat_analysis",
+            parse_text(&req.threat_analysis, MAX_TEXT, true),
+        );
+        let reason = v.check("reason", parse_text(&req.reason, MAX_SHORT, true));
+        if step == Step::Decline && reason.as_deref() == Some("") {
+            v.add("reason", "is required to decline");
+        }
+        let measures = measure_list(&mut v, "measures", &req.measures);
+        if step == Step::GrantInterimMeasures && req.measures.is_empty() {
+            v.add("measures", "at least one interim measure is required");
+        }
+        let chosen = if req.pseudonym.trim().is_empty() {
+            Some(None)
+        } else {
+            v.check("pseudonym", parse_pseudonym(&req.pseudonym))
+                .map(Some)
+        };
+        let (id, notes, analysis, reason, chosen) =
+            v.finish(|| Some((id?, notes?, analysis?, reason?, chosen?)))?;
+
+        let row = request::Entity::find_by_id(id)
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if step == Step::Withdraw && row.requester_agency_id != principal.agency_id {
+            return Err(ServiceError::NotFound);
+        }
+        if row.version != req.expected_version {
+            return Err(ServiceError::Aborted(format!(
+                "protection request is at version {}, not {}; re-read and retry",
+                row.version, req.expected_version
+            )));
+        }
+        let to = check(&row.state, step)?;
+
+        // The pseudonym: kept from interim measures, chosen by the WPA, or generated.
+        let pseudonym = match step {
+            Step::GrantInterimMeasures | Step::Admit => {
+                let wanted = match (&chosen, &row.pseudonym) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(existing)) => existing.clone(),
+                    (None, None) => self.unused_pseudonym().await?,
+                };
+                let taken = request::Entity::find()
+                    .filter(request::Column::PseudonymKey.eq(pseudonym_key(&wanted)))
+                    .filter(request::Column::Id.ne(row.id))
+                    .one(self.ctx.db())
+                    .await?;
+                if taken.is_some() {
+                    return Err(ServiceError::invalid(
+                        "pseudonym",
+                        "is already in use; choose another",
+                    ));
+                }
+                Some(wanted)
+            }
+            _ => row.pseudonym.clone(),
+        };
+
+        let key = subjects::data_key(self.ctx.db(), self.ctx.keys(), row.referral_id).await?;
+        let mut sealed: SealedRequest =
+            subjects::open(&key, row.id, store::SEALED, &row.sealed_ct)?;
+        let now = Utc::now();
+        if !notes.is_empty() {
+            sealed.wpa_notes.push(Note {
+                at: now,
+                step: step.name().to_owned(),
+                text: notes,
+            });
+        }
+        if !analysis.is_empty() {
+            sealed.wpa_threat_analysis = analysis;
+        }
+        if !reason.is_empty() {
+            sealed.reason = reason;
+        }
+        let sealed_ct = subjects::seal(&key, row.id, store::SEALED, &sealed)?;
+        let protect = matches!(step, Step::GrantInterimMeasures | Step::Admit);
+        let lift = matches!(step, Step::Decline | Step::Close) && req.restore_identity;
+        let mut changes = request::ActiveModel {
+            state: Set(to.as_str_name().to_owned()),
+            version: Set(row.version + 1),
+            sealed_ct: Set(sealed_ct),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        match step {
+            Step::GrantInterimMeasures => {
+                changes.interim_measures = Set(subjects::json(&measures)?);
+                changes.decided_at = Set(Some(now));
+            }
+            Step::Admit | Step::Decline => changes.decided_at = Set(Some(now)),
+            Step::Withdraw | Step::Close => changes.closed_at = Set(Some(now)),
+            Step::BeginAssessment => {}
+        }
+        if step == Step::Decline {
+            changes.closed_at = Set(Some(now));
+        }
+        if protect {
+            changes.pseudonym = Set(pseudonym.clone());
+            changes.pseudonym_key = Set(pseudonym.as_deref().map(pseudonym_key));
+        }
+        let actor = principal.clone();
+        let (request_id, referral_id, subject_id, version) =
+            (row.id, row.referral_id, row.subject_id, row.version);
+        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                let result = request::Entity::update_many()
+                    .set(changes)
+                    .filter(request::Column::Id.eq(request_id))
+                    .filter(request::Column::Version.eq(version))
+                    .exec(txn)
+                    .await?;
+                if result.rows_affected != 1 {
+                    return Ok(None);
+                }
+                if let (true, Some(p)) = (protect, pseudonym.as_deref()) {
+                    store::protect(txn, subject_id, p).await?;
+                }
+                if let (true, Some(p)) = (lift, pseudonym.as_deref()) {
+                    store::lift(txn, p).await?;
+                }
+                events::append(
+                    txn,
+                    EventKind::ProtectionStateChanged,
+                    None,
+                    Some(&actor),
+                    &StatePayload {
+                        request_id,
+                        referral_id,
+                        state: to.as_str_name(),
+                        version: version + 1,
+                    },
+                )
+                .await?;
+                Ok(request::Entity::find_by_id(request_id).one(txn).await?)
+            })
+        })
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Aborted(
+                "protection request changed concurrently; re-read and retry".into(),
+            )
+        })?;
+        self.ctx.event_signal().notify_waiters();
+        tracing::info!(request_id = %updated.id, step = step.name(), state = state_name(to), "protection request step");
+        self.request_reply(&principal, &call, &updated).await
+    }
+
+    /// A generated pseudonym no request uses yet.
+    async fn unused_pseudonym(&self) -> ServiceResult<String> {
+        for _ in 0..8 {
+            let candidate = new_pseudonym();
+            let taken = request::Entity::find()
+                .filter(request::Column::PseudonymKey.eq(pseudonym_key(&candidate)))
+                .one(self.ctx.db())
+                .await?;
+            if taken.is_none() {
+                return Ok(candidate);
+            }
+        }
+        Err(ServiceError::Internal(
+            "could not generate an unused pseudonym".into(),
+        ))
+    }
+
+    /// RecordMeasure.
+    pub async fn record_measure(
+        &self,
+        request: tonic::Request<pb::RecordMeasureRequest>,
+    ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        if !Self::is_wpa(&principal) {
+            return Err(ServiceError::PermissionDenied(
+                "only the Witness Protection Agency may record measures".into(),
+            ));
+        }
+        principal.require_any(ACTORS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let id = v.check(
+            "id",
+            Uuid::parse_str(req.id.trim()).map_err(|_| "must be a protection request id"),
+        );
+        if req.expected_version < 1 {
+            v.add(
+                "expected_version",
+                "is required (the version you read, 1 or more)",
+            );
+        }
+        let kind = match ProtectionMeasure::try_from(req.measure) {
+            Ok(m) if m != ProtectionMeasure::Unspecified => Some(m),
+            _ => {
+                v.add("measure", "is required");
+                None
+            }
+        };
+        let date = |s: &str| {
+            NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .ok()
+                .filter(|d| (2000..=2100).contains(&chrono::Datelike::year(d)))
+        };
+        let starts = date(&req.starts_on);
+        if starts.is_none() {
+            v.add("starts_on", "must be a date as YYYY-MM-DD");
+        }
+        let ends = if req.ends_on.trim().is_empty() {
+            Some(None)
+        } else {
+            match (date(&req.ends_on), starts) {
+                (Some(e), Some(s)) if e < s => {
+                    v.add("ends_on", "must not be before starts_on");
+                    None
+                }
+                (Some(e), _) => Some(Some(e)),
+                (None, _) => {
+                    v.add("ends_on", "must be a date as YYYY-MM-DD");
+                    None
+                }
+            }
+        };
+        let details = v.check("details", parse_text(&req.details, MAX_TEXT, true));
+        let (id, kind, starts, ends, details) =
+            v.finish(|| Some((id?, kind?, starts?, ends?, details?)))?;
+        let row = request::Entity::find_by_id(id)
+            .one(self.ctx.db())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if row.version != req.expected_version {
+            return Err(ServiceError::Aborted(format!(
+                "protection request is at version {}, not {}; re-read and retry",
+                row.version, req.expected_version
+            )));
+        }
+        let current = S::from_str_name(&row.state).unwrap_or(S::Unspecified);
+        let to = match current {
+            S::Admitted | S::Active => S::Active,
+            S::InterimMeasures => S::InterimMeasures,
+            other => {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "protection request is {}; measures are recorded under interim measures or after admission",
+                    state_name(other)
+                )));
+            }
+        };
+        let key = subjects::data_key(self.ctx.db(), self.ctx.keys(), row.referral_id).await?;
+        let measure_id = Uuid::now_v7();
+        let details_ct = subjects::seal(&key, measure_id, store::DETAILS, &details)?;
+        let now = Utc::now();
+        let new_measure = measure::Model {
+            id: measure_id,
+            request_id: row.id,
+            measure: kind.as_str_name().to_owned(),
+            starts_on: starts.format("%Y-%m-%d").to_string(),
+            ends_on: ends
+                .map(|e| e.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            details_ct,
+            recorded_by: principal.officer_id.clone(),
+            recorded_at: now,
+        };
+        let actor = principal.clone();
+        let (request_id, referral_id, version) = (row.id, row.referral_id, row.version);
+        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                let result = request::Entity::update_many()
+                    .set(request::ActiveModel {
+                        state: Set(to.as_str_name().to_owned()),
+                        version: Set(version + 1),
+                        updated_at: Set(now),
+                        ..Default::default()
+                    })
+                    .filter(request::Column::Id.eq(request_id))
+                    .filter(request::Column::Version.eq(version))
+                    .exec(txn)
+                    .await?;
+                if result.rows_affected != 1 {
+                    return Ok(None);
+                }
+                measure::Entity::insert(measure::ActiveModel::from(new_measure))
+                    .exec_without_returning(txn)
+                    .await?;
+                events::append(
+                    txn,
+                    EventKind::ProtectionStateChanged,
+                    None,
+                    Some(&actor),
+                    &StatePayload {
+                        request_id,
+                        referral_id,
+                        state: to.as_str_name(),
+                        version: version + 1,
+                    },
+                )
+                .await?;
+                Ok(request::Entity::find_by_id(request_id).one(txn).await?)
+            })
+        })
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Aborted(
+                "protection request changed concurrently; re-read and retry".into(),
+            )
+        })?;
+        self.request_reply(&principal, &call, &updated).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_the_wpa_states() {
+        assert_eq!(
+            check("PROTECTION_STATE_SUBMITTED", Step::BeginAssessment).unwrap(),
+            S::UnderAssessment
+        );
+        assert_eq!(
+            check("PROTECTION_STATE_UNDER_ASSESSMENT", Step::Admit).unwrap(),
+            S::Admitted
+        );
+        assert_eq!(
+            check("PROTECTION_STATE_INTERIM_MEASURES", Step::Admit).unwrap(),
+            S::Admitted
+        );
+        let err = check("PROTECTION_STATE_SUBMITTED", Step::Admit)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SUBMITTED") && err.contains("ADMITTED"),
+            "{err}"
+        );
+        assert!(check("PROTECTION_STATE_ADMITTED", Step::Withdraw).is_err());
+        assert!(check("PROTECTION_STATE_CLOSED", Step::Close).is_err());
+        assert!(check("PROTECTION_STATE_DECLINED", Step::Admit).is_err());
+        assert_eq!(
+            check("PROTECTION_STATE_ACTIVE", Step::Close).unwrap(),
+            S::Closed
+        );
+    }
+}
