@@ -12,15 +12,6 @@ use refnet_api::v1 as pb;
 
 on_both!(canaries_are_not_stored_or_logged_in_clear);
 
-const TABLES: [&str; 6] = [
-    "agencies",
-    "subjects",
-    "referrals",
-    "subject_identifiers",
-    "referral_parties",
-    "events",
-];
-
 async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
     let logs = captured_logs();
     let filed = app
@@ -52,6 +43,70 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
         ))
         .await
         .expect("post message");
+    // A protection request and the WPA's records are sealed too.
+    let mut wpa = pb::witness_protection_service_client::WitnessProtectionServiceClient::new(
+        app.channel().await,
+    );
+    let submitted = wpa
+        .submit_protection_request(authed(
+            pb::SubmitProtectionRequestRequest {
+                referral_id: filed.id.clone(),
+                idempotency_key: crate::common::new_key(),
+                grounds: "Canarygrounds: Canarygiven Zqx testifies".into(),
+                threat_assessment: "Canarythreat from Canarysuspect Zqx".into(),
+                measures: vec![pb::ProtectionMeasure::Relocation as i32],
+                urgency: pb::Urgency::Critical as i32,
+                threat_sources: "Canarysources".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("submit")
+        .into_inner();
+    let wpa_token = app.officer("wpa");
+    let step = |r: &pb::ProtectionRequest| pb::ProtectionStepRequest {
+        id: r.id.clone(),
+        expected_version: r.version,
+        ..Default::default()
+    };
+    let assessing = wpa
+        .begin_assessment(authed(
+            pb::ProtectionStepRequest {
+                notes: "Canarywpanote".into(),
+                threat_analysis: "Canaryanalysis".into(),
+                ..step(&submitted)
+            },
+            &wpa_token,
+        ))
+        .await
+        .expect("assess")
+        .into_inner();
+    let admitted = wpa
+        .admit_to_programme(authed(step(&assessing), &wpa_token))
+        .await
+        .expect("admit")
+        .into_inner();
+    wpa.record_measure(authed(
+        pb::RecordMeasureRequest {
+            id: admitted.id.clone(),
+            expected_version: admitted.version,
+            measure: pb::ProtectionMeasure::Relocation as i32,
+            starts_on: "2026-12-01".into(),
+            ends_on: String::new(),
+            details: "Canarymeasure: moved to Canaryshelter Road 12".into(),
+        },
+        &wpa_token,
+    ))
+    .await
+    .expect("measure");
+    let protection_canaries = [
+        "Canarygrounds",
+        "Canarythreat",
+        "Canarysources",
+        "Canarywpanote",
+        "Canaryanalysis",
+        "Canarymeasure",
+    ];
     // A failing call with canaries in it must not log them either.
     let mut bad = canary_draft();
     bad.subject.as_mut().expect("subject").email = "Canarybad email".into();
@@ -72,7 +127,28 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
     match app.backend {
         Backend::Postgres => {
             let db = app.db().await;
-            for table in TABLES {
+            let tables = db
+                .query_all_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT table_name::text AS name FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                        .to_owned(),
+                ))
+                .await
+                .expect("tables");
+            let tables: Vec<String> = tables
+                .iter()
+                .map(|r| r.try_get::<String>("", "name").expect("name"))
+                .collect();
+            for required in [
+                "subjects",
+                "messages",
+                "protection_requests",
+                "protection_measures",
+            ] {
+                assert!(tables.iter().any(|t| t == required), "{required} is dumped");
+            }
+            for table in &tables {
                 let rows = db
                     .query_all_raw(Statement::from_string(
                         db.get_database_backend(),
@@ -102,12 +178,20 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
         stored.contains("ReferralFiled"),
         "the dump is real: it holds the event log"
     );
-    for canary in CANARIES.iter().chain(&["Canarymessage"]) {
+    for canary in CANARIES
+        .iter()
+        .chain(&["Canarymessage"])
+        .chain(&protection_canaries)
+    {
         assert!(!stored.contains(canary), "{canary} stored in clear");
     }
     let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).to_string();
     assert!(logs.contains("referral filed"), "logging was captured");
-    for canary in CANARIES.iter().chain(&["Canarybad", "Canarymessage"]) {
+    for canary in CANARIES
+        .iter()
+        .chain(&["Canarybad", "Canarymessage"])
+        .chain(&protection_canaries)
+    {
         assert!(!logs.contains(canary), "{canary} appears in the logs");
     }
 }

@@ -738,6 +738,63 @@ async fn who_may_request_and_every_transition(app: &TestApp) {
         .await
         .expect_err("closed is final");
     assert_eq!(again.code(), Code::FailedPrecondition);
+    // A later filing about that witness is protected from its first reply on,
+    // and so is a referral amended to carry one of the witness's numbers.
+    let refiled = app
+        .file("immigration-nairobi", another_person())
+        .await
+        .referral
+        .expect("refiled");
+    assert!(refiled.protection_applies);
+    assert_eq!(
+        refiled
+            .draft
+            .expect("draft")
+            .subject
+            .expect("subject")
+            .given_name,
+        "Witness K-17"
+    );
+    let mut stranger = another_person();
+    {
+        let subject = stranger.subject.as_mut().expect("subject");
+        subject.national_id = "11223344".into();
+        subject.passport_number = "CD7654321".into();
+        subject.phones = vec!["+254722000111".into()];
+    }
+    let unrelated = app
+        .file("police-nairobi", stranger.clone())
+        .await
+        .referral
+        .expect("unrelated");
+    assert!(!unrelated.protection_applies);
+    stranger.subject.as_mut().expect("subject").national_id = "27182818".into();
+    let amended = app
+        .intake()
+        .await
+        .amend_referral(authed(
+            pb::AmendReferralRequest {
+                referral: unrelated.id.clone(),
+                expected_version: unrelated.version,
+                draft: Some(stranger),
+            },
+            &police,
+        ))
+        .await
+        .expect("amend")
+        .into_inner()
+        .referral
+        .expect("referral");
+    assert!(amended.protection_applies);
+    assert_eq!(
+        amended
+            .draft
+            .expect("draft")
+            .subject
+            .expect("subject")
+            .given_name,
+        "Witness K-17"
+    );
 
     // The first request's interim protection: lifted only by an explicit restore.
     let d = client

@@ -606,9 +606,15 @@ pub async fn amend(
         Box::pin(async move {
             let row = for_change(txn, &actor, &reference, expected_version, true).await?;
             let old = load_content(txn, &keys, &row).await?;
+            // Protection never lapses by amendment; an identifier that now
+            // matches a protected witness protects this subject too.
+            let protected_pseudonym = match old.protected_pseudonym {
+                Some(p) => Some(p),
+                None => protected_match(txn, &digests(&keys, &content)).await?,
+            };
             let content = ReferralContent {
                 consent: old.consent,
-                protected_pseudonym: old.protected_pseudonym,
+                protected_pseudonym,
                 ..content
             };
             let subj = subject::Entity::find_by_id(row.subject_id)
@@ -619,9 +625,12 @@ pub async fn amend(
                 .master
                 .unwrap_data_key(subj.id, &subj.wrapped_key)
                 .map_err(|e| ServiceError::internal("unwrap data key", e))?;
-            subject::Entity::update(subject_columns(&dek, subj.id, &content, Utc::now())?)
-                .exec(txn)
-                .await?;
+            subject::Entity::update(subject::ActiveModel {
+                protected_pseudonym: Set(content.protected_pseudonym.clone()),
+                ..subject_columns(&dek, subj.id, &content, Utc::now())?
+            })
+            .exec(txn)
+            .await?;
             let missing: Vec<&str> = content
                 .missing_elements()
                 .iter()

@@ -151,6 +151,38 @@ fn measure_values(json: &str) -> ServiceResult<Vec<i32>> {
         .collect())
 }
 
+/// Checks a request id and the version the caller read (both required).
+fn request_ref(v: &mut Violations, id: &str, expected_version: i64) -> Option<Uuid> {
+    let id = v.check(
+        "id",
+        Uuid::parse_str(id.trim()).map_err(|_| "must be a protection request id"),
+    );
+    if expected_version < 1 {
+        v.add(
+            "expected_version",
+            "is required (the version you read, 1 or more)",
+        );
+    }
+    id
+}
+
+/// ABORTED unless `row` is still at the version the caller read.
+fn expect_version(row: &request::Model, expected: i64) -> ServiceResult<()> {
+    if row.version == expected {
+        Ok(())
+    } else {
+        Err(ServiceError::Aborted(format!(
+            "protection request is at version {}, not {expected}; re-read and retry",
+            row.version
+        )))
+    }
+}
+
+/// Another change to the request committed first.
+fn concurrent() -> ServiceError {
+    ServiceError::Aborted("protection request changed concurrently; re-read and retry".into())
+}
+
 #[derive(Serialize)]
 struct StatePayload<'a> {
     request_id: Uuid,
@@ -564,16 +596,7 @@ impl Protection {
         principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = v.check(
-            "id",
-            Uuid::parse_str(req.id.trim()).map_err(|_| "must be a protection request id"),
-        );
-        if req.expected_version < 1 {
-            v.add(
-                "expected_version",
-                "is required (the version you read, 1 or more)",
-            );
-        }
+        let id = request_ref(&mut v, &req.id, req.expected_version);
         let only = |v: &mut Violations, field: &str, set: bool, allowed: &[Step]| {
             if set && !allowed.contains(&step) {
                 v.add(field, format!("does not apply to {}", step.name()));
@@ -644,12 +667,7 @@ impl Protection {
         if step == Step::Withdraw && row.requester_agency_id != principal.agency_id {
             return Err(ServiceError::NotFound);
         }
-        if row.version != req.expected_version {
-            return Err(ServiceError::Aborted(format!(
-                "protection request is at version {}, not {}; re-read and retry",
-                row.version, req.expected_version
-            )));
-        }
+        expect_version(&row, req.expected_version)?;
         let to = check(&row.state, step)?;
 
         // The pseudonym: kept from interim measures, chosen by the WPA, or generated.
@@ -756,11 +774,7 @@ impl Protection {
             })
         })
         .await?
-        .ok_or_else(|| {
-            ServiceError::Aborted(
-                "protection request changed concurrently; re-read and retry".into(),
-            )
-        })?;
+        .ok_or_else(concurrent)?;
         self.ctx.event_signal().notify_waiters();
         tracing::info!(request_id = %updated.id, step = step.name(), state = state_name(to), "protection request step");
         self.request_reply(&principal, &call, &updated).await
@@ -798,16 +812,7 @@ impl Protection {
         principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        let id = v.check(
-            "id",
-            Uuid::parse_str(req.id.trim()).map_err(|_| "must be a protection request id"),
-        );
-        if req.expected_version < 1 {
-            v.add(
-                "expected_version",
-                "is required (the version you read, 1 or more)",
-            );
-        }
+        let id = request_ref(&mut v, &req.id, req.expected_version);
         let kind = match ProtectionMeasure::try_from(req.measure) {
             Ok(m) if m != ProtectionMeasure::Unspecified => Some(m),
             _ => {
@@ -846,12 +851,7 @@ impl Protection {
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
-        if row.version != req.expected_version {
-            return Err(ServiceError::Aborted(format!(
-                "protection request is at version {}, not {}; re-read and retry",
-                row.version, req.expected_version
-            )));
-        }
+        expect_version(&row, req.expected_version)?;
         let current = S::from_str_name(&row.state).unwrap_or(S::Unspecified);
         let to = match current {
             S::Admitted | S::Active => S::Active,
@@ -917,11 +917,7 @@ impl Protection {
             })
         })
         .await?
-        .ok_or_else(|| {
-            ServiceError::Aborted(
-                "protection request changed concurrently; re-read and retry".into(),
-            )
-        })?;
+        .ok_or_else(concurrent)?;
         self.request_reply(&principal, &call, &updated).await
     }
 }
