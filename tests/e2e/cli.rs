@@ -41,28 +41,22 @@ fn refnet(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_agencies_and_token_work_together() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let data = data.to_str().expect("utf-8 path");
-
-    let err = Command::new(REFNET)
-        .args(["agencies", "--data-dir", data])
-        .output()
-        .expect("run");
-    assert!(
-        !err.status.success(),
-        "agencies before serve is an error, not an empty list"
-    );
-
-    let mut child = Command::new(REFNET)
+/// Starts `refnet serve` on `data` with extra environment `env`; returns the
+/// process (killed on drop), the address it serves on, and its log so far.
+async fn spawn_serve(
+    data: &str,
+    env: &[(&str, &str)],
+) -> (Server, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut command = Command::new(REFNET);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
         .env_remove("REFNET_DATABASE_URL")
         .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn refnet serve");
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn refnet serve");
     let stderr = child.stderr.take().expect("stderr");
     let server = Server(child);
     // Read the server's stderr to the end (a closed pipe would fail its
@@ -99,6 +93,133 @@ async fn serve_agencies_and_token_work_together() {
                 log.lock().expect("log")
             )
         });
+    (server, addr, log)
+}
+
+/// SIGTERM with a call that cannot finish (another session holds the lock
+/// every event append takes, so it waits forever): the process waits for it
+/// no longer than `shutdown_grace_seconds`, exits cleanly, and the client is
+/// answered with an error rather than left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_grace_period() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let Some(url) = crate::common::fresh_postgres_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let (mut server, addr, log) = spawn_serve(
+        data,
+        &[
+            ("REFNET_DATABASE_URL", url.as_str()),
+            ("REFNET_SHUTDOWN_GRACE_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let blocker = sea_orm::Database::connect(
+        sea_orm::ConnectOptions::new(url.clone())
+            .max_connections(1)
+            .to_owned(),
+    )
+    .await
+    .expect("blocker connects");
+    blocker
+        .execute_raw(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_advisory_lock($1)",
+            [refnet_core::events::APPEND_LOCK.into()],
+        ))
+        .await
+        .expect("lock");
+    let signer =
+        refnet_core::devkeys::DevSigner::load(std::path::Path::new(data), "refnet-dev", "refnet")
+            .expect("dev key");
+    let token = signer
+        .mint(&refnet_core::devkeys::TokenRequest {
+            officer_id: "desk-1".into(),
+            agency_id: "police-nairobi".into(),
+            agency_kind: pb::AgencyKind::Police,
+            roles: vec!["officer".into()],
+            ttl: Duration::from_secs(600),
+        })
+        .expect("token");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let stuck = tokio::spawn(async move {
+        pb::intake_service_client::IntakeServiceClient::new(channel)
+            .file_referral(authed(
+                pb::FileReferralRequest {
+                    idempotency_key: new_key(),
+                    draft: Some(canary_draft()),
+                },
+                &token,
+            ))
+            .await
+    });
+    // Let the call reach the lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if stuck.is_finished() {
+        panic!(
+            "the call should wait on the lock, but ended: {:?}\nsqlite file exists: {}\n{}",
+            stuck.await.map(|r| r.map(|_| ())),
+            std::path::Path::new(data).join("refnet.db").exists(),
+            log.lock().expect("log")
+        );
+    }
+    let pid = server.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        panic!(
+            "refnet did not exit after SIGTERM: {}",
+            log.lock().expect("log")
+        )
+    });
+    assert!(status.success(), "clean exit: {status:?}");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), stuck)
+        .await
+        .expect("the client was answered")
+        .expect("task");
+    assert!(outcome.is_err(), "the cut-off call failed: {outcome:?}");
+    assert!(
+        log.lock().expect("log").contains("grace period over"),
+        "{}",
+        log.lock().expect("log")
+    );
+    drop(blocker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_agencies_and_token_work_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+
+    let err = Command::new(REFNET)
+        .args(["agencies", "--data-dir", data])
+        .output()
+        .expect("run");
+    assert!(
+        !err.status.success(),
+        "agencies before serve is an error, not an empty list"
+    );
+
+    let (server, addr, log) = spawn_serve(data, &[]).await;
 
     let agencies = refnet(&["agencies", "--data-dir", data]);
     let rows: Vec<Vec<&str>> = agencies.lines().map(|l| l.split('\t').collect()).collect();

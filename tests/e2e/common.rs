@@ -340,6 +340,16 @@ impl TestApp {
     }
 }
 
+/// The URL of a fresh PostgreSQL database, or `None` (with a note) when not
+/// configured (a failure under `CI=true`).
+pub async fn fresh_postgres_url() -> Option<String> {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipping PostgreSQL run: REFNET_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    Some(fresh_postgres_database(&admin).await)
+}
+
 async fn fresh_postgres_database(admin_url: &str) -> String {
     let admin = Database::connect(admin_url.to_owned())
         .await

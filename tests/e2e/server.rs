@@ -85,3 +85,53 @@ async fn every_rpc_requires_a_token(app: &TestApp) {
     }
     assert!(calls >= 13, "all methods enumerated ({calls})");
 }
+
+/// The shutdown path of SIGTERM: an open stream ends with UNAVAILABLE and a
+/// note to resume from its cursor (rather than holding the process up), and
+/// the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_with_a_resumable_status() {
+    use refnet_api::v1 as pb;
+    let app = TestApp::spawn(crate::common::Backend::Sqlite).await;
+    let filed = app
+        .file("police-nairobi", crate::common::canary_draft())
+        .await
+        .referral
+        .expect("referral");
+    let mut stream = pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .watch_referral(crate::common::authed(
+            pb::WatchReferralRequest {
+                referral: filed.id.clone(),
+                cursor: String::new(),
+                from_beginning: true,
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("first item in time")
+        .expect("ok")
+        .expect("item");
+    assert!(!first.cursor.is_empty());
+    let stopping = tokio::spawn(app.stop());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended when the server began shutting down");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("cursor"), "{}", ended.message());
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("the server stopped")
+        .expect("stop task");
+}

@@ -29,6 +29,7 @@ const ENV_KEYS: &[&str] = &[
     "routing_rules_file",
     "routing_worker",
     "event_poll_ms",
+    "shutdown_grace_seconds",
     "demo_agencies",
     "dev_keys",
     "log_format",
@@ -40,6 +41,13 @@ const ENV_KEYS: &[&str] = &[
     "auth.leeway_seconds",
     "auth.refresh_min_interval_seconds",
 ];
+
+/// Whether `key` (as figment sees it after the prefix: `DATABASE_URL`,
+/// `AUTH.ISSUER`) is one `REFNET_...` variables may set. Figment hands keys
+/// over in their original case, so compare without it.
+fn allowed_env_key(key: &str) -> bool {
+    ENV_KEYS.contains(&key.to_ascii_lowercase().as_str())
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -112,6 +120,9 @@ pub struct Config {
     /// and, on PostgreSQL, by LISTEN/NOTIFY from other processes; polling is
     /// the fallback.
     pub event_poll_ms: u64,
+    /// On SIGTERM: how long in-flight calls may take to finish before the
+    /// remaining connections are closed, in seconds.
+    pub shutdown_grace_seconds: u64,
     /// Create the demo agencies on first run (the embedded default only).
     pub demo_agencies: bool,
     /// Generate and trust a development signing key in `data_dir` when no JWKS is configured.
@@ -138,6 +149,7 @@ impl Default for Config {
             routing_rules_file: None,
             routing_worker: true,
             event_poll_ms: 500,
+            shutdown_grace_seconds: 20,
             demo_agencies: false,
             dev_keys: false,
             log_format: LogFormat::Pretty,
@@ -164,7 +176,7 @@ impl Config {
         }
         let env = Env::prefixed("REFNET_")
             .split("__")
-            .filter(|key| ENV_KEYS.contains(&key.as_str()));
+            .filter(|key| allowed_env_key(key.as_str()));
         figment
             .merge(env)
             .extract()
@@ -219,6 +231,15 @@ mod tests {
         std::fs::write(&file, "lissten = \"127.0.0.1:6000\"\n").unwrap();
         let err = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("lissten"), "{err}");
+    }
+
+    #[test]
+    fn environment_keys_are_matched_whatever_their_case() {
+        assert!(allowed_env_key("DATABASE_URL"));
+        assert!(allowed_env_key("AUTH.ISSUER"));
+        assert!(allowed_env_key("shutdown_grace_seconds"));
+        assert!(!allowed_env_key("CONFIG"));
+        assert!(!allowed_env_key("TEST_DATABASE_URL"));
     }
 
     #[test]

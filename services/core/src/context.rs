@@ -59,6 +59,7 @@ struct Inner {
     policy: Arc<Policy>,
     audit: AuditLog,
     events: tokio::sync::Notify,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppContext {
@@ -119,6 +120,7 @@ impl AppContext {
                 policy,
                 audit: AuditLog::default(),
                 events: tokio::sync::Notify::new(),
+                shutdown: tokio::sync::watch::channel(false).0,
             }),
         })
     }
@@ -162,6 +164,18 @@ impl AppContext {
     /// How long an event consumer waits for a wake-up before polling anyway.
     pub fn event_poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.inner.config.event_poll_ms.max(10))
+    }
+
+    /// Tells long-running work (open streams) that the process is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`Self::begin_shutdown`] was called (at once if it was).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.inner.shutdown.subscribe();
+        // The sender lives as long as the context, so this only ends on `true`.
+        let _ = rx.wait_for(|down| *down).await;
     }
 
     /// The authenticator.

@@ -48,6 +48,14 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// The status an open stream ends with when the server shuts down: retryable,
+/// and the client resumes from the cursor of the last item it received.
+pub fn resumable_shutdown() -> Status {
+    Status::unavailable(
+        "refnet is shutting down; reconnect and resume from the cursor of the last item received",
+    )
+}
+
 /// Result of a service operation.
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -110,8 +118,27 @@ impl From<ServiceError> for Status {
     }
 }
 
+/// The SQLSTATE of a database error, when the database gave one.
+fn sql_state(err: &sea_orm::DbErr) -> Option<String> {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(err: sea_orm::DbErr) -> Self {
+        // PostgreSQL broke a deadlock or a serialization conflict by failing
+        // this transaction: nothing was written, and a retry can succeed.
+        if let Some("40P01" | "40001") = sql_state(&err).as_deref() {
+            return Self::Aborted("a concurrent change to the same records won; retry".to_owned());
+        }
         match err {
             sea_orm::DbErr::ConnectionAcquire(e) => Self::Unavailable(format!("database: {e}")),
             sea_orm::DbErr::Conn(e) => Self::Unavailable(format!("database: {e}")),

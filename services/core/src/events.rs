@@ -85,7 +85,7 @@ impl EventKind {
 pub const CHANNEL: &str = "refnet_events";
 
 /// Key of the advisory lock that orders event appends on PostgreSQL.
-const APPEND_LOCK: i64 = 0x7265_666e_6576; // "refnev"
+pub const APPEND_LOCK: i64 = 0x7265_666e_6576; // "refnev"
 
 /// Appends one event on `db` (pass the open transaction; append last in it).
 ///

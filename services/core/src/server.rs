@@ -1,6 +1,8 @@
 //! Serving a set of refnet services: the auth layer in front of every call,
 //! gRPC health (SERVING per service) and reflection beside them, and graceful
-//! shutdown (health turns NOT_SERVING first, then in-flight calls finish).
+//! shutdown: health turns NOT_SERVING first, open streams end with
+//! UNAVAILABLE (clients resume from their last cursor), in-flight calls finish
+//! within `shutdown_grace_seconds`, then the remaining connections are closed.
 
 use std::future::Future;
 
@@ -56,9 +58,11 @@ pub async fn serve(
     }));
 
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
+    let (drain_started, drain_begun) = tokio::sync::oneshot::channel::<()>();
+    let stopping = ctx.clone();
     let draining = async move {
         shutdown.await;
-        tracing::info!("shutting down: health NOT_SERVING, draining calls");
+        tracing::info!("shutting down: health NOT_SERVING, ending streams, draining calls");
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -67,11 +71,15 @@ pub async fn serve(
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
+        // Open streams end with UNAVAILABLE and a note to resume from their cursor.
+        stopping.begin_shutdown();
+        let _ = drain_started.send(());
     };
+    let grace = std::time::Duration::from_secs(ctx.config().shutdown_grace_seconds);
 
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, services = ?service_names, "serving");
-    let served = Server::builder()
+    let server = Server::builder()
         .layer(AuthLayer::new(ctx.authenticator().clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -81,8 +89,21 @@ pub async fn serve(
                 .with_nodelay(Some(true))
                 .with_keepalive(Some(std::time::Duration::from_secs(60))),
             draining,
-        )
-        .await;
+        );
+    tokio::pin!(server);
+    let grace_over = async move {
+        if drain_begun.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = grace_over => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; closing the remaining connections");
+            Ok(())
+        }
+    };
     let _ = stop_listening.send(());
     let _ = listener_task.await;
     served?;

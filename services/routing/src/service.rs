@@ -765,6 +765,8 @@ impl Routing {
         let rule_set_version = version.clone();
         refnet_core::db::write_txn(self.ctx.db(), move |txn| {
             Box::pin(async move {
+                // The referral's row before the event-log lock (the order every writer keeps).
+                access::mark_routed(txn, referral_id).await?;
                 crate::worker::insert_handoff(
                     txn,
                     crate::worker::NewHandoff {
@@ -781,8 +783,8 @@ impl Routing {
                         decide_by,
                     },
                 )
-                .await?;
-                access::mark_routed(txn, referral_id).await
+                .await
+                .map(|_| ())
             })
         })
         .await?;

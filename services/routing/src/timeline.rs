@@ -181,6 +181,10 @@ pub async fn run(
             () = tx.closed() => return,
             () = signal => {}
             () = tokio::time::sleep(ctx.event_poll_interval()) => {}
+            () = ctx.shutting_down() => {
+                let _ = tx.send(Err(refnet_core::error::resumable_shutdown())).await;
+                return;
+            }
         }
     }
 }

@@ -125,6 +125,7 @@ impl RoutingWorker {
         let agencies = self.ctx.agencies().all();
         let created = refnet_core::db::write_txn(db, move |txn| {
             Box::pin(async move {
+                lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
                 let mut created = 0;
                 for (referral_id, code, facts) in &planned {
                     created +=
@@ -140,6 +141,33 @@ impl RoutingWorker {
         }
         Ok(n)
     }
+}
+
+/// On PostgreSQL, locks the referral rows a batch routes before anything
+/// else, in id order. Other writers (an amendment, a manual handoff) take a
+/// referral's row before the event-log lock; taking the rows first here too
+/// keeps the lock order the same everywhere, so the two never deadlock.
+async fn lock_referrals(
+    txn: &DatabaseTransaction,
+    ids: impl Iterator<Item = Uuid>,
+) -> ServiceResult<()> {
+    use sea_orm::ConnectionTrait;
+    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(()); // SQLite: one writer at a time
+    }
+    let mut ids: Vec<Uuid> = ids.collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    ids.sort();
+    ids.dedup();
+    refnet_core::entities::referral::Entity::find()
+        .filter(refnet_core::entities::referral::Column::Id.is_in(ids))
+        .order_by_asc(refnet_core::entities::referral::Column::Id)
+        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+        .all(txn)
+        .await?;
+    Ok(())
 }
 
 /// What routing must do for `ev`: the referral and its facts, or nothing.
