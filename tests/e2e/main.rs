@@ -20,6 +20,7 @@ mod cli;
 mod decisions;
 mod intake;
 mod leak;
+mod processes;
 mod protection;
 mod redaction;
 mod routing;

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 
@@ -160,11 +160,14 @@ pub struct StandaloneArgs {
 }
 
 /// Runs one service alone until SIGTERM or Ctrl-C: configuration, telemetry,
-/// context, then [`serve`] with the routes `mount` adds.
+/// context, then [`serve`] with the routes `mount` adds. Background tasks
+/// `mount` returns (workers) are expected to stop on
+/// [`AppContext::shutting_down`]; they get the grace period to finish their
+/// current step after the server has stopped.
 pub async fn run_standalone(
     args: StandaloneArgs,
     service_names: &[&'static str],
-    mount: impl FnOnce(&AppContext, &mut tonic::service::RoutesBuilder),
+    mount: impl FnOnce(&AppContext, &mut tonic::service::RoutesBuilder) -> Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let mut config = crate::config::Config::load(args.config.as_deref())?;
     if let Some(url) = args.database_url {
@@ -182,15 +185,33 @@ pub async fn run_standalone(
     crate::telemetry::init(config.log_format);
     let ctx = AppContext::build(config).await?;
     let mut routes = Routes::builder();
-    mount(&ctx, &mut routes);
+    let background = mount(&ctx, &mut routes);
     let listener = TcpListener::bind(ctx.config().listen).await?;
-    serve(
+    let served = serve(
         &ctx,
         routes.routes(),
         service_names,
         listener,
         shutdown_signal(),
     )
-    .await?;
+    .await;
+    ctx.begin_shutdown();
+    let grace = std::time::Duration::from_secs(ctx.config().shutdown_grace_seconds);
+    if tokio::time::timeout(grace, futures_join_all(background))
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop within the grace period");
+    }
+    served?;
     Ok(())
+}
+
+/// Waits for every task (a task that panicked is logged, not propagated).
+async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "background task failed");
+        }
+    }
 }

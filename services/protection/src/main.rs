@@ -8,6 +8,7 @@ async fn main() -> anyhow::Result<()> {
     let args = StandaloneArgs::parse();
     run_standalone(args, &[refnet_protection::SERVICE_NAME], |ctx, routes| {
         routes.add_service(refnet_protection::service(ctx));
+        Vec::new()
     })
     .await
 }

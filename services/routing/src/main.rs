@@ -8,20 +8,27 @@ async fn main() -> anyhow::Result<()> {
     let args = StandaloneArgs::parse();
     run_standalone(args, &[refnet_routing::SERVICE_NAME], |ctx, routes| {
         routes.add_service(refnet_routing::service(ctx));
-        if ctx.config().routing_worker {
-            match refnet_routing::rules(ctx) {
-                Ok(rules) => {
-                    let worker = refnet_routing::worker::RoutingWorker::new(ctx.clone(), rules);
-                    // Stops with the process; every step is one transaction, so
-                    // an interrupted step is simply handled again on restart.
-                    tokio::spawn(worker.run(std::future::pending::<()>()));
-                    let deadlines = refnet_routing::deadlines::DeadlineWorker::new(ctx.clone());
-                    tokio::spawn(deadlines.run(std::future::pending::<()>()));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "routing rules invalid; worker not started");
-                    std::process::exit(2);
-                }
+        if !ctx.config().routing_worker {
+            return Vec::new();
+        }
+        match refnet_routing::rules(ctx) {
+            Ok(rules) => {
+                // Both stop between steps when shutdown begins; every step is
+                // one transaction, so its checkpoint is committed or not at all.
+                let stop = |ctx: &refnet_core::AppContext| {
+                    let ctx = ctx.clone();
+                    async move { ctx.shutting_down().await }
+                };
+                let worker = refnet_routing::worker::RoutingWorker::new(ctx.clone(), rules);
+                let deadlines = refnet_routing::deadlines::DeadlineWorker::new(ctx.clone());
+                vec![
+                    tokio::spawn(worker.run(stop(ctx))),
+                    tokio::spawn(deadlines.run(stop(ctx))),
+                ]
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "routing rules invalid; worker not started");
+                std::process::exit(2);
             }
         }
     })
