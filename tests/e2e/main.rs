@@ -18,6 +18,7 @@ mod audit;
 mod auth;
 mod cli;
 mod decisions;
+mod deploy;
 mod intake;
 mod leak;
 mod processes;

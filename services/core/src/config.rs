@@ -17,8 +17,8 @@ use figment::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-/// The keys `REFNET_...` variables may set (after `__` became `.`).
-const ENV_KEYS: &[&str] = &[
+/// The keys `REFNET_...` variables may set (after `__` became `.`), lower case.
+pub const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "database_url",
