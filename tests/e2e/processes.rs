@@ -6,7 +6,7 @@
 //! referral's stream; `refnet-protection` answers. SIGTERM stops each cleanly.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -102,15 +102,69 @@ async fn next<T>(stream: &mut tonic::Streaming<T>, what: &str) -> T {
         .expect("an item")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_service_processes_on_one_database() {
-    let Some(url) = crate::common::fresh_postgres_url().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let jwks = refnet_core::devkeys::ensure(dir.path()).expect("dev key");
-    let signer = DevSigner::load(dir.path(), "refnet-dev", "refnet").expect("signer");
-    let agencies = dir.path().join("agencies.toml");
+/// What a process of the stack needs: its environment.
+struct StackEnv {
+    url: String,
+    master: String,
+    jwks: PathBuf,
+    agencies: PathBuf,
+}
+
+impl StackEnv {
+    fn vars(&self, port: u16) -> Vec<(String, String)> {
+        vec![
+            ("REFNET_DATABASE_URL".into(), self.url.clone()),
+            ("REFNET_MASTER_KEY".into(), self.master.clone()),
+            (
+                "REFNET_AUTH__JWKS_FILE".into(),
+                self.jwks.display().to_string(),
+            ),
+            (
+                "REFNET_AGENCIES_FILE".into(),
+                self.agencies.display().to_string(),
+            ),
+            ("REFNET_MIGRATE_ON_START".into(), "false".into()),
+            ("REFNET_LISTEN".into(), format!("127.0.0.1:{port}")),
+            ("RUST_LOG".into(), "warn".into()),
+        ]
+    }
+
+    fn start(&self, name: &'static str, port: u16) -> Process {
+        let child = Command::new(binary(name))
+            .envs(self.vars(port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Process(child, name)
+    }
+}
+
+/// SIGTERM to `p`, then waits (bounded) for a clean exit.
+async fn terminate(p: &mut Process) {
+    let pid = p.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    for _ in 0..300 {
+        if let Some(status) = p.0.try_wait().expect("wait") {
+            assert!(status.success(), "{} exited {status:?}", p.1);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} did not exit on SIGTERM", p.1);
+}
+
+/// A fresh database, migrated by `refnet migrate`, and the files the services read.
+async fn prepare(dir: &Path) -> Option<StackEnv> {
+    let url = crate::common::fresh_postgres_url().await?;
+    let jwks = refnet_core::devkeys::ensure(dir).expect("dev key");
+    let agencies = dir.join("agencies.toml");
     std::fs::write(&agencies, agencies_toml()).expect("agencies file");
     let master = {
         use base64::Engine;
@@ -120,22 +174,6 @@ async fn three_service_processes_on_one_database() {
             .collect();
         base64::engine::general_purpose::STANDARD.encode(bytes)
     };
-    let env = |port: u16| -> Vec<(String, String)> {
-        vec![
-            ("REFNET_DATABASE_URL".into(), url.clone()),
-            ("REFNET_MASTER_KEY".into(), master.clone()),
-            ("REFNET_AUTH__JWKS_FILE".into(), jwks.display().to_string()),
-            (
-                "REFNET_AGENCIES_FILE".into(),
-                agencies.display().to_string(),
-            ),
-            ("REFNET_MIGRATE_ON_START".into(), "false".into()),
-            ("REFNET_LISTEN".into(), format!("127.0.0.1:{port}")),
-            ("RUST_LOG".into(), "warn".into()),
-        ]
-    };
-
-    // Migrations by the operator's command, not by the services.
     let migrated = Command::new(env!("CARGO_BIN_EXE_refnet"))
         .args(["migrate", "--database-url", &url])
         .output()
@@ -145,18 +183,172 @@ async fn three_service_processes_on_one_database() {
         "{}",
         String::from_utf8_lossy(&migrated.stderr)
     );
+    Some(StackEnv {
+        url,
+        master,
+        jwks,
+        agencies,
+    })
+}
+
+fn officer(signer: &DevSigner, agency: &str, kind: pb::AgencyKind) -> String {
+    signer
+        .mint(&TokenRequest {
+            officer_id: format!("desk-{agency}"),
+            agency_id: agency.into(),
+            agency_kind: kind,
+            roles: vec!["officer".into()],
+            ttl: Duration::from_secs(600),
+        })
+        .expect("token")
+}
+
+/// SIGTERM to the routing process while referrals are being filed: its
+/// stream ends with a resumable status, the worker stops between batches;
+/// restarted, it routes the rest, and the NGO, resuming from its last cursor,
+/// sees every handoff exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_routing_and_streaming_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(stack) = prepare(dir.path()).await else {
+        return;
+    };
+    let signer = DevSigner::load(dir.path(), "refnet-dev", "refnet").expect("signer");
+    let police = officer(&signer, "police-nairobi", pb::AgencyKind::Police);
+    let ngo = officer(&signer, "ngo-shelter-nairobi", pb::AgencyKind::Ngo);
+    let (intake_port, routing_port) = (free_port(), free_port());
+    let mut intake = stack.start("refnet-intake", intake_port);
+    let mut routing = stack.start("refnet-routing", routing_port);
+    let intake_ch = connect(intake_port, &mut intake).await;
+    let routing_ch = connect(routing_port, &mut routing).await;
+
+    let mut stream = RoutingServiceClient::new(routing_ch.clone())
+        .watch_inbox(authed(
+            pb::WatchInboxRequest {
+                cursor: String::new(),
+                from_beginning: true,
+            },
+            &ngo,
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    const N: usize = 30;
+    let filing = {
+        let channel = intake_ch.clone();
+        let police = police.clone();
+        tokio::spawn(async move {
+            let mut client = IntakeServiceClient::new(channel);
+            for _ in 0..N {
+                client
+                    .file_referral(authed(
+                        pb::FileReferralRequest {
+                            idempotency_key: new_key(),
+                            draft: Some(crate::routing::foreign_child_in_forced_labour()),
+                        },
+                        &police,
+                    ))
+                    .await
+                    .expect("file");
+            }
+        })
+    };
+    // Take a few items, then stop the routing process mid-flow.
+    let mut created = std::collections::BTreeSet::new();
+    let mut cursor = String::new();
+    while created.len() < 3 {
+        let item = next(&mut stream, "first items").await;
+        cursor = item.cursor.clone();
+        if item.event == "HandoffCreated" {
+            assert!(created.insert(item.handoff.expect("handoff").id));
+        }
+    }
+    terminate(&mut routing).await;
+    // The stream ends with UNAVAILABLE after whatever was already sent.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("the stream ended")
+        {
+            Ok(Some(item)) => {
+                cursor = item.cursor.clone();
+                if item.event == "HandoffCreated" {
+                    assert!(created.insert(item.handoff.expect("handoff").id), "twice");
+                }
+            }
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => {
+                assert!(
+                    matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                    ),
+                    "{status:?}"
+                );
+                break;
+            }
+        }
+    }
+    filing
+        .await
+        .expect("filing finished while routing was down");
+    // Restart routing; resume from the last cursor.
+    let mut routing = stack.start("refnet-routing", routing_port);
+    let routing_ch = connect(routing_port, &mut routing).await;
+    let mut stream = RoutingServiceClient::new(routing_ch.clone())
+        .watch_inbox(authed(
+            pb::WatchInboxRequest {
+                cursor,
+                from_beginning: false,
+            },
+            &ngo,
+        ))
+        .await
+        .expect("resume")
+        .into_inner();
+    while created.len() < N {
+        let item = next(&mut stream, "resumed items").await;
+        if item.event == "HandoffCreated" {
+            assert!(
+                created.insert(item.handoff.expect("handoff").id),
+                "an item seen before came again"
+            );
+        }
+    }
+    // In the database: every referral routed exactly once (4 handoffs each).
+    let db = sea_orm::Database::connect(stack.url.clone())
+        .await
+        .expect("db");
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS handoffs, COUNT(DISTINCT referral_id) AS referrals FROM handoffs"
+                .to_owned(),
+        ))
+        .await
+        .expect("count")
+        .expect("row");
+    assert_eq!(row.try_get::<i64>("", "referrals").expect("n"), N as i64);
+    assert_eq!(row.try_get::<i64>("", "handoffs").expect("n"), 4 * N as i64);
+    drop(stream);
+    terminate(&mut routing).await;
+    terminate(&mut intake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_service_processes_on_one_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(stack) = prepare(dir.path()).await else {
+        return;
+    };
+    let signer = DevSigner::load(dir.path(), "refnet-dev", "refnet").expect("signer");
 
     let mut processes = Vec::new();
     let mut ports = Vec::new();
     for name in ["refnet-intake", "refnet-routing", "refnet-protection"] {
         let port = free_port();
-        let child = Command::new(binary(name))
-            .envs(env(port))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        processes.push(Process(child, name));
+        processes.push(stack.start(name, port));
         ports.push(port);
     }
     let mut channels = Vec::new();
@@ -190,19 +382,8 @@ async fn three_service_processes_on_one_database() {
         assert!(serving, "{service} is SERVING");
     }
 
-    let token = |agency: &str, kind: pb::AgencyKind| {
-        signer
-            .mint(&TokenRequest {
-                officer_id: format!("desk-{agency}"),
-                agency_id: agency.into(),
-                agency_kind: kind,
-                roles: vec!["officer".into()],
-                ttl: Duration::from_secs(600),
-            })
-            .expect("token")
-    };
-    let police = token("police-nairobi", pb::AgencyKind::Police);
-    let ngo = token("ngo-shelter-nairobi", pb::AgencyKind::Ngo);
+    let police = officer(&signer, "police-nairobi", pb::AgencyKind::Police);
+    let ngo = officer(&signer, "ngo-shelter-nairobi", pb::AgencyKind::Ngo);
 
     // The NGO watches its inbox on the routing process before anything is filed.
     let mut inbox = RoutingServiceClient::new(routing_ch.clone())
@@ -303,25 +484,6 @@ async fn three_service_processes_on_one_database() {
 
     // SIGTERM: each process exits cleanly.
     for p in &mut processes {
-        let pid = p.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .expect("kill")
-                .success()
-        );
-    }
-    for p in &mut processes {
-        let mut status = None;
-        for _ in 0..300 {
-            if let Some(s) = p.0.try_wait().expect("wait") {
-                status = Some(s);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let status = status.unwrap_or_else(|| panic!("{} did not exit on SIGTERM", p.1));
-        assert!(status.success(), "{} exited {status:?}", p.1);
+        terminate(p).await;
     }
 }
