@@ -154,7 +154,11 @@ pub async fn run() -> anyhow::Result<()> {
                 config.database_url = Some(url.into());
             }
             let config = config.embedded();
-            refnet_core::telemetry::init(config.log_format);
+            let telemetry = refnet_core::telemetry::init(
+                config.log_format,
+                config.otlp_endpoint.as_deref(),
+                "refnet",
+            );
             let data_dir = config.data_dir.clone();
             let ctx = AppContext::build(config).await?;
             let listener = tokio::net::TcpListener::bind(ctx.config().listen)
@@ -167,14 +171,17 @@ pub async fn run() -> anyhow::Result<()> {
                 "refnet serving on {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
                 dir = data_dir.display()
             );
-            crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await?;
+            let served =
+                crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await;
+            telemetry.shutdown();
+            served?;
         }
         Command::Migrate {
             database_url,
             data_dir,
         } => {
             apply_db_flags(&mut config, database_url, data_dir);
-            refnet_core::telemetry::init(config.log_format);
+            refnet_core::telemetry::init(config.log_format, None, "refnet");
             if config.is_sqlite() {
                 std::fs::create_dir_all(&config.data_dir)?;
             }

@@ -31,11 +31,24 @@ pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || Capture(writer.clone()))
-            .finish();
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::prelude::*;
+        // Spans go to an in-memory exporter too, so tests can follow a trace.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(spans().clone())
+            .build();
+        let tracer = provider.tracer("refnet-test");
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || Capture(writer.clone())),
+            )
+            .with(tracing_opentelemetry::layer().with_tracer(tracer));
         // If another test installed a subscriber first, this capture sees nothing and
         // the assertion below would pass vacuously; so insist on being first-or-only.
         tracing::subscriber::set_global_default(subscriber)
@@ -43,6 +56,12 @@ pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
         buffer
     })
     .clone()
+}
+
+/// Every span this test binary finished, as OpenTelemetry exported it.
+pub fn spans() -> &'static opentelemetry_sdk::trace::InMemorySpanExporter {
+    static SPANS: OnceLock<opentelemetry_sdk::trace::InMemorySpanExporter> = OnceLock::new();
+    SPANS.get_or_init(opentelemetry_sdk::trace::InMemorySpanExporter::default)
 }
 
 pub struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -26,4 +26,5 @@ mod protection;
 mod redaction;
 mod routing;
 mod server;
+mod trace;
 mod validation;

@@ -30,6 +30,7 @@ pub const ENV_KEYS: &[&str] = &[
     "routing_worker",
     "event_poll_ms",
     "shutdown_grace_seconds",
+    "otlp_endpoint",
     "demo_agencies",
     "dev_keys",
     "log_format",
@@ -120,6 +121,9 @@ pub struct Config {
     /// and, on PostgreSQL, by LISTEN/NOTIFY from other processes; polling is
     /// the fallback.
     pub event_poll_ms: u64,
+    /// OTLP/gRPC endpoint of an OpenTelemetry collector for traces (default:
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, else no export).
+    pub otlp_endpoint: Option<String>,
     /// On SIGTERM: how long in-flight calls may take to finish before the
     /// remaining connections are closed, in seconds.
     pub shutdown_grace_seconds: u64,
@@ -150,6 +154,7 @@ impl Default for Config {
             routing_worker: true,
             event_poll_ms: 500,
             shutdown_grace_seconds: 20,
+            otlp_endpoint: None,
             demo_agencies: false,
             dev_keys: false,
             log_format: LogFormat::Pretty,

@@ -123,7 +123,7 @@ pub async fn append<C: ConnectionTrait>(
         payload: Set(payload),
         agency_id: Set(actor.map(|p| p.agency_id.clone())),
         officer_id: Set(actor.map(|p| p.officer_id.clone())),
-        trace_context: Set(None),
+        trace_context: Set(crate::telemetry::current_traceparent()),
         occurred_at: Set(chrono::Utc::now()),
         ..Default::default()
     };

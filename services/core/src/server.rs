@@ -80,6 +80,7 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, services = ?service_names, "serving");
     let server = Server::builder()
+        .trace_fn(crate::telemetry::rpc_span)
         .layer(AuthLayer::new(ctx.authenticator().clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -182,7 +183,12 @@ pub async fn run_standalone(
     if args.no_migrate {
         config.migrate_on_start = false;
     }
-    crate::telemetry::init(config.log_format);
+    let service = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "refnet".to_owned());
+    let telemetry =
+        crate::telemetry::init(config.log_format, config.otlp_endpoint.as_deref(), &service);
     let ctx = AppContext::build(config).await?;
     let mut routes = Routes::builder();
     let background = mount(&ctx, &mut routes);
@@ -203,6 +209,7 @@ pub async fn run_standalone(
     {
         tracing::warn!("workers did not stop within the grace period");
     }
+    telemetry.shutdown();
     served?;
     Ok(())
 }

@@ -1,15 +1,90 @@
 //! Tracing set-up: structured logs, pretty or JSON, filtered by `RUST_LOG`
-//! (default `info`). Log lines carry ids and reference codes, never names,
-//! numbers or places.
+//! (default `info`), and OpenTelemetry traces over OTLP/gRPC when an endpoint
+//! is configured (`REFNET_OTLP_ENDPOINT`, else the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`). Log lines and span fields carry ids and
+//! reference codes, never names, numbers or places.
+//!
+//! W3C trace context crosses every boundary: it is read from each call's
+//! `traceparent` metadata ([`rpc_span`]), stored on every event-log row
+//! ([`current_traceparent`]), and restored by the routing worker and the
+//! streams that consume the row ([`continue_trace`]), so one trace runs from
+//! a `FileReferral` through routing to the receiving agency's stream item.
 
+use std::collections::HashMap;
+
+use opentelemetry::{
+    KeyValue,
+    propagation::TextMapPropagator,
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber once; later calls are no-ops.
-pub fn init(format: LogFormat) {
+/// What must be flushed at exit: the trace pipeline, when there is one.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered and stops the pipeline.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "flushing traces failed");
+        }
+    }
+}
+
+/// The OTLP endpoint in force, if any.
+fn otlp_endpoint(configured: Option<&str>) -> Option<String> {
+    configured
+        .map(str::to_owned)
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.trim().is_empty())
+}
+
+/// Installs the global subscriber once (later calls are no-ops): logs, and
+/// traces to `otlp` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) as `service`.
+pub fn init(format: LogFormat, otlp: Option<&str>, service: &str) -> Telemetry {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let mut telemetry = Telemetry::default();
+    let otel = otlp_endpoint(otlp).and_then(|endpoint| {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build();
+        match exporter {
+            Ok(exporter) => {
+                let provider = SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        Resource::builder()
+                            .with_service_name(service.to_owned())
+                            .with_attribute(KeyValue::new(
+                                "service.version",
+                                env!("CARGO_PKG_VERSION"),
+                            ))
+                            .build(),
+                    )
+                    .build();
+                let tracer = provider.tracer("refnet");
+                telemetry.provider = Some(provider);
+                Some(tracing_opentelemetry::layer().with_tracer(tracer))
+            }
+            Err(e) => {
+                eprintln!("refnet: OTLP exporter for {endpoint} not started: {e}");
+                None
+            }
+        }
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match format {
         LogFormat::Json => registry
             .with(
@@ -25,4 +100,48 @@ pub fn init(format: LogFormat) {
     };
     // Already initialised (tests, or a second service in one process): keep the first.
     let _ = result;
+    telemetry
+}
+
+/// The span of one RPC, a child of the caller's `traceparent` when it sent one.
+pub fn rpc_span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.kind = "server",
+        rpc.method = %request.uri().path(),
+        otel.name = %request.uri().path(),
+    );
+    let carrier: HashMap<String, String> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The W3C `traceparent` of the current span, when tracing is on.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` a child of the stored `traceparent` (an event-log row's).
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
 }

@@ -16,6 +16,7 @@ use refnet_core::{
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{lifecycle::Transition, service::to_proto};
@@ -146,26 +147,41 @@ async fn next_batch(
         else {
             continue;
         };
-        if row.state == pb::HandoffState::Pending.as_str_name()
-            && let Some(delivered) = routing
-                .record(
-                    principal,
-                    row.clone(),
-                    Transition::Deliver,
-                    crate::service::Effects::default(),
-                )
-                .await?
-        {
-            row = delivered;
+        // The item continues the trace of the change that caused it.
+        let span = tracing::info_span!(
+            "stream_item",
+            otel.name = "WatchInbox item",
+            handoff_id = %row.id,
+            event = %ev.kind
+        );
+        refnet_core::telemetry::continue_trace(&span, ev.trace_context.as_deref());
+        let item = async {
+            if row.state == pb::HandoffState::Pending.as_str_name()
+                && let Some(delivered) = routing
+                    .record(
+                        principal,
+                        row.clone(),
+                        Transition::Deliver,
+                        crate::service::Effects::default(),
+                    )
+                    .await?
+            {
+                row = delivered;
+            }
+            let item = pb::InboxEvent {
+                cursor: seal(ctx, &principal.agency_id, ev.seq)?,
+                event: ev.kind.clone(),
+                handoff: Some(to_proto(&row)?),
+                occurred_at: Some(timestamp(ev.occurred_at)),
+                redactions: Vec::new(),
+            };
+            Ok::<_, refnet_core::ServiceError>(
+                reply(ctx, principal, call, None, item).await?.into_inner(),
+            )
         }
-        let item = pb::InboxEvent {
-            cursor: seal(ctx, &principal.agency_id, ev.seq)?,
-            event: ev.kind,
-            handoff: Some(to_proto(&row)?),
-            occurred_at: Some(timestamp(ev.occurred_at)),
-            redactions: Vec::new(),
-        };
-        items.push(reply(ctx, principal, call, None, item).await?.into_inner());
+        .instrument(span)
+        .await?;
+        items.push(item);
     }
     Ok((items, last))
 }

@@ -32,6 +32,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::rules::RuleSet;
@@ -127,9 +128,13 @@ impl RoutingWorker {
             Box::pin(async move {
                 lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
                 let mut created = 0;
-                for (referral_id, code, facts) in &planned {
-                    created +=
-                        route(txn, &rules, &agencies, *referral_id, code.clone(), facts).await?;
+                for (referral_id, code, facts, trace) in &planned {
+                    // Routing continues the trace of the filing or amendment.
+                    let span = tracing::info_span!("route_referral", referral_id = %referral_id);
+                    refnet_core::telemetry::continue_trace(&span, trace.as_deref());
+                    created += route(txn, &rules, &agencies, *referral_id, code.clone(), facts)
+                        .instrument(span)
+                        .await?;
                 }
                 advance(txn, last).await?;
                 Ok(created)
@@ -170,16 +175,24 @@ async fn lock_referrals(
     Ok(())
 }
 
+/// A referral to route: its id, reference code, facts and the trace it continues.
+type Planned = (Uuid, Option<String>, RoutingFacts, Option<String>);
+
 /// What routing must do for `ev`: the referral and its facts, or nothing.
-fn plan(ev: &event::Model) -> ServiceResult<Option<(Uuid, Option<String>, RoutingFacts)>> {
+fn plan(ev: &event::Model) -> ServiceResult<Option<Planned>> {
     let routed = matches!(ev.kind.as_str(), "ReferralFiled" | "ReferralAmended");
     match (routed, ev.referral_id) {
         (true, Some(referral_id)) => {
             let payload: RoutedPayload = serde_json::from_str(&ev.payload)
                 .map_err(|e| ServiceError::internal("event payload", e))?;
-            Ok(payload
-                .facts
-                .map(|facts| (referral_id, payload.reference_code, facts)))
+            Ok(payload.facts.map(|facts| {
+                (
+                    referral_id,
+                    payload.reference_code,
+                    facts,
+                    ev.trace_context.clone(),
+                )
+            }))
         }
         _ => Ok(None),
     }

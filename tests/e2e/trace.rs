@@ -1,0 +1,97 @@
+//! One trace from a desk's `FileReferral` through the routing worker to the
+//! receiving agency's stream item: the caller's `traceparent` is continued by
+//! the RPC span, stored on the event-log rows, and picked up again by the
+//! worker and by the stream (spans captured by an in-memory exporter).
+
+use refnet_api::v1::{self as pb, routing_service_client::RoutingServiceClient};
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::common::{Backend, TestApp, authed, new_key, spans};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_from_filing_to_the_receiving_stream() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut inbox = RoutingServiceClient::new(app.channel().await)
+        .watch_inbox(authed(
+            pb::WatchInboxRequest::default(),
+            &app.officer("ngo-shelter-nairobi"),
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut request = authed(
+        pb::FileReferralRequest {
+            idempotency_key: new_key(),
+            draft: Some(crate::routing::foreign_child_in_forced_labour()),
+        },
+        &app.officer("police-nairobi"),
+    );
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("header"),
+    );
+    let filed = app
+        .intake()
+        .await
+        .file_referral(request)
+        .await
+        .expect("file")
+        .into_inner()
+        .referral
+        .expect("referral");
+    loop {
+        let item = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.message())
+            .await
+            .expect("an item in time")
+            .expect("ok")
+            .expect("item");
+        if item.handoff.as_ref().map(|h| h.referral_id.as_str()) == Some(filed.id.as_str()) {
+            break;
+        }
+    }
+    drop(inbox);
+
+    // The event-log rows carry the trace.
+    let db = app.db().await;
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT kind, trace_context FROM events WHERE referral_id = $1",
+            [uuid::Uuid::parse_str(&filed.id).expect("id").into()],
+        ))
+        .await
+        .expect("events");
+    for kind in ["ReferralFiled", "HandoffCreated"] {
+        assert!(
+            rows.iter().any(|r| {
+                r.try_get::<String>("", "kind").ok().as_deref() == Some(kind)
+                    && r.try_get::<Option<String>>("", "trace_context")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|t| t.contains(&trace_id))
+            }),
+            "{kind} carries the trace"
+        );
+    }
+    // One trace: the RPC, the worker's routing and the stream item.
+    let finished = spans().get_finished_spans().expect("spans");
+    let names: Vec<String> = finished
+        .iter()
+        .filter(|s| s.span_context.trace_id().to_string() == trace_id)
+        .map(|s| s.name.to_string())
+        .collect();
+    for wanted in [
+        "/refnet.v1.IntakeService/FileReferral",
+        "route_referral",
+        "WatchInbox item",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} in the trace: {names:?}"
+        );
+    }
+    app.stop().await;
+}
