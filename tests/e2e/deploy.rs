@@ -271,6 +271,47 @@ fn deployment_files_parse_and_agree() {
         }
     }
     assert!(workloads >= 4, "three Deployments and the migrations Job");
+    // Only refnet's workloads reach the database.
+    let db_policy = objects
+        .iter()
+        .filter(|o| str_at(o, &["kind"]) == Some("NetworkPolicy"))
+        .find(|np| {
+            seq(&np["spec"], "ingress").iter().any(|rule| {
+                seq(rule, "ports")
+                    .iter()
+                    .any(|p| p.get("port").and_then(Value::as_u64) == Some(5432))
+            })
+        })
+        .expect("a NetworkPolicy guards PostgreSQL");
+    let admitted: Vec<String> = seq(&db_policy["spec"], "ingress")
+        .iter()
+        .flat_map(|rule| seq(rule, "from").to_vec())
+        .filter_map(|from| {
+            str_at(
+                &from,
+                &["podSelector", "matchLabels", "app.kubernetes.io/name"],
+            )
+            .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        admitted,
+        vec!["refnet".to_owned()],
+        "only refnet pods reach the database"
+    );
+    for o in &objects {
+        if matches!(str_at(o, &["kind"]), Some("Deployment" | "Job")) {
+            assert_eq!(
+                str_at(
+                    &o["spec"]["template"]["metadata"]["labels"],
+                    &["app.kubernetes.io/name"]
+                ),
+                Some("refnet"),
+                "{:?} is admitted to the database",
+                str_at(o, &["metadata", "name"])
+            );
+        }
+    }
 
     // Compose: binaries, ports, dependencies, variables, mounted files.
     let compose = &documents(&dir.join("compose.yaml"))[0];
