@@ -26,6 +26,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the police → NGO → WPA scenario on a fresh embedded server and
+    /// print what each agency sees (synthetic data; nothing is kept).
+    Demo {
+        /// Keep the demo's data directory here instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run every service on one port (embedded default: SQLite in the data directory).
     Serve {
         /// Address to listen on [default: 127.0.0.1:50051].
@@ -139,6 +146,22 @@ pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Demo { data_dir } => {
+            let (dir, temporary) = match data_dir {
+                Some(dir) => (dir, false),
+                None => (
+                    std::env::temp_dir()
+                        .join(format!("refnet-demo-{}", uuid::Uuid::new_v4().simple())),
+                    true,
+                ),
+            };
+            // No log subscriber: the demo prints its own story.
+            let result = crate::demo::run(dir.clone()).await;
+            if temporary {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            result?;
+        }
         Command::Serve {
             listen,
             data_dir,

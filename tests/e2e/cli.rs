@@ -391,3 +391,39 @@ fn policy_check_validates_and_prints_the_matrix() {
         "{message}"
     );
 }
+
+/// `refnet demo` runs the scenario on a fresh embedded server and shows the
+/// witness's identity to every agency before protection and to the WPA only
+/// after it.
+#[test]
+fn demo_shows_each_agency_its_own_view() {
+    let out = refnet(&["demo"]);
+    let after = out
+        .split("What each agency sees now")
+        .nth(1)
+        .expect("the second table");
+    let before = out
+        .split("What each agency sees now")
+        .next()
+        .expect("the first table");
+    let row = |table: &str, name: &str| -> String {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("row {name} in {table}"))
+            .to_owned()
+    };
+    assert_eq!(row(before, "given name").matches("Demo Akinyi").count(), 3);
+    let names = row(after, "given name");
+    assert_eq!(names.matches("Witness-").count(), 3, "{names}");
+    assert_eq!(
+        names.matches("Demo Akinyi").count(),
+        1,
+        "only the WPA: {names}"
+    );
+    assert_eq!(row(after, "passport").matches("DM1234567").count(), 1);
+    assert_eq!(
+        row(after, "current location").matches("Demo Lodge").count(),
+        1
+    );
+}
