@@ -45,3 +45,26 @@ pub fn open(keys: &Keyring, token: &str, agency: &str, filter: &str) -> Option<U
         .filter(|c| c.agency == agency && c.filter == filter)
         .map(|c| c.last)
 }
+
+/// The position `token` resumes from for `agency` and `filter`: `None` for the
+/// first page, or when the token is not one of theirs, which `v` records as a
+/// `page_token` violation.
+pub fn resume(
+    v: &mut crate::error::Violations,
+    keys: &Keyring,
+    token: &str,
+    agency: &str,
+    filter: &str,
+) -> Option<Uuid> {
+    if token.is_empty() {
+        return None;
+    }
+    let parsed = open(keys, token, agency, filter);
+    if parsed.is_none() {
+        v.add(
+            "page_token",
+            "is not a page token for this caller and these filters",
+        );
+    }
+    parsed
+}

@@ -207,23 +207,13 @@ impl Intake {
         let filed_after = timestamp(&mut v, "filed_after", req.filed_after.as_ref());
         let filed_before = timestamp(&mut v, "filed_before", req.filed_before.as_ref());
         let digest = filter_digest(&req);
-        let cursor = if req.page_token.is_empty() {
-            None
-        } else {
-            let parsed = paging::open(
-                self.ctx.keys(),
-                &req.page_token,
-                &principal.agency_id,
-                &digest,
-            );
-            if parsed.is_none() {
-                v.add(
-                    "page_token",
-                    "is not a page token for this caller and these filters",
-                );
-            }
-            parsed
-        };
+        let cursor = paging::resume(
+            &mut v,
+            self.ctx.keys(),
+            &req.page_token,
+            &principal.agency_id,
+            &digest,
+        );
         let page_size = v.finish(|| page_size)?;
         let filter = ListFilter {
             statuses,

@@ -519,23 +519,13 @@ impl Protection {
         canonical.page_token.clear();
         canonical.page_size = 0;
         let digest = paging::filter_digest(&canonical.encode_to_vec());
-        let cursor = if req.page_token.is_empty() {
-            None
-        } else {
-            let parsed = paging::open(
-                self.ctx.keys(),
-                &req.page_token,
-                &principal.agency_id,
-                &digest,
-            );
-            if parsed.is_none() {
-                v.add(
-                    "page_token",
-                    "is not a page token for this caller and these filters",
-                );
-            }
-            parsed
-        };
+        let cursor = paging::resume(
+            &mut v,
+            self.ctx.keys(),
+            &req.page_token,
+            &principal.agency_id,
+            &digest,
+        );
         let page_size = v.finish(|| page_size)?;
         let mut q = request::Entity::find();
         if !Self::is_wpa(&principal) {

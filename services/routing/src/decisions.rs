@@ -151,15 +151,13 @@ pub async fn list_notifications(
     canonical.page_token.clear();
     canonical.page_size = 0;
     let digest = paging::filter_digest(&canonical.encode_to_vec());
-    let cursor = if req.page_token.is_empty() {
-        None
-    } else {
-        let parsed = paging::open(ctx.keys(), &req.page_token, &principal.agency_id, &digest);
-        if parsed.is_none() {
-            v.add("page_token", "is not a page token for this caller");
-        }
-        parsed
-    };
+    let cursor = paging::resume(
+        &mut v,
+        ctx.keys(),
+        &req.page_token,
+        &principal.agency_id,
+        &digest,
+    );
     let page_size = v.finish(|| page_size)?;
     let mut audiences = vec![ALL];
     if principal.roles.contains(&Role::Supervisor) {
