@@ -145,3 +145,32 @@ pub async fn reference_code<C: ConnectionTrait>(
     let row = db.query_one(&query).await?.ok_or(ServiceError::NotFound)?;
     Ok(row.try_get::<String>("", "reference_code")?)
 }
+
+/// Makes `agency_id` a party to `referral_id` as `relation` ("RECIPIENT",
+/// "PROTECTION"); a no-op when it already is one.
+pub async fn add_party<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+    agency_id: &str,
+    relation: &str,
+) -> Result<(), ServiceError> {
+    use crate::entities::referral_party;
+    use sea_orm::{ActiveValue::Set, sea_query::OnConflict};
+    referral_party::Entity::insert(referral_party::ActiveModel {
+        referral_id: Set(referral_id),
+        agency_id: Set(agency_id.to_owned()),
+        relation: Set(relation.to_owned()),
+        since: Set(chrono::Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            referral_party::Column::ReferralId,
+            referral_party::Column::AgencyId,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}

@@ -56,6 +56,23 @@ pub fn resumable_shutdown() -> Status {
     )
 }
 
+/// Optimistic concurrency: ABORTED unless the `what` ("handoff") the caller
+/// read at `expected` is still at that version (`current`).
+pub fn expect_version(what: &str, current: i64, expected: i64) -> ServiceResult<()> {
+    if current == expected {
+        Ok(())
+    } else {
+        Err(ServiceError::Aborted(format!(
+            "{what} is at version {current}, not {expected}; re-read and retry"
+        )))
+    }
+}
+
+/// Optimistic concurrency: another change to the `what` committed first.
+pub fn changed_concurrently(what: &str) -> ServiceError {
+    ServiceError::Aborted(format!("{what} changed concurrently; re-read and retry"))
+}
+
 /// Result of a service operation.
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
@@ -165,6 +182,19 @@ impl Violations {
     /// An empty collector.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Checks the `expected_version` of a change request (required, 1 or more).
+    pub fn expected_version(&mut self, raw: i64) -> Option<i64> {
+        if raw >= 1 {
+            Some(raw)
+        } else {
+            self.add(
+                "expected_version",
+                "is required (the version you read, 1 or more)",
+            );
+            None
+        }
     }
 
     /// Records a violation.

@@ -56,15 +56,7 @@ fn referral_ref(v: &mut Violations, field: &str, raw: &str) -> Option<ReferralRe
 }
 
 fn expected_version(v: &mut Violations, raw: i64) -> Option<i64> {
-    if raw >= 1 {
-        Some(raw)
-    } else {
-        v.add(
-            "expected_version",
-            "is required (the version you read, 1 or more)",
-        );
-        None
-    }
+    v.expected_version(raw)
 }
 
 fn filter_digest(req: &pb::ListReferralsRequest) -> String {

@@ -559,12 +559,7 @@ async fn for_change(
             ));
         }
     }
-    if row.version != expected_version {
-        return Err(ServiceError::Aborted(format!(
-            "referral is at version {}, not {expected_version}; re-read and retry",
-            row.version
-        )));
-    }
+    refnet_core::error::expect_version("referral", row.version, expected_version)?;
     Ok(row)
 }
 
@@ -586,9 +581,7 @@ async fn bump_version(
     if result.rows_affected == 1 {
         Ok(())
     } else {
-        Err(ServiceError::Aborted(
-            "referral changed concurrently; re-read and retry".into(),
-        ))
+        Err(refnet_core::error::changed_concurrently("referral"))
     }
 }
 

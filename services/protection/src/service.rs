@@ -19,15 +19,12 @@ use refnet_core::{
         IdempotencyKey, ReferralRef, new_pseudonym, parse_pseudonym, parse_text, pseudonym_key,
         referral::timestamp,
     },
-    entities::{referral, referral_party},
+    entities::referral,
     error::Violations,
     events::{self, EventKind},
     paging, subjects,
 };
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::OnConflict,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -157,30 +154,18 @@ fn request_ref(v: &mut Violations, id: &str, expected_version: i64) -> Option<Uu
         "id",
         Uuid::parse_str(id.trim()).map_err(|_| "must be a protection request id"),
     );
-    if expected_version < 1 {
-        v.add(
-            "expected_version",
-            "is required (the version you read, 1 or more)",
-        );
-    }
+    v.expected_version(expected_version);
     id
 }
 
 /// ABORTED unless `row` is still at the version the caller read.
 fn expect_version(row: &request::Model, expected: i64) -> ServiceResult<()> {
-    if row.version == expected {
-        Ok(())
-    } else {
-        Err(ServiceError::Aborted(format!(
-            "protection request is at version {}, not {expected}; re-read and retry",
-            row.version
-        )))
-    }
+    refnet_core::error::expect_version("protection request", row.version, expected)
 }
 
 /// Another change to the request committed first.
 fn concurrent() -> ServiceError {
-    ServiceError::Aborted("protection request changed concurrently; re-read and retry".into())
+    refnet_core::error::changed_concurrently("protection request")
 }
 
 #[derive(Serialize)]
@@ -437,22 +422,7 @@ impl Protection {
                     .await?;
                 // The WPA becomes a party to the referral.
                 for agency in &wpa {
-                    referral_party::Entity::insert(referral_party::ActiveModel {
-                        referral_id: Set(insert.referral_id),
-                        agency_id: Set(agency.clone()),
-                        relation: Set("PROTECTION".to_owned()),
-                        since: Set(now),
-                    })
-                    .on_conflict(
-                        OnConflict::columns([
-                            referral_party::Column::ReferralId,
-                            referral_party::Column::AgencyId,
-                        ])
-                        .do_nothing()
-                        .to_owned(),
-                    )
-                    .exec_without_returning(txn)
-                    .await?;
+                    access::add_party(txn, insert.referral_id, agency, "PROTECTION").await?;
                 }
                 // Not on the referral's timeline: other parties learn of
                 // protection only when it applies, and then without detail.

@@ -73,30 +73,18 @@ fn handoff_ref(v: &mut Violations, id: &str, expected_version: i64) -> Option<Uu
         "handoff_id",
         Uuid::parse_str(id.trim()).map_err(|_| "must be a handoff id"),
     );
-    if expected_version < 1 {
-        v.add(
-            "expected_version",
-            "is required (the version you read, 1 or more)",
-        );
-    }
+    v.expected_version(expected_version);
     id
 }
 
 /// ABORTED unless `row` is still at the version the caller read.
 fn expect_version(row: &handoff::Model, expected: i64) -> ServiceResult<()> {
-    if row.version == expected {
-        Ok(())
-    } else {
-        Err(ServiceError::Aborted(format!(
-            "handoff is at version {}, not {expected}; re-read and retry",
-            row.version
-        )))
-    }
+    refnet_core::error::expect_version("handoff", row.version, expected)
 }
 
 /// Another change to the handoff committed first.
 fn concurrent() -> ServiceError {
-    ServiceError::Aborted("handoff changed concurrently; re-read and retry".into())
+    refnet_core::error::changed_concurrently("handoff")
 }
 
 /// Side effects of a transition beyond the state change and its event, made

@@ -369,22 +369,7 @@ pub(crate) async fn insert_handoff(
     if inserted == 0 {
         return Ok(false);
     }
-    referral_party::Entity::insert(referral_party::ActiveModel {
-        referral_id: Set(h.referral_id),
-        agency_id: Set(h.to.id.clone()),
-        relation: Set("RECIPIENT".to_owned()),
-        since: Set(now),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            referral_party::Column::ReferralId,
-            referral_party::Column::AgencyId,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
+    refnet_core::access::add_party(txn, h.referral_id, &h.to.id, "RECIPIENT").await?;
     events::append(
         txn,
         EventKind::HandoffCreated,
