@@ -1,4 +1,6 @@
-//! The `refnet` command line: `serve`, `migrate`, `agencies` and `token`.
+//! The `refnet` command line: `serve`, `migrate`, `agencies` and `token`, and
+//! the desk client's commands (`referral`, `inbox`, `handoff`, `message`,
+//! `timeline`, `protection`; see `src/desk/`).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -96,6 +98,18 @@ enum Command {
         #[arg(long, default_value = "8h")]
         ttl: humantime::Duration,
     },
+    /// Desk client: file a referral from JSON, show one, list them (needs --token).
+    Referral(crate::desk::ReferralArgs),
+    /// Desk client: your agency's inbox of handoffs, listed or watched live (needs --token).
+    Inbox(crate::desk::InboxArgs),
+    /// Desk client: show, acknowledge, accept, decline or complete a handoff (needs --token).
+    Handoff(crate::desk::HandoffArgs),
+    /// Desk client: post a message on a referral's thread (needs --token).
+    Message(crate::desk::MessageArgs),
+    /// Desk client: a referral's events and messages, oldest first (needs --token).
+    Timeline(crate::desk::TimelineArgs),
+    /// Desk client: request, show and list witness protection (needs --token).
+    Protection(crate::desk::ProtectionArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,6 +358,12 @@ pub async fn run() -> anyhow::Result<()> {
             })?;
             println!("{token}");
         }
+        Command::Referral(args) => crate::desk::referral(args).await?,
+        Command::Inbox(args) => crate::desk::inbox(args).await?,
+        Command::Handoff(args) => crate::desk::handoff(args).await?,
+        Command::Message(args) => crate::desk::message(args).await?,
+        Command::Timeline(args) => crate::desk::timeline(args).await?,
+        Command::Protection(args) => crate::desk::protection(args).await?,
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod demo;
+mod desk;
 
 use std::future::Future;
 
@@ -15,32 +16,14 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 /// Serves every refnet service on `listener` until `shutdown` resolves, with
-/// the routing worker running beside them (unless configured off).
+/// the routing and deadline workers (unless configured off) and the metrics
+/// sampler running beside them.
 pub async fn serve_all(
     ctx: &AppContext,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = if ctx.config().routing_worker {
-        let worker =
-            refnet_routing::worker::RoutingWorker::new(ctx.clone(), refnet_routing::rules(ctx)?);
-        let mut stopped_routing = stopped.clone();
-        let mut stopped_deadlines = stopped.clone();
-        let deadlines = refnet_routing::deadlines::DeadlineWorker::new(ctx.clone());
-        Some(tokio::spawn(async move {
-            tokio::join!(
-                worker.run(async move {
-                    let _ = stopped_routing.changed().await;
-                }),
-                deadlines.run(async move {
-                    let _ = stopped_deadlines.changed().await;
-                }),
-            );
-        }))
-    } else {
-        None
-    };
+    let background = refnet_routing::background(ctx)?;
     let mut routes = Routes::builder();
     routes
         .add_service(refnet_intake::service(ctx))
@@ -60,9 +43,19 @@ pub async fn serve_all(
         shutdown,
     )
     .await;
-    let _ = stop.send(true);
-    if let Some(worker) = worker {
-        let _ = worker.await;
+    // Workers stop between steps; they get the grace period to finish one.
+    ctx.begin_shutdown();
+    let grace = std::time::Duration::from_secs(ctx.config().shutdown_grace_seconds);
+    let joined = tokio::time::timeout(grace, async {
+        for task in background {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "background task failed");
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::warn!("workers did not stop within the grace period");
     }
     Ok(served?)
 }

@@ -18,7 +18,7 @@ use crate::common::{authed, canary_draft, new_key};
 
 const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
 
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -43,7 +43,7 @@ fn refnet(args: &[&str]) -> String {
 
 /// Starts `refnet serve` on `data` with extra environment `env`; returns the
 /// process (killed on drop), the address it serves on, and its log so far.
-async fn spawn_serve(
+pub(crate) async fn spawn_serve(
     data: &str,
     env: &[(&str, &str)],
 ) -> (Server, String, std::sync::Arc<std::sync::Mutex<String>>) {

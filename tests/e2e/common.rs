@@ -190,6 +190,20 @@ impl TestApp {
         database_url: Option<String>,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::spawn_metered(
+            database_url,
+            adjust,
+            &opentelemetry::global::meter("refnet"),
+        )
+        .await
+    }
+
+    /// [`TestApp::spawn_with`], recording metrics on `meter`.
+    pub async fn spawn_metered(
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+        meter: &opentelemetry::metrics::Meter,
+    ) -> Self {
         captured_logs();
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
@@ -207,7 +221,9 @@ impl TestApp {
             Backend::Sqlite
         };
         let database_url = config.database_url();
-        let ctx = AppContext::build(config).await.expect("refnet starts");
+        let ctx = AppContext::build_with_meter(config, meter)
+            .await
+            .expect("refnet starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -144,7 +144,52 @@ fn deployment_files_parse_and_agree() {
             .filter_map(|o| str_at(o, &["metadata", "name"]).map(str::to_owned))
             .collect()
     };
-    let config_maps = names_of("ConfigMap");
+    let mut config_maps = names_of("ConfigMap");
+    // Generated ConfigMaps: their files exist, are valid, and (as shipped)
+    // are the policies compiled into refnet.
+    for generator in seq(kustomization, "configMapGenerator") {
+        let cm = str_at(generator, &["name"]).expect("generator name");
+        config_maps.insert(cm.to_owned());
+        for file in seq(generator, "files") {
+            let file = file.as_str().expect("file");
+            let (_key, path) = file.split_once('=').unwrap_or((file, file));
+            let path = k8s.join(path);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{cm} names {}: {e}", path.display()));
+            match cm {
+                "refnet-policy" => {
+                    refnet_core::policy::Policy::load(&path).expect("a valid policy");
+                    assert!(
+                        text == refnet_core::policy::DEFAULT_POLICY,
+                        "{cm}: {} differs from services/core/policy/redaction.toml",
+                        path.display()
+                    );
+                }
+                "refnet-rules" => {
+                    refnet_routing::rules::RuleSet::load(&path).expect("valid rules");
+                    assert!(
+                        text == refnet_routing::rules::DEFAULT_RULES,
+                        "{cm}: {} differs from services/routing/rules/default.toml",
+                        path.display()
+                    );
+                }
+                other => panic!("unexpected generated ConfigMap {other}"),
+            }
+        }
+    }
+    // Files the configuration names, by variable.
+    let configured_files: Vec<(String, String)> = objects
+        .iter()
+        .filter(|o| str_at(o, &["kind"]) == Some("ConfigMap"))
+        .flat_map(|cm| {
+            cm["data"]
+                .as_mapping()
+                .map(|m| m.iter().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+        .filter(|(k, _)| k.ends_with("_FILE"))
+        .collect();
     let secret = &documents(&k8s.join("secret.example.yaml"))[0];
     let secret_name = str_at(secret, &["metadata", "name"]).expect("secret name");
     for (key, _) in secret
@@ -210,8 +255,41 @@ fn deployment_files_parse_and_agree() {
                     );
                 }
             }
+            // Mounts name volumes of the pod; ConfigMap volumes name ConfigMaps.
+            let volumes = seq(pod, "volumes");
+            let mut mounted = Vec::new();
+            for mount in seq(c, "volumeMounts") {
+                let volume = str_at(mount, &["name"]).expect("mount name");
+                let v = volumes
+                    .iter()
+                    .find(|v| str_at(v, &["name"]) == Some(volume))
+                    .unwrap_or_else(|| panic!("{name} mounts undefined volume {volume}"));
+                if let Some(cm) = str_at(v, &["configMap", "name"]) {
+                    let optional = v["configMap"]["optional"].as_bool() == Some(true);
+                    assert!(
+                        optional || config_maps.contains(cm),
+                        "{name} mounts ConfigMap {cm}, which is not defined"
+                    );
+                }
+                mounted.push(str_at(mount, &["mountPath"]).expect("mountPath").to_owned());
+            }
             if kind != "Deployment" {
                 continue;
+            }
+            // The policy file is mounted where the configuration says, in
+            // every service; the rules file in the routing service.
+            for (var, path) in &configured_files {
+                let needed = match var.as_str() {
+                    "REFNET_REDACTION_POLICY_FILE" => true,
+                    "REFNET_ROUTING_RULES_FILE" => binary == "refnet-routing",
+                    _ => false,
+                };
+                if needed {
+                    assert!(
+                        mounted.iter().any(|m| path.starts_with(&format!("{m}/"))),
+                        "{name} reads {var}={path} but mounts only {mounted:?}"
+                    );
+                }
             }
             let port = listen_port(command).expect("--listen with a port");
             let container_ports: Vec<u64> = seq(c, "ports")

@@ -440,6 +440,10 @@ where
                 .and_then(|v| v.to_str().ok());
             match auth.authenticate(header).await {
                 Ok(principal) => {
+                    tracing::Span::current().record(
+                        "refnet.agency_kind",
+                        agency_kind_name(principal.agency_kind),
+                    );
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }

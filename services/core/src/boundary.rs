@@ -87,6 +87,9 @@ pub async fn reply<T: Redact>(
 ) -> ServiceResult<Reply<T>> {
     let empty = SubjectContext::default();
     let subject = subject.unwrap_or(&empty);
+    if let Some(id) = subject.referral_id {
+        tracing::Span::current().record("refnet.referral_id", tracing::field::display(id));
+    }
     let view = ctx
         .policy()
         .view(
@@ -98,6 +101,10 @@ pub async fn reply<T: Redact>(
         .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
     let matcher = RecordMatcher::new(&subject.record);
     let outcome = Redactor::new(&view, &matcher).apply(&mut message);
+    for ((class, action), n) in &outcome.tally {
+        ctx.metrics()
+            .record_redactions(class.as_str_name(), action.as_str_name(), *n);
+    }
     if !outcome.revealed.is_empty() {
         ctx.audit()
             .append(

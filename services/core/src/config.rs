@@ -30,6 +30,8 @@ pub const ENV_KEYS: &[&str] = &[
     "routing_worker",
     "event_poll_ms",
     "shutdown_grace_seconds",
+    "metrics_sample_ms",
+    "cors_allowed_origins",
     "otlp_endpoint",
     "demo_agencies",
     "dev_keys",
@@ -127,6 +129,13 @@ pub struct Config {
     /// On SIGTERM: how long in-flight calls may take to finish before the
     /// remaining connections are closed, in seconds.
     pub shutdown_grace_seconds: u64,
+    /// How often the routing process samples the database for the gauges
+    /// (handoffs by state, overdue handoffs, routing lag), in milliseconds.
+    pub metrics_sample_ms: u64,
+    /// Browser origins (`https://desk.example.org`) allowed to call the
+    /// services over gRPC-Web (CORS). Empty: no cross-origin browser calls.
+    /// gRPC-Web itself is always accepted (HTTP/1.1 on the same port).
+    pub cors_allowed_origins: Vec<String>,
     /// Create the demo agencies on first run (the embedded default only).
     pub demo_agencies: bool,
     /// Generate and trust a development signing key in `data_dir` when no JWKS is configured.
@@ -154,6 +163,8 @@ impl Default for Config {
             routing_worker: true,
             event_poll_ms: 500,
             shutdown_grace_seconds: 20,
+            metrics_sample_ms: 15_000,
+            cors_allowed_origins: Vec::new(),
             otlp_endpoint: None,
             demo_agencies: false,
             dev_keys: false,

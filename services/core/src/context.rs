@@ -58,13 +58,23 @@ struct Inner {
     auth: Arc<Authenticator>,
     policy: Arc<Policy>,
     audit: AuditLog,
+    metrics: Arc<crate::metrics::Metrics>,
     events: tokio::sync::Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppContext {
-    /// Connects, migrates (when configured), loads keys and agencies.
+    /// Connects, migrates (when configured), loads keys and agencies;
+    /// metrics go to the global meter provider (see [`crate::telemetry::init`]).
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_meter(config, &opentelemetry::global::meter("refnet")).await
+    }
+
+    /// [`AppContext::build`] with metrics on `meter` (tests read their own).
+    pub async fn build_with_meter(
+        config: Config,
+        meter: &opentelemetry::metrics::Meter,
+    ) -> Result<Self, StartError> {
         if config.is_sqlite() || config.generate_master_key || config.dev_keys {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
@@ -119,10 +129,16 @@ impl AppContext {
                 auth,
                 policy,
                 audit: AuditLog::default(),
+                metrics: Arc::new(crate::metrics::Metrics::new(meter)),
                 events: tokio::sync::Notify::new(),
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
         })
+    }
+
+    /// The process's metric instruments.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     /// The configuration.

@@ -29,6 +29,7 @@ pub mod domain;
 pub mod entities;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod paging;
 pub mod policy;
 pub mod redact;

@@ -14,7 +14,7 @@ use std::{borrow::Cow, collections::BTreeSet};
 use chrono::NaiveDate;
 use refnet_api::{
     redact::{FieldInfo, Redact, Visitor},
-    v1::{FieldShape, Redaction, RedactionReason, Sensitivity},
+    v1::{FieldShape, Redaction, RedactionAction, RedactionReason, Sensitivity},
 };
 
 use crate::{
@@ -42,6 +42,21 @@ pub struct Outcome {
     /// IDENTITY and LOCATION field paths whose content reached the viewer
     /// (shown or masked, non-empty): what the audit record lists.
     pub revealed: BTreeSet<String>,
+    /// How many redactions were applied, per (class, action): what the
+    /// `refnet.redactions` metric counts.
+    pub tally: std::collections::BTreeMap<(Sensitivity, RedactionAction), u64>,
+}
+
+fn tally(
+    redactions: &[Redaction],
+) -> std::collections::BTreeMap<(Sensitivity, RedactionAction), u64> {
+    let mut tally = std::collections::BTreeMap::new();
+    for r in redactions {
+        let class = Sensitivity::try_from(r.class).unwrap_or(Sensitivity::Unspecified);
+        let action = RedactionAction::try_from(r.action).unwrap_or(RedactionAction::Unspecified);
+        *tally.entry((class, action)).or_insert(0) += 1;
+    }
+    tally
 }
 
 impl<'a> Redactor<'a> {
@@ -61,11 +76,13 @@ impl<'a> Redactor<'a> {
     /// replies that carry one) and returns what was revealed.
     pub fn apply<M: Redact>(mut self, message: &mut M) -> Outcome {
         message.redact(&mut self);
+        let tally = tally(&self.redactions);
         if let Some(list) = message.redactions_mut() {
             list.append(&mut self.redactions);
         }
         Outcome {
             revealed: self.revealed,
+            tally,
         }
     }
 
@@ -79,10 +96,12 @@ impl<'a> Redactor<'a> {
 
     /// The redactions and reveals collected by [`Redactor::apply_at`].
     pub fn into_parts(self) -> (Vec<Redaction>, Outcome) {
+        let tally = tally(&self.redactions);
         (
             self.redactions,
             Outcome {
                 revealed: self.revealed,
+                tally,
             },
         )
     }

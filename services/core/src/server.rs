@@ -1,5 +1,7 @@
-//! Serving a set of refnet services: the auth layer in front of every call,
-//! gRPC health (SERVING per service) and reflection beside them, and graceful
+//! Serving a set of refnet services: gRPC and gRPC-Web (with CORS for the
+//! configured browser origins) on one port, metrics and the auth layer in
+//! front of every call, gRPC health (SERVING per service) and reflection
+//! beside them, and graceful
 //! shutdown: health turns NOT_SERVING first, open streams end with
 //! UNAVAILABLE (clients resume from their last cursor), in-flight calls finish
 //! within `shutdown_grace_seconds`, then the remaining connections are closed.
@@ -80,7 +82,12 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, services = ?service_names, "serving");
     let server = Server::builder()
+        // gRPC-Web (HTTP/1.1) beside gRPC, for browser clients.
+        .accept_http1(true)
         .trace_fn(crate::telemetry::rpc_span)
+        .layer(cors(&ctx.config().cors_allowed_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::metrics::RpcMetricsLayer::new(ctx.metrics().clone()))
         .layer(AuthLayer::new(ctx.authenticator().clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -109,6 +116,42 @@ pub async fn serve(
     let _ = listener_task.await;
     served?;
     Ok(())
+}
+
+/// CORS for gRPC-Web from `origins` only (none: no cross-origin calls). A
+/// preflight is answered before authentication (browsers send it without
+/// credentials); the call itself still needs its token.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use http::{HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o.trim()) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring an invalid CORS origin");
+                None
+            }
+        })
+        .collect();
+    let header = HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+            header("traceparent"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,7 +1,8 @@
 //! Tracing set-up: structured logs, pretty or JSON, filtered by `RUST_LOG`
-//! (default `info`), and OpenTelemetry traces over OTLP/gRPC when an endpoint
-//! is configured (`REFNET_OTLP_ENDPOINT`, else the standard
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`). Log lines and span fields carry ids and
+//! (default `info`), and OpenTelemetry traces and metrics
+//! ([`crate::metrics`]) over OTLP/gRPC when an endpoint is configured
+//! (`REFNET_OTLP_ENDPOINT`, else the standard `OTEL_EXPORTER_OTLP_ENDPOINT`;
+//! metrics every `OTEL_METRIC_EXPORT_INTERVAL` ms, default 60 000). Log lines and span fields carry ids and
 //! reference codes, never names, numbers or places.
 //!
 //! W3C trace context crosses every boundary: it is read from each call's
@@ -17,25 +18,66 @@ use opentelemetry::{
     propagation::TextMapPropagator,
     trace::{TraceContextExt, TracerProvider as _},
 };
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator,
+    trace::SdkTracerProvider,
+};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
-/// What must be flushed at exit: the trace pipeline, when there is one.
+/// What must be flushed at exit: the trace and metric pipelines, when there are.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered and stops the pipeline.
+    /// Exports the spans and metrics still buffered and stops the pipelines.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(e) = provider.shutdown()
         {
             tracing::warn!(error = %e, "flushing traces failed");
+        }
+        if let Some(meters) = self.meters
+            && let Err(e) = meters.shutdown()
+        {
+            tracing::warn!(error = %e, "flushing metrics failed");
+        }
+    }
+}
+
+/// The resource every signal carries: service name and version.
+fn resource(service: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(service.to_owned())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Installs the global meter provider exporting to `endpoint`; the contexts
+/// built afterwards ([`crate::AppContext::build`]) take their instruments from it.
+fn init_metrics(endpoint: &str, service: &str) -> Option<SdkMeterProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    match opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.to_owned())
+        .build()
+    {
+        Ok(exporter) => {
+            let provider = SdkMeterProvider::builder()
+                .with_periodic_exporter(exporter)
+                .with_resource(resource(service))
+                .build();
+            opentelemetry::global::set_meter_provider(provider.clone());
+            Some(provider)
+        }
+        Err(e) => {
+            eprintln!("refnet: OTLP metric exporter for {endpoint} not started: {e}");
+            None
         }
     }
 }
@@ -54,7 +96,11 @@ pub fn init(format: LogFormat, otlp: Option<&str>, service: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let mut telemetry = Telemetry::default();
-    let otel = otlp_endpoint(otlp).and_then(|endpoint| {
+    let endpoint = otlp_endpoint(otlp);
+    if let Some(endpoint) = &endpoint {
+        telemetry.meters = init_metrics(endpoint, service);
+    }
+    let otel = endpoint.and_then(|endpoint| {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -64,15 +110,7 @@ pub fn init(format: LogFormat, otlp: Option<&str>, service: &str) -> Telemetry {
             Ok(exporter) => {
                 let provider = SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_resource(
-                        Resource::builder()
-                            .with_service_name(service.to_owned())
-                            .with_attribute(KeyValue::new(
-                                "service.version",
-                                env!("CARGO_PKG_VERSION"),
-                            ))
-                            .build(),
-                    )
+                    .with_resource(resource(service))
                     .build();
                 let tracer = provider.tracer("refnet");
                 telemetry.provider = Some(provider);
@@ -110,6 +148,10 @@ pub fn rpc_span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
         otel.kind = "server",
         rpc.method = %request.uri().path(),
         otel.name = %request.uri().path(),
+        rpc.grpc.status_code = tracing::field::Empty,
+        refnet.agency_kind = tracing::field::Empty,
+        refnet.reference_code = tracing::field::Empty,
+        refnet.referral_id = tracing::field::Empty,
     );
     let carrier: HashMap<String, String> = request
         .headers()

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use refnet_api::v1 as pb;
 use refnet_core::{AppContext, ServiceResult, auth::Principal, entities::handoff};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tracing::Instrument;
 
 use crate::{
     decisions,
@@ -50,8 +51,12 @@ impl DeadlineWorker {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(e) = self.step_at(Utc::now()).await {
-                tracing::warn!(error = %e, "deadline step failed; retrying");
+            let span = tracing::info_span!("deadline_step", escalated = tracing::field::Empty);
+            match self.step_at(Utc::now()).instrument(span.clone()).await {
+                Ok(n) => {
+                    span.record("escalated", n);
+                }
+                Err(e) => tracing::warn!(error = %e, "deadline step failed; retrying"),
             }
             tokio::select! {
                 () = &mut shutdown => return,

@@ -4,18 +4,20 @@
 //! - [`rules`]: the rule set, as data.
 //! - [`worker`]: consumes the event log and creates handoffs, exactly once
 //!   per referral, agency kind and rule-set version.
-//! - [`service`]: the inbox and the handoff transitions.
+//! - [`service`]: the inbox, the handoff transitions and reassignment;
+//!   [`decisions`] (declines, checklists, notifications), [`messages`],
+//!   [`timeline`] and [`watch`] (the live streams).
+//! - [`deadlines`]: escalation of handoffs past their deadlines.
+//! - [`sampler`]: the database-sampled gauges (handoffs by state, overdue, lag).
 //!
-//! Still to come (the rest of the routing issue): declining, completing,
-//! withdrawing and reassigning handoffs, deadlines and escalation, threads and
-//! the timeline, live streams, and LISTEN/NOTIFY wake-ups across processes;
-//! those RPCs answer UNIMPLEMENTED until then.
+//! [`background`] starts the workers of a process that serves RoutingService.
 
 pub mod deadlines;
 pub mod decisions;
 pub mod lifecycle;
 pub mod messages;
 pub mod rules;
+pub mod sampler;
 pub mod service;
 pub mod timeline;
 pub mod watch;
@@ -40,4 +42,24 @@ pub fn rules(ctx: &AppContext) -> Result<Arc<rules::RuleSet>, rules::RulesError>
         Some(file) => rules::RuleSet::load(file)?,
         None => rules::RuleSet::default_rules()?,
     }))
+}
+
+/// Starts the background tasks of a process serving RoutingService: the
+/// routing worker and the deadline worker (unless `routing_worker` is off)
+/// and the metrics sampler. Each stops between steps once
+/// [`AppContext::begin_shutdown`] is called; every step is one transaction,
+/// so a checkpoint is committed or not at all.
+pub fn background(ctx: &AppContext) -> Result<Vec<tokio::task::JoinHandle<()>>, rules::RulesError> {
+    let stop = |ctx: &AppContext| {
+        let ctx = ctx.clone();
+        async move { ctx.shutting_down().await }
+    };
+    let mut tasks = vec![tokio::spawn(sampler::run(ctx.clone()))];
+    if ctx.config().routing_worker {
+        let worker = worker::RoutingWorker::new(ctx.clone(), rules(ctx)?);
+        let deadlines = deadlines::DeadlineWorker::new(ctx.clone());
+        tasks.push(tokio::spawn(worker.run(stop(ctx))));
+        tasks.push(tokio::spawn(deadlines.run(stop(ctx))));
+    }
+    Ok(tasks)
 }

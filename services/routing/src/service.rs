@@ -559,14 +559,12 @@ impl RoutingService for Routing {
             crate::timeline::latest_seq(&self.ctx, referral).await?
         };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(crate::timeline::run(
-            self.ctx.clone(),
-            principal,
-            call,
-            referral,
-            after,
-            tx,
-        ));
+        let open = self.ctx.metrics().stream_opened("WatchReferral");
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            crate::timeline::run(ctx, principal, call, referral, after, tx).await;
+            drop(open);
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -581,14 +579,13 @@ impl RoutingService for Routing {
         let call = CallInfo::of(&request);
         let after = crate::watch::start(&self.ctx, &principal, request.get_ref()).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(crate::watch::run(
-            self.ctx.clone(),
-            principal,
-            call,
-            after,
-            self.clone(),
-            tx,
-        ));
+        let open = self.ctx.metrics().stream_opened("WatchInbox");
+        let routing = self.clone();
+        tokio::spawn(async move {
+            let ctx = routing.ctx.clone();
+            crate::watch::run(ctx, principal, call, after, routing, tx).await;
+            drop(open);
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

@@ -16,6 +16,7 @@ use refnet_core::{
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 #[derive(Serialize, Deserialize)]
@@ -162,17 +163,30 @@ pub async fn run(
         };
         if let Some(last) = batch.last() {
             after = last.seq;
-            match items(&ctx, &principal, &call, referral, &batch).await {
-                Ok(list) => {
-                    for it in list {
-                        if tx.send(Ok(it)).await.is_err() {
-                            return;
+            for ev in &batch {
+                // Each item continues the trace of the change that caused it.
+                let span = tracing::info_span!(
+                    "stream_item",
+                    otel.name = "WatchReferral item",
+                    referral_id = %referral,
+                    event = %ev.kind
+                );
+                refnet_core::telemetry::continue_trace(&span, ev.trace_context.as_deref());
+                let list = items(&ctx, &principal, &call, referral, std::slice::from_ref(ev))
+                    .instrument(span)
+                    .await;
+                match list {
+                    Ok(list) => {
+                        for it in list {
+                            if tx.send(Ok(it)).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.into_status())).await;
-                    return;
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into_status())).await;
+                        return;
+                    }
                 }
             }
             continue;

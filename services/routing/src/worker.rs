@@ -120,6 +120,23 @@ impl RoutingWorker {
             return Ok(0);
         };
         let n = batch.len();
+        // A span per step that has work (an idle poll makes none).
+        let span = tracing::info_span!(
+            "routing_step",
+            events = n,
+            first_seq = checkpoint + 1,
+            last_seq = last
+        );
+        self.route_batch(&batch, last).instrument(span).await?;
+        self.ctx
+            .metrics()
+            .record_routing_events(u64::try_from(n).unwrap_or(0));
+        Ok(n)
+    }
+
+    /// Routes `batch` and moves the checkpoint to `last`, in one transaction.
+    async fn route_batch(&self, batch: &[event::Model], last: i64) -> ServiceResult<()> {
+        let db = self.ctx.db();
         let planned = batch.iter().map(plan).collect::<ServiceResult<Vec<_>>>()?;
         let planned: Vec<_> = planned.into_iter().flatten().collect();
         let rules = self.rules.clone();
@@ -144,7 +161,7 @@ impl RoutingWorker {
         if created > 0 {
             self.ctx.event_signal().notify_waiters();
         }
-        Ok(n)
+        Ok(())
     }
 }
 

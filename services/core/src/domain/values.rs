@@ -277,14 +277,18 @@ pub enum ReferralRef {
 }
 
 impl ReferralRef {
-    /// Parses a referral id or reference code.
+    /// Parses a referral id or reference code. Every RPC that names a
+    /// referral parses it here, so this also names it on the call's span
+    /// (`refnet.referral_id` or `refnet.reference_code`: never a person).
     pub fn parse(input: &str) -> Result<Self, String> {
         let s = input.trim();
         if let Ok(id) = Uuid::parse_str(s) {
+            tracing::Span::current().record("refnet.referral_id", tracing::field::display(id));
             return Ok(Self::Id(id));
         }
         let code = s.to_ascii_uppercase();
         if is_reference_code(&code) {
+            tracing::Span::current().record("refnet.reference_code", code.as_str());
             Ok(Self::Code(code))
         } else {
             Err("must be a referral id or reference code (RN-YYYY-XXXXXX)".into())
