@@ -98,6 +98,9 @@ enum Command {
         #[arg(long, default_value = "8h")]
         ttl: humantime::Duration,
     },
+    /// The load tool: drive RPCs against a fresh `refnet serve` and compare
+    /// them with the health-check baseline of the same run (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
     /// Desk client: file a referral from JSON, show one, list them (needs --token).
     Referral(crate::desk::ReferralArgs),
     /// Desk client: your agency's inbox of handoffs, listed or watched live (needs --token).
@@ -358,6 +361,7 @@ pub async fn run() -> anyhow::Result<()> {
             })?;
             println!("{token}");
         }
+        Command::Bench(args) => crate::bench::run(args).await?,
         Command::Referral(args) => crate::desk::referral(args).await?,
         Command::Inbox(args) => crate::desk::inbox(args).await?,
         Command::Handoff(args) => crate::desk::handoff(args).await?,

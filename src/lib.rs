@@ -5,9 +5,11 @@
 //! [`serve_all`], which mounts every service on one port (the embedded default
 //! on SQLite). Each service also has its own crate and binary under `services/`.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 mod desk;
+pub mod fixtures;
 
 use std::future::Future;
 

@@ -8,7 +8,6 @@
 use std::{
     io::Write,
     net::SocketAddr,
-    path::PathBuf,
     sync::{Arc, Mutex, OnceLock},
 };
 
@@ -20,7 +19,6 @@ use refnet_core::{
     devkeys::{DevSigner, TokenRequest},
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use serde::Deserialize;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Request, transport::Channel};
@@ -427,251 +425,16 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
 
 // ---- fixtures -------------------------------------------------------------
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Fixture {
-    pub fixture_id: String,
-    pub filed_by_agency_kind: String,
-    pub urgency: String,
-    pub classification: String,
-    pub identified_by: String,
-    pub subject: FixtureSubject,
-    pub case: FixtureCase,
-    pub special: FixtureSpecial,
-    pub suspects: Vec<FixtureSuspect>,
-    pub needs: Vec<String>,
-    pub consent: FixtureConsent,
-    pub narrative_subject_identifiers: Vec<String>,
-    pub narrative_suspect_identifiers: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FixtureSubject {
-    pub given_name: String,
-    pub family_name: String,
-    pub aliases: Vec<String>,
-    pub date_of_birth: String,
-    pub sex: String,
-    pub is_child: bool,
-    pub nationality: String,
-    pub national_id: String,
-    pub passport_number: String,
-    pub phones: Vec<String>,
-    pub email: String,
-    pub home_address: String,
-    pub county_of_origin: String,
-    pub current_location: String,
-    pub languages: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FixtureCase {
-    pub acts: Vec<String>,
-    pub means: Vec<String>,
-    pub purposes: Vec<String>,
-    pub country_of_exploitation: String,
-    pub county_of_recruitment: String,
-    pub narrative: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FixtureSpecial {
-    pub health_notes: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FixtureSuspect {
-    pub name: String,
-    pub phone: String,
-    pub employer: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FixtureConsent {
-    pub given: bool,
-    pub by: String,
-    pub agency_kinds: Vec<String>,
-}
-
-fn fixtures_path() -> PathBuf {
-    std::env::var_os("REFNET_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/referrals.jsonl")
-        })
-}
+pub use refnet::fixtures::Fixture;
 
 /// The synthetic fixture referrals (a copy of shared/fixtures/referrals.jsonl).
 pub fn fixtures() -> &'static [Fixture] {
     static FIXTURES: OnceLock<Vec<Fixture>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let path = fixtures_path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("fixtures at {}: {e}", path.display()));
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("fixture line parses"))
-            .collect()
+        let path = refnet::fixtures::default_path();
+        refnet::fixtures::load(&path)
+            .unwrap_or_else(|e| panic!("fixtures at {}: {e}", path.display()))
     })
-}
-
-fn enum_value(prefix: &str, name: &str, parse: impl Fn(&str) -> Option<i32>) -> i32 {
-    parse(&format!("{prefix}{name}")).unwrap_or_else(|| panic!("fixture value {prefix}{name}"))
-}
-
-/// The demo agency that files a fixture of `kind`.
-pub fn demo_agency_of_kind(kind: &str) -> &'static str {
-    match kind {
-        "POLICE" => "police-nairobi",
-        "PROSECUTION" => "prosecution-nairobi",
-        "IMMIGRATION" => "immigration-nairobi",
-        "LABOUR" => "labour-nairobi",
-        "CHILDREN" => "children-nairobi",
-        "NGO" => "ngo-shelter-nairobi",
-        "HEALTH" => "health-nairobi",
-        other => panic!("no demo filer of kind {other}"),
-    }
-}
-
-impl Fixture {
-    /// True when the subject is a child by date of birth today (the fixture's
-    /// `is_child` was computed on an earlier day; a few have since... not turned 18).
-    pub fn child_today(&self) -> bool {
-        let birth = chrono::NaiveDate::parse_from_str(&self.subject.date_of_birth, "%Y-%m-%d")
-            .expect("dob");
-        let today = chrono::Utc::now().date_naive();
-        let mut age = chrono::Datelike::year(&today) - chrono::Datelike::year(&birth);
-        if (
-            chrono::Datelike::month(&today),
-            chrono::Datelike::day(&today),
-        ) < (
-            chrono::Datelike::month(&birth),
-            chrono::Datelike::day(&birth),
-        ) {
-            age -= 1;
-        }
-        age < 18
-    }
-
-    /// The fixture as a draft. The county where the case is handled is the
-    /// county of recruitment (the fixtures have no such field), else Nairobi.
-    /// A subject who is a child by date of birth today has consent decided by
-    /// a guardian, as the law requires.
-    pub fn draft(&self) -> pb::ReferralDraft {
-        let s = &self.subject;
-        let c = &self.case;
-        let child = self.child_today();
-        pb::ReferralDraft {
-            subject: Some(pb::Subject {
-                given_name: s.given_name.clone(),
-                family_name: s.family_name.clone(),
-                aliases: s.aliases.clone(),
-                national_id: s.national_id.clone(),
-                passport_number: s.passport_number.clone(),
-                phones: s.phones.clone(),
-                email: s.email.clone(),
-                home_address: s.home_address.clone(),
-                current_location: s.current_location.clone(),
-                date_of_birth: s.date_of_birth.clone(),
-                sex: match s.sex.as_str() {
-                    "F" => pb::Sex::Female as i32,
-                    "M" => pb::Sex::Male as i32,
-                    _ => pb::Sex::Other as i32,
-                },
-                nationality: s.nationality.clone(),
-                county_of_origin: s.county_of_origin.clone(),
-                languages: s.languages.clone(),
-                is_child: s.is_child && child,
-                ..Default::default()
-            }),
-            case_facts: Some(pb::CaseFacts {
-                acts: c
-                    .acts
-                    .iter()
-                    .map(|a| enum_value("ACT_", a, |n| pb::Act::from_str_name(n).map(|e| e as i32)))
-                    .collect(),
-                means: c
-                    .means
-                    .iter()
-                    .map(|a| {
-                        enum_value("MEANS_", a, |n| {
-                            pb::Means::from_str_name(n).map(|e| e as i32)
-                        })
-                    })
-                    .collect(),
-                purposes: c
-                    .purposes
-                    .iter()
-                    .map(|a| {
-                        enum_value("PURPOSE_", a, |n| {
-                            pb::Purpose::from_str_name(n).map(|e| e as i32)
-                        })
-                    })
-                    .collect(),
-                country_of_exploitation: c.country_of_exploitation.clone(),
-                county_of_recruitment: c.county_of_recruitment.clone(),
-                narrative: c.narrative.clone(),
-                ..Default::default()
-            }),
-            special: Some(pb::SpecialCategory {
-                health_notes: self.special.health_notes.clone(),
-                ..Default::default()
-            }),
-            suspects: self
-                .suspects
-                .iter()
-                .map(|x| pb::Suspect {
-                    name: x.name.clone(),
-                    phone: x.phone.clone(),
-                    employer: x.employer.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            needs: self
-                .needs
-                .iter()
-                .map(|n| enum_value("NEED_", n, |x| pb::Need::from_str_name(x).map(|e| e as i32)))
-                .collect(),
-            consent: Some(pb::Consent {
-                given: self.consent.given,
-                by: if child && self.consent.by == "SUBJECT" {
-                    pb::ConsentBy::Guardian as i32
-                } else {
-                    enum_value("CONSENT_BY_", &self.consent.by, |x| {
-                        pb::ConsentBy::from_str_name(x).map(|e| e as i32)
-                    })
-                },
-                agency_kinds: self
-                    .consent
-                    .agency_kinds
-                    .iter()
-                    .map(|k| {
-                        enum_value("AGENCY_KIND_", k, |x| {
-                            pb::AgencyKind::from_str_name(x).map(|e| e as i32)
-                        })
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-            urgency: enum_value("URGENCY_", &self.urgency, |x| {
-                pb::Urgency::from_str_name(x).map(|e| e as i32)
-            }),
-            classification: enum_value("CLASSIFICATION_", &self.classification, |x| {
-                pb::Classification::from_str_name(x).map(|e| e as i32)
-            }),
-            identified_by: enum_value("IDENTIFIED_BY_", &self.identified_by, |x| {
-                pb::IdentifiedBy::from_str_name(x).map(|e| e as i32)
-            }),
-            county: if c.county_of_recruitment.is_empty() {
-                "Nairobi".into()
-            } else {
-                c.county_of_recruitment.clone()
-            },
-        }
-    }
-
-    /// The demo agency that files this fixture.
-    pub fn filer(&self) -> &'static str {
-        demo_agency_of_kind(&self.filed_by_agency_kind)
-    }
 }
 
 /// A draft with every field set, each identifying value a unique canary.

@@ -129,7 +129,7 @@ fn draft_json(draft: &pb::ReferralDraft) -> String {
 fn shelter_draft() -> (pb::ReferralDraft, String) {
     let fixture = fixtures()
         .iter()
-        .find(|f| f.filer() == "police-nairobi" && !f.child_today())
+        .find(|f| f.filer() == Some("police-nairobi") && !f.child_today())
         .expect("an adult police fixture");
     let mut draft = fixture.draft();
     draft.county = "Nairobi".into();

@@ -103,7 +103,10 @@ async fn every_fixture_files_and_reads_back(app: &TestApp) {
     for chunk in all.chunks(all.len().div_ceil(8)) {
         let chunk = chunk.to_vec();
         let channel = app.channel().await;
-        let tokens: Vec<String> = chunk.iter().map(|f| app.officer(f.filer())).collect();
+        let tokens: Vec<String> = chunk
+            .iter()
+            .map(|f| app.officer(f.filer().expect("a demo filer")))
+            .collect();
         handles.push(tokio::spawn(async move {
             let mut client = pb::intake_service_client::IntakeServiceClient::new(channel);
             let mut filed = Vec::new();
