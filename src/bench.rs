@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// The server's database (default: SQLite in a temporary data directory).
     #[arg(long)]
     database_url: Option<String>,
+    /// Role of the reading tokens (`get`, `list`, `inbox`): `officer` (identity
+    /// shown and audited) or `auditor` (operational data only: no audit record).
+    #[arg(long, default_value = "officer")]
+    read_role: String,
     /// Payloads [default: tests/fixtures/referrals.jsonl].
     #[arg(long)]
     fixtures: Option<PathBuf>,
@@ -198,6 +202,10 @@ struct Tokens {
 
 impl Tokens {
     fn officer(&self, agency: &str) -> anyhow::Result<String> {
+        self.with_role(agency, "officer")
+    }
+
+    fn with_role(&self, agency: &str, role: &str) -> anyhow::Result<String> {
         let kind = match agency.split('-').next().unwrap_or_default() {
             "police" => pb::AgencyKind::Police,
             "prosecution" => pb::AgencyKind::Prosecution,
@@ -212,7 +220,7 @@ impl Tokens {
             officer_id: "bench-officer".into(),
             agency_id: agency.into(),
             agency_kind: kind,
-            roles: vec!["officer".into()],
+            roles: vec![role.into()],
             ttl: Duration::from_secs(3600),
         })?)
     }
@@ -286,8 +294,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         channel: channel.clone(),
         fixtures,
         filed: Vec::new(),
-        lister: tokens.officer("police-nairobi")?.into(),
-        ngo: tokens.officer("ngo-shelter-nairobi")?.into(),
+        lister: tokens.with_role("police-nairobi", &args.read_role)?.into(),
+        ngo: tokens
+            .with_role("ngo-shelter-nairobi", &args.read_role)?
+            .into(),
         filer_tokens,
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -306,7 +316,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
     if needs_prefill {
         let started = Instant::now();
-        world.filed = prefill(&world, args.prefill, args.concurrency).await?;
+        // Each referral is read by its filing agency, with the reading role.
+        let mut readers: std::collections::HashMap<&str, Arc<str>> = Default::default();
+        for (id, fixture) in prefill(&world, args.prefill, args.concurrency).await? {
+            let agency = world.fixtures[fixture]
+                .filer()
+                .context("a fixture without a demo filer")?;
+            let token = match readers.get(agency) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Arc<str> = tokens.with_role(agency, &args.read_role)?.into();
+                    readers.insert(agency, t.clone());
+                    t
+                }
+            };
+            world.filed.push((id, token));
+        }
         println!(
             "prefill: {} referrals filed in {:.1} s\n",
             world.filed.len(),
@@ -331,7 +356,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             continue;
         }
         let mut ratios = Vec::new();
-        for round in 1..=args.rounds {
+        let mut rates = Vec::new();
+        for round in 1..=args.rounds.max(1) {
             let mut base = drive(&world, None, args.concurrency, args.duration.into()).await;
             let mut measured = drive(
                 &world,
@@ -342,6 +368,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .await;
             let ratio = measured.rate() / base.rate();
             ratios.push(ratio);
+            rates.push(measured.rate());
             println!(
                 "{:<8} {:>5} {:>12.0} {:>20} {:>12.0} {:>20} {:>7} {:>7.3}",
                 format!("{scenario:?}").to_lowercase(),
@@ -358,12 +385,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         ratios.sort_by(f64::total_cmp);
+        rates.sort_by(f64::total_cmp);
+        let name = format!("{scenario:?}").to_lowercase();
         println!(
-            "{:<8} ratio to health: min {:.3} median {:.3} max {:.3}\n",
-            format!("{scenario:?}").to_lowercase(),
+            "{name:<8} ratio to health: min {:.3} median {:.3} max {:.3}",
             ratios[0],
             ratios[ratios.len() / 2],
             ratios[ratios.len() - 1]
+        );
+        // One line for scripts (scripts/bench-pg).
+        println!(
+            "summary scenario={name} min_rps={:.1} median_rps={:.1} max_rps={:.1} median_ratio={:.4}\n",
+            rates[0],
+            rates[rates.len() / 2],
+            rates[rates.len() - 1],
+            ratios[ratios.len() / 2]
         );
     }
     let (now, peak) = server.rss_mib();
@@ -376,7 +412,7 @@ async fn prefill(
     world: &World,
     n: usize,
     concurrency: usize,
-) -> anyhow::Result<Vec<(String, Arc<str>)>> {
+) -> anyhow::Result<Vec<(String, usize)>> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.min(n.max(1)) {
@@ -396,7 +432,8 @@ async fn prefill(
                 if i >= n {
                     return Ok::<_, anyhow::Error>(filed);
                 }
-                let (draft, token) = &drafts[i % drafts.len()];
+                let fixture = i % drafts.len();
+                let (draft, token) = &drafts[fixture];
                 let reply = client
                     .file_referral(authed(
                         pb::FileReferralRequest {
@@ -408,7 +445,7 @@ async fn prefill(
                     .await
                     .map_err(|s| anyhow::anyhow!("prefill: {}: {}", s.code(), s.message()))?;
                 if let Some(r) = reply.into_inner().referral {
-                    filed.push((r.id, token.clone()));
+                    filed.push((r.id, fixture));
                 }
             }
         }));
@@ -660,6 +697,8 @@ async fn watch(world: &Arc<World>, tokens: &Tokens, args: &BenchArgs) -> anyhow:
     for _ in 0..args.watch_referrals {
         let mut draft = fixture.draft();
         draft.identified_by = pb::IdentifiedBy::Police as i32;
+        // Routing picks the NGO of the referral's county.
+        draft.county = "Nairobi".into();
         intake
             .file_referral(authed(
                 pb::FileReferralRequest {

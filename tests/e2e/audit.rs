@@ -14,7 +14,8 @@ use crate::{
 
 on_both!(
     reveals_are_recorded_and_auditors_read_them,
-    the_chain_detects_tampering
+    the_chain_detects_tampering,
+    concurrent_reveals_are_each_recorded_once_in_one_chain
 );
 
 async fn trail(
@@ -224,4 +225,47 @@ async fn the_chain_detects_tampering(app: &TestApp) {
         Err(ChainError::Truncated { last: 1, head: 2 })
     );
     other.stop().await;
+}
+
+/// Reads at once are written together (group commit) yet each gets its own
+/// record, in one unbroken chain, before its reply.
+async fn concurrent_reveals_are_each_recorded_once_in_one_chain(app: &TestApp) {
+    let filed = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
+    let db = app.db().await;
+    let before = app.count("audit_log").await;
+    let reads = 60;
+    let mut tasks = Vec::new();
+    for _ in 0..reads {
+        let channel = app.channel().await;
+        let token = app.officer("police-nairobi");
+        let id = filed.id.clone();
+        tasks.push(tokio::spawn(async move {
+            pb::intake_service_client::IntakeServiceClient::new(channel)
+                .get_referral(authed(pb::GetReferralRequest { referral: id }, &token))
+                .await
+                .expect("get")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("read");
+    }
+    // Every reply came after its record was committed.
+    assert_eq!(app.count("audit_log").await, before + reads);
+    let n = verify(&db).await.expect("verify").expect("an intact chain");
+    assert_eq!(n, before + reads);
+    let distinct = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(DISTINCT seq) FROM audit_log",
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get_by_index::<i64>(0)
+        .expect("count");
+    assert_eq!(distinct, n);
 }

@@ -54,6 +54,24 @@ fn without_claim(key: &str) -> Value {
     claims
 }
 
+/// A second key pair, as an identity provider would rotate in (its directory
+/// holds its JWKS), and a police officer's token signed with it.
+fn second_key() -> (tempfile::TempDir, String) {
+    let other = tempfile::tempdir().expect("tempdir");
+    devkeys::ensure(other.path()).expect("new key");
+    let next = devkeys::DevSigner::load(other.path(), "refnet-dev", "refnet").expect("signer");
+    let token = next
+        .mint(&devkeys::TokenRequest {
+            officer_id: "officer-9".into(),
+            agency_id: "police-nairobi".into(),
+            agency_kind: pb::AgencyKind::Police,
+            roles: vec!["officer".into()],
+            ttl: std::time::Duration::from_secs(60),
+        })
+        .expect("mint");
+    (other, token)
+}
+
 async fn call(app: &TestApp, token: Option<&str>) -> Result<(), tonic::Status> {
     let mut client = app.intake().await;
     let request = pb::ListReferralsRequest::default();
@@ -218,19 +236,7 @@ async fn unknown_roles_are_denied(app: &TestApp) {
 }
 
 async fn rotated_keys_work_without_restart(app: &TestApp) {
-    // A second key pair, as an identity provider would rotate in.
-    let other = tempfile::tempdir().expect("tempdir");
-    devkeys::ensure(other.path()).expect("new key");
-    let next = devkeys::DevSigner::load(other.path(), "refnet-dev", "refnet").expect("signer");
-    let token = next
-        .mint(&devkeys::TokenRequest {
-            officer_id: "officer-9".into(),
-            agency_id: "police-nairobi".into(),
-            agency_kind: pb::AgencyKind::Police,
-            roles: vec!["officer".into()],
-            ttl: std::time::Duration::from_secs(60),
-        })
-        .expect("mint");
+    let (other, token) = second_key();
     let status = call(app, Some(&token)).await.expect_err("not yet trusted");
     assert_eq!(status.code(), Code::Unauthenticated);
 
@@ -310,6 +316,44 @@ async fn keys_come_from_a_jwks_url() {
     let status = call(&app, Some(&app.officer("police-nairobi")))
         .await
         .expect_err("dev key");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    app.stop().await;
+}
+
+/// A token verified once is remembered (no second signature check), but
+/// every use still checks its expiry, that its key is still published, and
+/// that its agency is still registered and active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_tokens_are_checked_again() {
+    let app = crate::common::TestApp::spawn_configured(crate::common::Backend::Sqlite, |c| {
+        c.auth.leeway_seconds = 0;
+    })
+    .await
+    .expect("sqlite");
+    // Expiry: good twice, refused once the second is past.
+    let short = sign(&app, &with_claim("exp", json!(now() + 2)));
+    call(&app, Some(&short)).await.expect("fresh");
+    call(&app, Some(&short)).await.expect("remembered");
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let status = call(&app, Some(&short)).await.expect_err("expired");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // Key withdrawal: a remembered token of a key no longer published is refused
+    // once the key set is refreshed (here by a token naming an unknown key).
+    let old = app.officer("police-nairobi");
+    call(&app, Some(&old)).await.expect("remembered");
+    let (other, fresh) = second_key();
+    std::fs::copy(
+        devkeys::jwks_path(other.path()),
+        devkeys::jwks_path(app.data_dir.path()),
+    )
+    .expect("publish only the new key");
+    call(&app, Some(&fresh))
+        .await
+        .expect("the new key is fetched");
+    let status = call(&app, Some(&old))
+        .await
+        .expect_err("the withdrawn key's token");
     assert_eq!(status.code(), Code::Unauthenticated);
     app.stop().await;
 }

@@ -427,3 +427,51 @@ fn demo_shows_each_agency_its_own_view() {
         1
     );
 }
+
+/// The load tool runs every unary scenario against its own server without
+/// errors and reports a summary per scenario (a smoke run: no speed asserted).
+#[test]
+fn the_load_tool_runs_each_scenario_without_errors() {
+    let out = Command::new(REFNET)
+        .args([
+            "bench",
+            "--duration",
+            "300ms",
+            "--rounds",
+            "1",
+            "--prefill",
+            "30",
+            "--concurrency",
+            "4",
+        ])
+        .env_remove("REFNET_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run refnet bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for scenario in ["file", "get", "list", "inbox", "message"] {
+        let row = stdout
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{scenario:<8} "))
+                    && l.split_whitespace().nth(1) == Some("1")
+            })
+            .unwrap_or_else(|| panic!("no round for {scenario}: {stdout}"));
+        let errors: u64 = row
+            .split_whitespace()
+            .nth(6)
+            .and_then(|e| e.parse().ok())
+            .expect("errors column");
+        assert_eq!(errors, 0, "{row}");
+        assert!(
+            stdout.contains(&format!("summary scenario={scenario} ")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("server RSS now"), "{stdout}");
+}

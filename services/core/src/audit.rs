@@ -76,76 +76,178 @@ fn record_hash(prev: &[u8], row: &audit_log::Model) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// Appends the audit log (serialised in-process, and across processes by the head row).
-#[derive(Debug, Default)]
+/// One record waiting to be written, and who waits for its sequence number.
+struct Pending {
+    record: Unwritten,
+    done: tokio::sync::oneshot::Sender<Result<i64, ServiceError>>,
+}
+
+/// A record's content before it has a place in the chain.
+struct Unwritten {
+    officer_id: String,
+    agency_id: String,
+    agency_kind: String,
+    roles: String,
+    rpc: String,
+    referral_id: Option<Uuid>,
+    field_paths: String,
+    trace_id: Option<String>,
+}
+
+/// Most records written in one transaction.
+const BATCH: usize = 256;
+
+/// Appends the audit log with group commit: concurrent appends are written
+/// together, in one transaction that chains them in arrival order, and each
+/// caller gets its record's sequence number only after that transaction
+/// committed (a reply that reveals identity still waits for its record).
+/// Across processes appends serialise on the head row, which every batch
+/// reads and updates inside its transaction, so the chain is intact whoever
+/// writes.
+#[derive(Default)]
 pub struct AuditLog {
-    lock: tokio::sync::Mutex<()>,
+    queue: std::sync::Mutex<Vec<Pending>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
 }
 
 impl AuditLog {
-    /// Appends one record for `who`.
+    /// Appends one record for `who`; returns its sequence number once committed.
     pub async fn append(
         &self,
         db: &DatabaseConnection,
         who: &Principal,
         entry: AuditEntry,
     ) -> Result<i64, ServiceError> {
-        let _guard = self.lock.lock().await;
         let roles: Vec<&str> = who.roles.iter().map(|r| r.as_str()).collect();
-        let roles =
-            serde_json::to_string(&roles).map_err(|e| ServiceError::internal("audit", e))?;
-        let field_paths = serde_json::to_string(&entry.field_paths)
-            .map_err(|e| ServiceError::internal("audit", e))?;
-        let officer = who.officer_id.clone();
-        let agency = who.agency_id.clone();
-        let kind = agency_kind_name(who.agency_kind).to_owned();
-        let seq = crate::db::write_txn(db, move |txn| {
-            Box::pin(async move {
-                // Take the head's write lock first: concurrent appends queue here.
-                audit_head::Entity::update_many()
-                    .col_expr(
-                        audit_head::Column::Seq,
-                        Expr::col(audit_head::Column::Seq).add(1),
-                    )
-                    .filter(audit_head::Column::Id.eq(1))
-                    .exec(txn)
-                    .await?;
-                let head = audit_head::Entity::find_by_id(1)
-                    .one(txn)
-                    .await?
-                    .ok_or_else(|| ServiceError::Internal("audit head missing".into()))?;
-                let mut row = audit_log::Model {
-                    seq: head.seq,
-                    id: Uuid::now_v7(),
-                    prev_hash: head.hash.clone(),
-                    hash: Vec::new(),
-                    officer_id: officer,
-                    agency_id: agency,
-                    agency_kind: kind,
-                    roles,
-                    rpc: entry.rpc,
-                    referral_id: entry.referral_id,
-                    field_paths,
-                    trace_id: entry.trace_id,
-                    occurred_at: now_micros(),
-                };
-                row.hash = record_hash(&head.hash, &row);
-                let seq = row.seq;
-                let hash = row.hash.clone();
-                audit_log::Entity::insert(audit_log::ActiveModel::from(row))
-                    .exec_without_returning(txn)
-                    .await?;
-                audit_head::Entity::update_many()
-                    .col_expr(audit_head::Column::Hash, Expr::value(hash))
-                    .filter(audit_head::Column::Id.eq(1))
-                    .exec(txn)
-                    .await?;
-                Ok(seq)
-            })
-        })
-        .await?;
-        Ok(seq)
+        let record = Unwritten {
+            officer_id: who.officer_id.clone(),
+            agency_id: who.agency_id.clone(),
+            agency_kind: agency_kind_name(who.agency_kind).to_owned(),
+            roles: serde_json::to_string(&roles).map_err(|e| ServiceError::internal("audit", e))?,
+            rpc: entry.rpc,
+            referral_id: entry.referral_id,
+            field_paths: serde_json::to_string(&entry.field_paths)
+                .map_err(|e| ServiceError::internal("audit", e))?,
+            trace_id: entry.trace_id,
+        };
+        let (done, mut written) = tokio::sync::oneshot::channel();
+        self.queue
+            .lock()
+            .map_err(|_| ServiceError::Internal("audit queue poisoned".into()))?
+            .push(Pending { record, done });
+        // Whoever holds the writer lock writes everything queued so far; the
+        // lock is fair, so by the time a caller gets it its record has
+        // usually been written by the holder before it.
+        let _writer = self.writer.lock().await;
+        if let Ok(result) = written.try_recv() {
+            return result;
+        }
+        loop {
+            let batch: Vec<Pending> = {
+                let mut queue = self
+                    .queue
+                    .lock()
+                    .map_err(|_| ServiceError::Internal("audit queue poisoned".into()))?;
+                let n = queue.len().min(BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            // The write runs as its own task: a caller that goes away mid-batch
+            // does not abandon the others' records.
+            let db = db.clone();
+            let (records, waiters): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.record, p.done)).unzip();
+            let outcome = tokio::spawn(async move { write_batch(&db, records).await })
+                .await
+                .unwrap_or_else(|e| Err(ServiceError::internal("audit writer", e)));
+            match outcome {
+                Ok(first) => {
+                    for (i, waiter) in waiters.into_iter().enumerate() {
+                        let _ = waiter.send(Ok(first + i as i64));
+                    }
+                }
+                Err(e) => {
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(e.clone()));
+                    }
+                }
+            }
+            if let Ok(result) = written.try_recv() {
+                return result;
+            }
+        }
+        written
+            .await
+            .unwrap_or_else(|_| Err(ServiceError::Internal("audit record lost".into())))
     }
+}
+
+/// Writes `records` in one transaction after the head; returns the first
+/// record's sequence number.
+async fn write_batch(
+    db: &DatabaseConnection,
+    records: Vec<Unwritten>,
+) -> Result<i64, ServiceError> {
+    let n = i64::try_from(records.len()).map_err(|e| ServiceError::internal("audit", e))?;
+    crate::db::write_txn(db, move |txn| {
+        Box::pin(async move {
+            // Take the head's write lock first: other writers queue here.
+            audit_head::Entity::update_many()
+                .col_expr(
+                    audit_head::Column::Seq,
+                    Expr::col(audit_head::Column::Seq).add(n),
+                )
+                .filter(audit_head::Column::Id.eq(1))
+                .exec(txn)
+                .await?;
+            let head = audit_head::Entity::find_by_id(1)
+                .one(txn)
+                .await?
+                .ok_or_else(|| ServiceError::Internal("audit head missing".into()))?;
+            let first = head.seq - n + 1;
+            let occurred_at = now_micros();
+            let mut prev = head.hash.clone();
+            let mut rows = Vec::with_capacity(records.len());
+            for (i, r) in records.into_iter().enumerate() {
+                let mut row = audit_log::Model {
+                    seq: first + i as i64,
+                    id: Uuid::now_v7(),
+                    prev_hash: prev.clone(),
+                    hash: Vec::new(),
+                    officer_id: r.officer_id,
+                    agency_id: r.agency_id,
+                    agency_kind: r.agency_kind,
+                    roles: r.roles,
+                    rpc: r.rpc,
+                    referral_id: r.referral_id,
+                    field_paths: r.field_paths,
+                    trace_id: r.trace_id,
+                    occurred_at,
+                };
+                row.hash = record_hash(&prev, &row);
+                prev = row.hash.clone();
+                rows.push(audit_log::ActiveModel::from(row));
+            }
+            audit_log::Entity::insert_many(rows)
+                .exec_without_returning(txn)
+                .await?;
+            audit_head::Entity::update_many()
+                .col_expr(audit_head::Column::Hash, Expr::value(prev))
+                .filter(audit_head::Column::Id.eq(1))
+                .exec(txn)
+                .await?;
+            Ok(first)
+        })
+    })
+    .await
 }
 
 fn now_micros() -> DateTime<Utc> {

@@ -30,6 +30,7 @@ use jsonwebtoken::{
 };
 use refnet_api::v1::AgencyKind;
 use serde::Deserialize;
+use sha2::Digest as _;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::{agencies::AgencyRegistry, config::AuthConfig, error::ServiceError};
@@ -114,6 +115,7 @@ pub struct RpcPath(pub String);
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
     agency_id: String,
     agency_kind: String,
     #[serde(default)]
@@ -191,7 +193,22 @@ pub struct Authenticator {
     last_refresh: Mutex<Option<Instant>>,
     agencies: Arc<AgencyRegistry>,
     http: reqwest::Client,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
 }
+
+/// A token that passed every check, remembered by its SHA-256 so the next
+/// call with it skips the signature check (tens of microseconds of Ed25519 or
+/// RSA). Expiry, the key's presence in the current key set and the agency's
+/// registration are checked again on every use.
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    exp: i64,
+    kid: String,
+}
+
+/// Verified tokens remembered at most; the cache is emptied when full.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 impl Authenticator {
     /// Loads the key set from `source`; fails when it cannot be read or holds no usable key.
@@ -211,6 +228,7 @@ impl Authenticator {
             last_refresh: Mutex::new(None),
             agencies,
             http,
+            verified: std::sync::Mutex::new(HashMap::new()),
         };
         let keys = auth.fetch_keys().await?;
         if keys.is_empty() {
@@ -290,6 +308,10 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(principal) = self.remembered(&digest).await {
+            return Ok(principal);
+        }
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let kid = header
@@ -326,12 +348,49 @@ impl Authenticator {
         if claims.sub.is_empty() || claims.sub.len() > 128 {
             return Err(AuthError::Invalid("bad subject".into()));
         }
-        Ok(Principal {
+        let principal = Principal {
             officer_id: claims.sub,
             agency_id: claims.agency_id,
             agency_kind: kind,
             roles,
-        })
+        };
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(
+                digest,
+                Verified {
+                    principal: principal.clone(),
+                    exp: claims.exp,
+                    kid,
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    /// The principal of a token verified before, if it is still good: not
+    /// expired (with the same leeway), its key still in the key set, its
+    /// agency still registered, active and of the same kind.
+    async fn remembered(&self, digest: &[u8; 32]) -> Option<Principal> {
+        let hit = self.verified.lock().ok()?.get(digest).cloned()?;
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(self.config.leeway_seconds).unwrap_or(0);
+        let agency_ok = self
+            .agencies
+            .get(&hit.principal.agency_id)
+            .is_some_and(|a| a.active && a.kind == hit.principal.agency_kind);
+        if now > hit.exp.saturating_add(leeway)
+            || !agency_ok
+            || !self.keys.read().await.contains_key(&hit.kid)
+        {
+            if let Ok(mut verified) = self.verified.lock() {
+                verified.remove(digest);
+            }
+            return None;
+        }
+        Some(hit.principal)
     }
 }
 

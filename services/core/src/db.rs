@@ -25,19 +25,17 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(options).await?;
-    if sqlite {
-        for pragma in [
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=5000",
-        ] {
-            db.execute_unprepared(pragma).await?;
-        }
-    }
-    Ok(db)
+        .sqlx_logging(false)
+        // Per connection, every connection of the pool: a PRAGMA run once
+        // through the pool would set only the connection that ran it.
+        .map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+        });
+    Database::connect(options).await
 }
 
 /// Applies every pending migration.
@@ -91,6 +89,36 @@ where
                 tracing::warn!(error = %rollback, "rollback failed");
             }
             Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pooled connection runs with the pragmas, not only the first.
+    #[tokio::test]
+    async fn every_sqlite_connection_has_the_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = connect(&url).await.unwrap();
+        // Open transactions hold distinct connections.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(db.begin().await.unwrap());
+        }
+        for txn in &held {
+            let pragma = |sql: &'static str| async move {
+                txn.query_one_raw(Statement::from_string(DatabaseBackend::Sqlite, sql))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .try_get_by_index::<i64>(0)
+                    .unwrap()
+            };
+            assert_eq!(pragma("PRAGMA synchronous").await, 1, "NORMAL");
+            assert_eq!(pragma("PRAGMA foreign_keys").await, 1);
         }
     }
 }

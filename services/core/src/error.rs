@@ -20,7 +20,7 @@ pub struct FieldViolation {
 }
 
 /// Every error a refnet service can answer with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     /// The request is malformed; every bad field is listed.
     #[error("invalid request: {} bad field(s)", .0.len())]
