@@ -182,15 +182,14 @@ pub async fn get(
     reference: &ReferralRef,
 ) -> ServiceResult<Loaded> {
     let row = find_visible(ctx.db(), &principal.agency_id, reference).await?;
-    let content = load_content(ctx.db(), ctx.keys(), &row).await?;
+    // The content and the viewer's relation are independent: read them at once.
+    let (content, relation) = tokio::try_join!(
+        load_content(ctx.db(), ctx.keys(), &row),
+        refnet_core::access::relation(ctx.db(), row.id, &principal.agency_id),
+    )?;
     Ok(Loaded {
         referral: to_proto(&row, &content),
-        subject: subject_context(
-            ctx.keys(),
-            &row,
-            &content,
-            refnet_core::access::relation(ctx.db(), row.id, &principal.agency_id).await?,
-        ),
+        subject: subject_context(ctx.keys(), &row, &content, relation),
     })
 }
 
