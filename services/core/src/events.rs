@@ -106,31 +106,65 @@ pub async fn append<C: ConnectionTrait>(
     actor: Option<&Principal>,
     payload: &impl Serialize,
 ) -> Result<(), ServiceError> {
-    let payload =
-        serde_json::to_string(payload).map_err(|e| ServiceError::internal("event payload", e))?;
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        db.execute_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
-            [APPEND_LOCK.into(), CHANNEL.into()],
-        ))
-        .await?;
+    let mut one = Deferred::default();
+    one.push(kind, referral_id, actor, payload)?;
+    one.flush(db).await
+}
+
+/// Events built as a transaction goes and written together by
+/// [`Deferred::flush`], its last statement before commit: on PostgreSQL the
+/// ordering lock is then held for that one insert and the commit, not for
+/// everything the transaction does after its first event (the routing
+/// worker's batches). Each event keeps the trace context current when it was
+/// pushed.
+#[derive(Default)]
+pub struct Deferred(Vec<event::ActiveModel>);
+
+impl Deferred {
+    /// Builds an event now (time and trace context as of now).
+    pub fn push(
+        &mut self,
+        kind: EventKind,
+        referral_id: Option<Uuid>,
+        actor: Option<&Principal>,
+        payload: &impl Serialize,
+    ) -> Result<(), ServiceError> {
+        let payload = serde_json::to_string(payload)
+            .map_err(|e| ServiceError::internal("event payload", e))?;
+        self.0.push(event::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            referral_id: Set(referral_id),
+            kind: Set(kind.as_str().to_owned()),
+            payload: Set(payload),
+            agency_id: Set(actor.map(|p| p.agency_id.clone())),
+            officer_id: Set(actor.map(|p| p.officer_id.clone())),
+            trace_context: Set(crate::telemetry::current_traceparent()),
+            occurred_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        });
+        Ok(())
     }
-    let row = event::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        referral_id: Set(referral_id),
-        kind: Set(kind.as_str().to_owned()),
-        payload: Set(payload),
-        agency_id: Set(actor.map(|p| p.agency_id.clone())),
-        officer_id: Set(actor.map(|p| p.officer_id.clone())),
-        trace_context: Set(crate::telemetry::current_traceparent()),
-        occurred_at: Set(chrono::Utc::now()),
-        ..Default::default()
-    };
-    event::Entity::insert(row)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+
+    /// Takes the ordering lock (PostgreSQL; it notifies listeners on commit)
+    /// and inserts the events, in the order they were pushed.
+    pub async fn flush<C: ConnectionTrait>(self, db: &C) -> Result<(), ServiceError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            db.execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+                [APPEND_LOCK.into(), CHANNEL.into()],
+            ))
+            .await?;
+        }
+        // One multi-row insert (a routing batch's events: far below parameter limits).
+        event::Entity::insert_many(self.0)
+            .exec_without_returning(db)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Wakes this process's event consumers (the routing worker, streams) when

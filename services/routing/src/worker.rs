@@ -24,7 +24,7 @@ use refnet_core::{
     auth::agency_kind_name,
     domain::facts::RoutingFacts,
     entities::{consumer_checkpoint, event, handoff, referral_party},
-    events::{self, EventKind},
+    events::{Deferred, EventKind},
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -145,14 +145,25 @@ impl RoutingWorker {
             Box::pin(async move {
                 lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
                 let mut created = 0;
+                // The batch's events are written last, so the event-log lock is
+                // held for one insert and the commit, not the whole batch.
+                let mut events = Deferred::default();
                 for (referral_id, code, facts, trace) in &planned {
                     // Routing continues the trace of the filing or amendment.
                     let span = tracing::info_span!("route_referral", referral_id = %referral_id);
                     refnet_core::telemetry::continue_trace(&span, trace.as_deref());
-                    created += route(txn, &rules, &agencies, *referral_id, code.clone(), facts)
-                        .instrument(span)
-                        .await?;
+                    let routed = route(
+                        txn,
+                        &rules,
+                        &agencies,
+                        *referral_id,
+                        code.clone(),
+                        facts,
+                        &mut events,
+                    );
+                    created += routed.instrument(span).await?;
                 }
+                events.flush(txn).await?;
                 advance(txn, last).await?;
                 Ok(created)
             })
@@ -257,6 +268,7 @@ async fn route(
     referral_id: Uuid,
     code: Option<String>,
     facts: &RoutingFacts,
+    events: &mut Deferred,
 ) -> ServiceResult<usize> {
     let now = Utc::now();
     let filer = referral_party::Entity::find()
@@ -273,8 +285,7 @@ async fn route(
         let kind = agency_kind_name(planned.to);
         let Some(agency) = choose(agencies, planned.to, &facts.county) else {
             tracing::warn!(referral_id = %referral_id, agency_kind = kind, rule_id = %planned.rule_id, "no agency of this kind to route to");
-            events::append(
-                txn,
+            events.push(
                 EventKind::RoutingGap,
                 Some(referral_id),
                 None,
@@ -282,13 +293,13 @@ async fn route(
                     agency_kind: kind,
                     rule_id: &planned.rule_id,
                 },
-            )
-            .await?;
+            )?;
             continue;
         };
         let id = Uuid::now_v7();
-        let inserted = insert_handoff(
+        let inserted = insert_handoff_deferred(
             txn,
+            events,
             NewHandoff {
                 id,
                 referral_id,
@@ -348,6 +359,19 @@ pub(crate) async fn insert_handoff(
     txn: &DatabaseTransaction,
     h: NewHandoff<'_>,
 ) -> ServiceResult<bool> {
+    let mut events = Deferred::default();
+    let inserted = insert_handoff_deferred(txn, &mut events, h).await?;
+    events.flush(txn).await?;
+    Ok(inserted)
+}
+
+/// [`insert_handoff`] with its `HandoffCreated` added to `events`, for the
+/// caller to flush last.
+async fn insert_handoff_deferred(
+    txn: &DatabaseTransaction,
+    events: &mut Deferred,
+    h: NewHandoff<'_>,
+) -> ServiceResult<bool> {
     let now = Utc::now();
     let kind = agency_kind_name(h.to.kind);
     let checklist = refnet_core::subjects::json(&h.checklist)?;
@@ -387,8 +411,7 @@ pub(crate) async fn insert_handoff(
         return Ok(false);
     }
     refnet_core::access::add_party(txn, h.referral_id, &h.to.id, "RECIPIENT").await?;
-    events::append(
-        txn,
+    events.push(
         EventKind::HandoffCreated,
         Some(h.referral_id),
         None,
@@ -399,7 +422,6 @@ pub(crate) async fn insert_handoff(
             rule_id: &h.rule_id,
             rule_set_version: &h.rule_set_version,
         },
-    )
-    .await?;
+    )?;
     Ok(true)
 }
