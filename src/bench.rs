@@ -78,6 +78,12 @@ pub struct BenchArgs {
     /// shown and audited) or `auditor` (operational data only: no audit record).
     #[arg(long, default_value = "officer")]
     read_role: String,
+    /// File the fixtures with their own phone numbers, IDs and emails, so the
+    /// same 500 people are filed again and again (each filing then matches
+    /// every earlier one in the duplicate check). Default: each filing gets
+    /// identifiers of its own, as real filings mostly do.
+    #[arg(long)]
+    repeat_identities: bool,
     /// Payloads [default: tests/fixtures/referrals.jsonl].
     #[arg(long)]
     fixtures: Option<PathBuf>,
@@ -238,6 +244,8 @@ fn authed<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
 struct World {
     /// The server's address.
     addr: String,
+    /// Keep the fixtures' identifiers (see `--repeat-identities`).
+    repeat_identities: bool,
     channel: Channel,
     fixtures: Vec<Fixture>,
     /// (referral id, filer's token)
@@ -291,6 +299,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let mut world = World {
         addr: server.addr.clone(),
+        repeat_identities: args.repeat_identities,
         channel: channel.clone(),
         fixtures,
         filed: Vec::new(),
@@ -407,6 +416,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gives the draft's subject identifiers no earlier filing used (synthetic:
+/// numbers from a process-wide counter, `example.org` emails).
+fn distinct_identifiers(draft: &mut pb::ReferralDraft) {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(subject) = draft.subject.as_mut() else {
+        return;
+    };
+    for (k, phone) in subject.phones.iter_mut().enumerate() {
+        *phone = format!("+2547{:08}", (n * 4 + k as u64) % 100_000_000);
+    }
+    if !subject.national_id.is_empty() {
+        subject.national_id = format!("{}", 10_000_000 + n % 90_000_000);
+    }
+    if !subject.passport_number.is_empty() {
+        subject.passport_number = format!("B{:07}", n % 10_000_000);
+    }
+    if !subject.email.is_empty() {
+        subject.email = format!("bench.{n}@example.org");
+    }
+}
+
 /// Files `n` fixture referrals (cycling), `concurrency` at a time.
 async fn prefill(
     world: &World,
@@ -418,6 +449,7 @@ async fn prefill(
     for _ in 0..concurrency.min(n.max(1)) {
         let next = next.clone();
         let channel = world.channel.clone();
+        let repeat = world.repeat_identities;
         let drafts: Vec<(pb::ReferralDraft, Arc<str>)> = world
             .fixtures
             .iter()
@@ -434,11 +466,15 @@ async fn prefill(
                 }
                 let fixture = i % drafts.len();
                 let (draft, token) = &drafts[fixture];
+                let mut draft = draft.clone();
+                if !repeat {
+                    distinct_identifiers(&mut draft);
+                }
                 let reply = client
                     .file_referral(authed(
                         pb::FileReferralRequest {
                             idempotency_key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-                            draft: Some(draft.clone()),
+                            draft: Some(draft),
                         },
                         token,
                     )?)
@@ -546,7 +582,10 @@ impl Client {
         match scenario {
             Scenario::File => {
                 let n = world.fixtures.len();
-                let draft = world.fixtures[i % n].draft();
+                let mut draft = world.fixtures[i % n].draft();
+                if !world.repeat_identities {
+                    distinct_identifiers(&mut draft);
+                }
                 self.intake
                     .file_referral(
                         authed(
