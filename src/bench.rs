@@ -161,15 +161,10 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("refnet serving on ")
+                if let Some(addr) = crate::cli::served_address(&line)
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
+                    let _ = tx.send(addr.to_owned());
                 } else if tx.is_some() {
                     eprintln!("server: {line}");
                 }

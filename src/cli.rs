@@ -15,6 +15,16 @@ use refnet_core::{
     db, devkeys,
 };
 
+/// How `refnet serve` announces its address on standard error (the first
+/// line), e.g. `refnet serving on 127.0.0.1:50051 (data in ...)`.
+const SERVING: &str = "refnet serving on";
+
+/// The address in `refnet serve`'s announcement line, if `line` is it (the
+/// load tool and the tests start servers on port 0 and read it).
+pub fn served_address(line: &str) -> Option<&str> {
+    line.strip_prefix(SERVING)?.split_whitespace().next()
+}
+
 /// refnet: referral messaging for the National Referral Mechanism.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -208,7 +218,7 @@ pub async fn run() -> anyhow::Result<()> {
             // A closed stderr must not bring the server down: ignore write errors.
             let _ = writeln!(
                 std::io::stderr(),
-                "refnet serving on {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+                "{SERVING} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
                 dir = data_dir.display()
             );
             let served =

@@ -68,15 +68,10 @@ pub(crate) async fn spawn_serve(
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("refnet serving on ")
+            if let Some(addr) = refnet::cli::served_address(&line)
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
+                let _ = tx.send(addr.to_owned());
             }
             if let Ok(mut l) = server_log.lock() {
                 l.push_str(&line);

@@ -341,6 +341,18 @@ impl TestApp {
         .expect("insert party");
     }
 
+    /// An officer of `agency`'s `WatchInbox` stream, from now.
+    pub async fn watch_inbox(&self, agency: &str) -> tonic::Streaming<pb::InboxEvent> {
+        pb::routing_service_client::RoutingServiceClient::new(self.channel().await)
+            .watch_inbox(authed(
+                pb::WatchInboxRequest::default(),
+                &self.officer(agency),
+            ))
+            .await
+            .expect("watch inbox")
+            .into_inner()
+    }
+
     /// Reads a referral as an officer of `agency`.
     pub async fn get_as(&self, agency: &str, referral: &str) -> pb::GetReferralResponse {
         self.intake()
@@ -540,3 +552,21 @@ pub const CANARIES: &[&str] = &[
     "Canaryagency",
     "36.8219",
 ];
+
+/// The first item on `stream` about `referral` (items about others are
+/// skipped); fails the test after 10 s without one.
+pub async fn next_item_for(
+    stream: &mut tonic::Streaming<pb::InboxEvent>,
+    referral: &str,
+) -> pb::InboxEvent {
+    loop {
+        let item = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("an item in time")
+            .expect("ok")
+            .expect("item");
+        if item.handoff.as_ref().map(|h| h.referral_id.as_str()) == Some(referral) {
+            return item;
+        }
+    }
+}

@@ -10,10 +10,10 @@ use opentelemetry_sdk::metrics::{
     InMemoryMetricExporter, PeriodicReader, SdkMeterProvider,
     data::{AggregatedMetrics, MetricData, ResourceMetrics},
 };
-use refnet_api::v1::{self as pb, routing_service_client::RoutingServiceClient};
+use refnet_api::v1 as pb;
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::common::{TestApp, authed};
+use crate::common::{TestApp, authed, next_item_for};
 
 /// The server's meter provider and what it has exported.
 struct Meters {
@@ -50,17 +50,21 @@ fn has(attrs: &[KeyValue], wanted: &[(&str, &str)]) -> bool {
     })
 }
 
+/// Every exported metric called `name`.
+fn named<'a>(
+    rm: &'a [ResourceMetrics],
+    name: &'a str,
+) -> impl Iterator<Item = &'a opentelemetry_sdk::metrics::data::Metric> {
+    rm.iter()
+        .flat_map(|r| r.scope_metrics())
+        .flat_map(|s| s.metrics())
+        .filter(move |m| m.name() == name)
+}
+
 /// The histogram count of `name` over points carrying `wanted`.
 fn histogram_count(rm: &[ResourceMetrics], name: &str, wanted: &[(&str, &str)]) -> u64 {
     let mut total = 0;
-    for m in rm
-        .iter()
-        .flat_map(|r| r.scope_metrics())
-        .flat_map(|s| s.metrics())
-    {
-        if m.name() != name {
-            continue;
-        }
+    for m in named(rm, name) {
         if let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() {
             for p in h.data_points() {
                 let attrs: Vec<KeyValue> = p.attributes().cloned().collect();
@@ -77,14 +81,7 @@ fn histogram_count(rm: &[ResourceMetrics], name: &str, wanted: &[(&str, &str)]) 
 /// (`None` when no point carries them).
 fn value(rm: &[ResourceMetrics], name: &str, wanted: &[(&str, &str)]) -> Option<i64> {
     let mut found = None;
-    for m in rm
-        .iter()
-        .flat_map(|r| r.scope_metrics())
-        .flat_map(|s| s.metrics())
-    {
-        if m.name() != name {
-            continue;
-        }
+    for m in named(rm, name) {
         let mut add = |attrs: Vec<KeyValue>, v: i64| {
             if has(&attrs, wanted) {
                 found = Some(found.unwrap_or(0) + v);
@@ -160,14 +157,7 @@ async fn measured(database_url: Option<String>) {
         0
     );
 
-    let mut inbox = RoutingServiceClient::new(app.channel().await)
-        .watch_inbox(authed(
-            pb::WatchInboxRequest::default(),
-            &app.officer("ngo-shelter-nairobi"),
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut inbox = app.watch_inbox("ngo-shelter-nairobi").await;
     let rm = meters.collect();
     assert_eq!(
         value(&rm, "refnet.streams.open", &[("rpc.method", "WatchInbox")]),
@@ -207,16 +197,8 @@ async fn measured(database_url: Option<String>) {
     assert_eq!(not_found.code(), tonic::Code::NotFound);
 
     // The NGO gets the handoff on its stream, then reads the referral (redacted).
-    let handoffs = loop {
-        let item = tokio::time::timeout(Duration::from_secs(10), inbox.message())
-            .await
-            .expect("an item in time")
-            .expect("ok")
-            .expect("item");
-        if item.handoff.as_ref().map(|h| h.referral_id.as_str()) == Some(filed.id.as_str()) {
-            break count_sql(&app, "SELECT COUNT(*) FROM handoffs").await;
-        }
-    };
+    next_item_for(&mut inbox, &filed.id).await;
+    let handoffs = count_sql(&app, "SELECT COUNT(*) FROM handoffs").await;
     let ngo_view = app.get_as("ngo-shelter-nairobi", &filed.id).await;
     let redactions = ngo_view.redactions.len();
     assert!(redactions > 0, "the NGO's view is redacted");

@@ -6,19 +6,12 @@
 use refnet_api::v1::{self as pb, routing_service_client::RoutingServiceClient};
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::common::{Backend, TestApp, authed, new_key, spans};
+use crate::common::{Backend, TestApp, authed, new_key, next_item_for, spans};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_filing_to_the_receiving_stream() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let mut inbox = RoutingServiceClient::new(app.channel().await)
-        .watch_inbox(authed(
-            pb::WatchInboxRequest::default(),
-            &app.officer("ngo-shelter-nairobi"),
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut inbox = app.watch_inbox("ngo-shelter-nairobi").await;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let mut request = authed(
         pb::FileReferralRequest {
@@ -42,16 +35,7 @@ async fn one_trace_from_filing_to_the_receiving_stream() {
         .into_inner()
         .referral
         .expect("referral");
-    loop {
-        let item = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.message())
-            .await
-            .expect("an item in time")
-            .expect("ok")
-            .expect("item");
-        if item.handoff.as_ref().map(|h| h.referral_id.as_str()) == Some(filed.id.as_str()) {
-            break;
-        }
-    }
+    next_item_for(&mut inbox, &filed.id).await;
     drop(inbox);
     // The filer's WatchReferral items continue the same trace.
     let mut watch = RoutingServiceClient::new(app.channel().await)
