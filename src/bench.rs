@@ -14,7 +14,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -71,9 +71,14 @@ pub struct BenchArgs {
     /// Referrals filed during `watch` (one every 100 ms).
     #[arg(long, default_value_t = 20)]
     watch_referrals: usize,
-    /// The server's database (default: SQLite in a temporary data directory).
+    /// The server's database (default: SQLite in the data directory).
     #[arg(long)]
     database_url: Option<String>,
+    /// Serve this data directory (kept afterwards), e.g. one loaded by
+    /// `refnet seed`; default: a fresh temporary one. When it holds more
+    /// referrals than the prefill, `get` reads a random sample of them all.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Role of the reading tokens (`get`, `list`, `inbox`): `officer` (identity
     /// shown and audited) or `auditor` (operational data only: no audit record).
     #[arg(long, default_value = "officer")]
@@ -127,7 +132,7 @@ impl Phase {
 struct Server {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     data_dir: PathBuf,
 }
 
@@ -139,9 +144,15 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(database_url: Option<&str>) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let data_dir = dir.path().join("data");
+    fn start(database_url: Option<&str>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let (dir, data_dir) = match data_dir {
+            Some(d) => (None, d.to_owned()),
+            None => {
+                let dir = tempfile::tempdir()?;
+                let data_dir = dir.path().join("data");
+                (Some(dir), data_dir)
+            }
+        };
         let mut command = Command::new(std::env::current_exe()?);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -245,6 +256,8 @@ struct World {
     fixtures: Vec<Fixture>,
     /// (referral id, filer's token)
     filed: Vec<(String, Arc<str>)>,
+    /// What `get` reads: `filed`, or a sample of every stored referral.
+    reads: Vec<(String, Arc<str>)>,
     /// The agency whose lists are paged, and its token.
     lister: Arc<str>,
     /// The NGO receiving most handoffs, and its token.
@@ -275,7 +288,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if fixtures.is_empty() {
         bail!("no fixtures");
     }
-    let server = Server::start(args.database_url.as_deref())?;
+    let server = Server::start(args.database_url.as_deref(), args.data_dir.as_deref())?;
     let backend = if args.database_url.is_some() {
         "PostgreSQL"
     } else {
@@ -298,6 +311,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         channel: channel.clone(),
         fixtures,
         filed: Vec::new(),
+        reads: Vec::new(),
         lister: tokens.with_role("police-nairobi", &args.read_role)?.into(),
         ngo: tokens
             .with_role("ngo-shelter-nairobi", &args.read_role)?
@@ -341,6 +355,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             world.filed.len(),
             started.elapsed().as_secs_f64()
         );
+        world.reads = stored_sample(
+            &server,
+            args.database_url.as_deref(),
+            &tokens,
+            &args.read_role,
+        )
+        .await?;
+        if world.reads.is_empty() {
+            world.reads = world.filed.clone();
+        } else {
+            println!(
+                "get reads a random sample of {} of the stored referrals\n",
+                world.reads.len()
+            );
+        }
     }
     let world = Arc::new(world);
     println!(
@@ -411,26 +440,68 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Gives the draft's subject identifiers no earlier filing used (synthetic:
-/// numbers from a process-wide counter, `example.org` emails).
+/// Up to 1,000 referrals drawn at random from every stored one, each with its
+/// filer's token, when the database holds more than the prefill filed (a
+/// seeded data directory); empty otherwise.
+async fn stored_sample(
+    server: &Server,
+    database_url: Option<&str>,
+    tokens: &Tokens,
+    role: &str,
+) -> anyhow::Result<Vec<(String, Arc<str>)>> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let url = database_url.map_or_else(
+        || {
+            format!(
+                "sqlite://{}?mode=ro",
+                server.data_dir.join("refnet.db").display()
+            )
+        },
+        str::to_owned,
+    );
+    let db = sea_orm::Database::connect(url).await?;
+    let backend = db.get_database_backend();
+    let count = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM referrals",
+        ))
+        .await?
+        .context("count")?
+        .try_get::<i64>("", "n")?;
+    if count <= 2000 {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT id, filing_agency_id FROM referrals ORDER BY RANDOM() LIMIT 1000",
+        ))
+        .await?;
+    let mut tokens_by_agency: std::collections::HashMap<String, Arc<str>> = Default::default();
+    let mut sample = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: uuid::Uuid = row.try_get("", "id")?;
+        let agency: String = row.try_get("", "filing_agency_id")?;
+        let token = match tokens_by_agency.get(&agency) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = tokens.with_role(&agency, role)?.into();
+                tokens_by_agency.insert(agency, t.clone());
+                t
+            }
+        };
+        sample.push((id.to_string(), token));
+    }
+    db.close().await?;
+    Ok(sample)
+}
+
+/// Gives the draft's subject identifiers no earlier filing of this run used.
 fn distinct_identifiers(draft: &mut pb::ReferralDraft) {
     static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let Some(subject) = draft.subject.as_mut() else {
-        return;
-    };
-    for (k, phone) in subject.phones.iter_mut().enumerate() {
-        *phone = format!("+2547{:08}", (n * 4 + k as u64) % 100_000_000);
-    }
-    if !subject.national_id.is_empty() {
-        subject.national_id = format!("{}", 10_000_000 + n % 90_000_000);
-    }
-    if !subject.passport_number.is_empty() {
-        subject.passport_number = format!("B{:07}", n % 10_000_000);
-    }
-    if !subject.email.is_empty() {
-        subject.email = format!("bench.{n}@example.org");
-    }
+    crate::fixtures::number_identifiers(draft, n);
 }
 
 /// Files `n` fixture referrals (cycling), `concurrency` at a time.
@@ -596,7 +667,7 @@ impl Client {
                     .map_err(status)?;
             }
             Scenario::Get => {
-                let (id, token) = &world.filed[i % world.filed.len()];
+                let (id, token) = &world.reads[i % world.reads.len()];
                 self.intake
                     .get_referral(
                         authed(

@@ -108,6 +108,25 @@ enum Command {
         #[arg(long, default_value = "8h")]
         ttl: humantime::Duration,
     },
+    /// Load synthetic referrals quickly (batched inserts) for the growth
+    /// benchmark: closed history, no events or handoffs (see BENCHMARKS.md).
+    Seed {
+        /// How many referrals to add.
+        #[arg(long)]
+        count: u64,
+        /// Referrals per transaction.
+        #[arg(long, default_value_t = 2000)]
+        batch: u64,
+        /// Data directory (SQLite, master key, development keys).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Database URL, instead of SQLite in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Payloads [default: tests/fixtures/referrals.jsonl].
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
     /// The load tool: drive RPCs against a fresh `refnet serve` and compare
     /// them with the health-check baseline of the same run (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
@@ -370,6 +389,22 @@ pub async fn run() -> anyhow::Result<()> {
                 ttl: ttl.into(),
             })?;
             println!("{token}");
+        }
+        Command::Seed {
+            count,
+            batch,
+            data_dir,
+            database_url,
+            fixtures,
+        } => {
+            apply_db_flags(&mut config, database_url, data_dir);
+            refnet_core::telemetry::init(config.log_format, None, "refnet");
+            let fixtures =
+                crate::fixtures::load(&fixtures.unwrap_or_else(crate::fixtures::default_path))?;
+            // The same set-up as `refnet serve` (migrations, keys, demo
+            // agencies), without serving.
+            let ctx = AppContext::build(config.embedded()).await?;
+            crate::seed::run(&ctx, &fixtures, count, batch).await?;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
         Command::Referral(args) => crate::desk::referral(args).await?,

@@ -264,3 +264,30 @@ impl Fixture {
         }
     }
 }
+
+/// Replaces the draft's subject identifiers with the `n`th synthetic set
+/// (numbers from `n`, `example.org` emails), so filings numbered apart match
+/// no other filing in the duplicate check. The load tool numbers from 1;
+/// `refnet seed` from [`SEED_NUMBERS`], which keeps the two apart.
+pub fn number_identifiers(draft: &mut pb::ReferralDraft, n: u64) {
+    let Some(subject) = draft.subject.as_mut() else {
+        return;
+    };
+    for (k, phone) in subject.phones.iter_mut().enumerate() {
+        *phone = format!("+2547{:08}", (n * 4 + k as u64) % 100_000_000);
+    }
+    if !subject.national_id.is_empty() {
+        subject.national_id = format!("{}", 10_000_000 + n % 90_000_000);
+    }
+    if !subject.passport_number.is_empty() {
+        subject.passport_number = format!("B{:07}", n % 10_000_000);
+    }
+    if !subject.email.is_empty() {
+        subject.email = format!("bench.{n}@example.org");
+    }
+}
+
+/// Where `refnet seed` starts numbering identifiers: phones, IDs and passports
+/// of the first 7.5 million seeded referrals differ from the load tool's first
+/// 2.5 million filings.
+pub const SEED_NUMBERS: u64 = 12_500_000;

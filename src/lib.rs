@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 mod desk;
 pub mod fixtures;
+pub mod seed;
 
 use std::future::Future;
 

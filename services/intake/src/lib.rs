@@ -7,6 +7,7 @@
 
 pub mod audit_service;
 pub mod entities;
+pub mod seed;
 pub mod service;
 pub mod store;
 

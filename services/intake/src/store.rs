@@ -29,7 +29,7 @@ use refnet_core::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -88,13 +88,16 @@ fn subject_columns(
     })
 }
 
-/// The referral ids `agency_id` is party to, as a sub-query.
-fn party_ids(agency_id: &str) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(referral_party::Column::ReferralId)
-        .from(referral_party::Entity)
-        .and_where(referral_party::Column::AgencyId.eq(agency_id))
-        .to_owned()
+/// Referrals joined to their party rows: filtered on the party's agency, a
+/// read walks the primary key (`referral_id`, `agency_id`) for one referral,
+/// or `ix_referral_parties_agency` (`agency_id`, `referral_id`) in referral
+/// order for a page; never every referral the agency is party to.
+fn joined_to_parties() -> sea_orm::Select<referral::Entity> {
+    let parties: sea_orm::RelationDef = referral_party::Entity::belongs_to(referral::Entity)
+        .from(referral_party::Column::ReferralId)
+        .to(referral::Column::Id)
+        .into();
+    referral::Entity::find().join_rev(sea_orm::JoinType::InnerJoin, parties)
 }
 
 fn by_ref(reference: &ReferralRef) -> Condition {
@@ -113,9 +116,9 @@ async fn find_visible<C: ConnectionTrait>(
     agency_id: &str,
     reference: &ReferralRef,
 ) -> ServiceResult<referral::Model> {
-    referral::Entity::find()
+    joined_to_parties()
         .filter(by_ref(reference))
-        .filter(referral::Column::Id.in_subquery(party_ids(agency_id)))
+        .filter(referral_party::Column::AgencyId.eq(agency_id))
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)
@@ -322,6 +325,140 @@ pub struct FileCommand {
     pub content: ReferralContent,
 }
 
+/// The rows of one new referral, built before its transaction: filing writes
+/// them one referral per transaction, seeding many per transaction.
+#[derive(Clone)]
+pub(crate) struct NewReferral {
+    pub(crate) subject_id: Uuid,
+    pub(crate) referral_id: Uuid,
+    /// Filing time, to the microsecond the databases keep.
+    pub(crate) now: chrono::DateTime<Utc>,
+    /// The content as stored (consent recorded, pseudonym if protected).
+    pub(crate) content: ReferralContent,
+    pub(crate) subject: subject::ActiveModel,
+    /// Every column but `reference_code`, which the writer sets.
+    pub(crate) referral: referral::ActiveModel,
+    /// Blind-index digests of the subject's identifiers.
+    pub(crate) digests: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl NewReferral {
+    /// Seals the content under a new data key and builds the rows.
+    pub(crate) fn build(
+        keys: &Keyring,
+        principal: &Principal,
+        content: ReferralContent,
+        protected_pseudonym: Option<String>,
+        now: chrono::DateTime<Utc>,
+        idempotency_key: String,
+        request_digest: Vec<u8>,
+    ) -> ServiceResult<Self> {
+        use chrono::SubsecRound;
+        let now = now.trunc_subsecs(6);
+        let subject_id = Uuid::now_v7();
+        let referral_id = Uuid::now_v7();
+        let digests = digests(keys, &content);
+        let (dek, wrapped) = keys
+            .master
+            .new_data_key(subject_id)
+            .map_err(|e| ServiceError::internal("data key", e))?;
+        let mut consent = content.consent.clone();
+        if consent.given || !consent.by.is_empty() {
+            consent.recorded_at = Some(now);
+            consent
+                .recorded_by_officer
+                .clone_from(&principal.officer_id);
+        }
+        let content = ReferralContent {
+            consent,
+            protected_pseudonym: protected_pseudonym.clone(),
+            ..content
+        };
+        let subject = subject::ActiveModel {
+            key_id: Set(keys.master.id().to_owned()),
+            wrapped_key: Set(wrapped),
+            created_at: Set(now),
+            protected_pseudonym: Set(protected_pseudonym),
+            ..subject_columns(&dek, subject_id, &content, now)?
+        };
+        let missing: Vec<&str> = content
+            .missing_elements()
+            .iter()
+            .map(|e| e.as_str_name())
+            .collect();
+        let referral = referral::ActiveModel {
+            id: Set(referral_id),
+            reference_code: sea_orm::ActiveValue::NotSet,
+            version: Set(1),
+            status: Set(pb::ReferralStatus::Filed.as_str_name().to_owned()),
+            subject_id: Set(subject_id),
+            filing_agency_id: Set(principal.agency_id.clone()),
+            filing_agency_kind: Set(agency_kind_name(principal.agency_kind).to_owned()),
+            filed_by_officer: Set(principal.officer_id.clone()),
+            urgency: Set(content.urgency.as_str_name().to_owned()),
+            classification: Set(content.classification.as_str_name().to_owned()),
+            identified_by: Set(content.identified_by.as_str_name().to_owned()),
+            county: Set(content.county.clone()),
+            is_child: Set(content.is_child),
+            case_facts: Set(json(&content.case_facts)?),
+            needs: Set(json(&content.needs)?),
+            missing_elements: Set(json(&missing)?),
+            consent: Set(json(&content.consent)?),
+            sealed: Set(seal(&dek, referral_id, "sealed", &content.sealed)?),
+            idempotency_key: Set(idempotency_key),
+            request_digest: Set(request_digest),
+            filed_at: Set(now),
+            updated_at: Set(now),
+        };
+        Ok(Self {
+            subject_id,
+            referral_id,
+            now,
+            content,
+            subject,
+            referral,
+            digests,
+        })
+    }
+
+    /// The referral's filer party row.
+    pub(crate) fn filer_party(&self, agency_id: &str) -> referral_party::ActiveModel {
+        referral_party::ActiveModel {
+            referral_id: Set(self.referral_id),
+            agency_id: Set(agency_id.to_owned()),
+            relation: Set(RELATION_FILER.to_owned()),
+            since: Set(self.now),
+        }
+    }
+
+    /// The blind-index rows (each digest once).
+    pub(crate) fn identifier_rows(&self) -> Vec<subject_identifier::ActiveModel> {
+        let mut seen = std::collections::HashSet::new();
+        self.digests
+            .iter()
+            .filter(|(_, d)| seen.insert(d.clone()))
+            .map(|(kind, digest)| subject_identifier::ActiveModel {
+                digest: Set(digest.clone()),
+                referral_id: Set(self.referral_id),
+                kind: Set((*kind).to_owned()),
+                subject_id: Set(self.subject_id),
+            })
+            .collect()
+    }
+
+    /// The `ReferralFiled` event's payload.
+    fn filed_payload<'a>(&'a self, code: &'a str, kind: &'a str) -> FiledPayload<'a> {
+        FiledPayload {
+            reference_code: code,
+            version: 1,
+            filing_agency_kind: kind,
+            urgency: self.content.urgency.as_str_name(),
+            county: &self.content.county,
+            facts: RoutingFacts::of(&self.content, kind),
+        }
+    }
+}
+
 /// Files a referral, or answers a retry with the referral first filed.
 pub async fn file(
     ctx: &AppContext,
@@ -335,108 +472,53 @@ pub async fn file(
     let digests = digests(keys, &cmd.content);
     let duplicates = possible_duplicates(ctx.db(), &digests, None).await?;
 
-    let now = Utc::now();
-    let subject_id = Uuid::now_v7();
-    let referral_id = Uuid::now_v7();
-    let (dek, wrapped) = keys
-        .master
-        .new_data_key(subject_id)
-        .map_err(|e| ServiceError::internal("data key", e))?;
-    let content = cmd.content;
-    let mut consent = content.consent.clone();
-    if consent.given || !consent.by.is_empty() {
-        consent.recorded_at = Some(now);
-        consent
-            .recorded_by_officer
-            .clone_from(&principal.officer_id);
-    }
     // A protected witness filed again (an identifier matches) is protected
     // from the first reply on, under the WPA's pseudonym.
     let protected_pseudonym = protected_match(ctx.db(), &digests).await?;
-    let content = ReferralContent {
-        consent,
-        protected_pseudonym: protected_pseudonym.clone(),
-        ..content
-    };
-    let subject_row = subject::ActiveModel {
-        key_id: Set(keys.master.id().to_owned()),
-        wrapped_key: Set(wrapped),
-        created_at: Set(now),
-        protected_pseudonym: Set(protected_pseudonym),
-        ..subject_columns(&dek, subject_id, &content, now)?
-    };
-    let missing: Vec<&str> = content
-        .missing_elements()
-        .iter()
-        .map(|e| e.as_str_name())
-        .collect();
+    let rows = NewReferral::build(
+        keys,
+        principal,
+        cmd.content,
+        protected_pseudonym,
+        Utc::now(),
+        cmd.idempotency_key.clone(),
+        cmd.request_digest.clone(),
+    )?;
     let kind = agency_kind_name(principal.agency_kind);
-    let sealed = seal(&dek, referral_id, "sealed", &content.sealed)?;
+    let rows = std::sync::Arc::new(rows);
 
     for attempt in 0..3 {
-        let reference_code = new_reference_code(chrono::Datelike::year(&now));
-        let referral_row = referral::ActiveModel {
-            id: Set(referral_id),
-            reference_code: Set(reference_code.clone()),
-            version: Set(1),
-            status: Set(pb::ReferralStatus::Filed.as_str_name().to_owned()),
-            subject_id: Set(subject_id),
-            filing_agency_id: Set(principal.agency_id.clone()),
-            filing_agency_kind: Set(kind.to_owned()),
-            filed_by_officer: Set(principal.officer_id.clone()),
-            urgency: Set(content.urgency.as_str_name().to_owned()),
-            classification: Set(content.classification.as_str_name().to_owned()),
-            identified_by: Set(content.identified_by.as_str_name().to_owned()),
-            county: Set(content.county.clone()),
-            is_child: Set(content.is_child),
-            case_facts: Set(json(&content.case_facts)?),
-            needs: Set(json(&content.needs)?),
-            missing_elements: Set(json(&missing)?),
-            consent: Set(json(&content.consent)?),
-            sealed: Set(sealed.clone()),
-            idempotency_key: Set(cmd.idempotency_key.clone()),
-            request_digest: Set(cmd.request_digest.clone()),
-            filed_at: Set(now),
-            updated_at: Set(now),
-        };
-        let subject_row = subject_row.clone();
-        let digests = digests.clone();
-        let agency_id = principal.agency_id.clone();
+        let reference_code = new_reference_code(chrono::Datelike::year(&rows.now));
+        let mut referral_row = rows.referral.clone();
+        referral_row.reference_code = Set(reference_code.clone());
         let actor = principal.clone();
-        let urgency = content.urgency.as_str_name();
-        let county = content.county.clone();
+        let written = rows.clone();
         let code = reference_code.clone();
-        let facts = RoutingFacts::of(&content, kind);
+        let row_to_write = referral_row.clone();
         let result = refnet_core::db::write_txn(ctx.db(), move |txn| {
             Box::pin(async move {
-                subject::Entity::insert(subject_row)
+                let rows = &*written;
+                subject::Entity::insert(rows.subject.clone())
                     .exec_without_returning(txn)
                     .await?;
-                referral::Entity::insert(referral_row)
+                referral::Entity::insert(row_to_write)
                     .exec_without_returning(txn)
                     .await?;
-                insert_identifiers(txn, &digests, referral_id, subject_id).await?;
-                referral_party::Entity::insert(referral_party::ActiveModel {
-                    referral_id: Set(referral_id),
-                    agency_id: Set(agency_id),
-                    relation: Set(RELATION_FILER.to_owned()),
-                    since: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await?;
+                let identifiers = rows.identifier_rows();
+                if !identifiers.is_empty() {
+                    subject_identifier::Entity::insert_many(identifiers)
+                        .exec_without_returning(txn)
+                        .await?;
+                }
+                referral_party::Entity::insert(rows.filer_party(&actor.agency_id))
+                    .exec_without_returning(txn)
+                    .await?;
                 events::append(
                     txn,
                     EventKind::ReferralFiled,
-                    Some(referral_id),
+                    Some(rows.referral_id),
                     Some(&actor),
-                    &FiledPayload {
-                        reference_code: &code,
-                        version: 1,
-                        filing_agency_kind: kind,
-                        urgency,
-                        county: &county,
-                        facts: facts.clone(),
-                    },
+                    &rows.filed_payload(&code, kind),
                 )
                 .await?;
                 Ok(())
@@ -446,14 +528,13 @@ pub async fn file(
         match result {
             Ok(()) => {
                 ctx.event_signal().notify_waiters();
-                tracing::info!(reference_code = %reference_code, referral_id = %referral_id, "referral filed");
-                let row = referral::Entity::find_by_id(referral_id)
-                    .one(ctx.db())
-                    .await?
-                    .ok_or_else(|| ServiceError::Internal("filed referral vanished".into()))?;
+                tracing::info!(reference_code = %reference_code, referral_id = %rows.referral_id, "referral filed");
+                // The row as written (no read back: every column was set here).
+                let row: referral::Model = sea_orm::TryIntoModel::try_into_model(referral_row)
+                    .map_err(|e| ServiceError::internal("filed row", e))?;
                 return Ok(Filed {
-                    referral: to_proto(&row, &content),
-                    subject: subject_context(ctx.keys(), &row, &content, Relation::default()),
+                    referral: to_proto(&row, &rows.content),
+                    subject: subject_context(ctx.keys(), &row, &rows.content, Relation::default()),
                     replayed: false,
                     possible_duplicates: duplicates,
                 });
@@ -771,8 +852,8 @@ pub async fn list(
     cursor: Option<Uuid>,
     page_size: u64,
 ) -> ServiceResult<(Vec<referral::Model>, bool)> {
-    let mut q = referral::Entity::find()
-        .filter(referral::Column::Id.in_subquery(party_ids(&principal.agency_id)));
+    let mut q =
+        joined_to_parties().filter(referral_party::Column::AgencyId.eq(&principal.agency_id));
     if !filter.statuses.is_empty() {
         q = q.filter(referral::Column::Status.is_in(filter.statuses.clone()));
     }
@@ -792,10 +873,10 @@ pub async fn list(
         q = q.filter(referral::Column::FiledAt.lt(before));
     }
     if let Some(cursor) = cursor {
-        q = q.filter(referral::Column::Id.lt(cursor));
+        q = q.filter(referral_party::Column::ReferralId.lt(cursor));
     }
     let mut rows = q
-        .order_by_desc(referral::Column::Id)
+        .order_by_desc(referral_party::Column::ReferralId)
         .limit(page_size + 1)
         .all(ctx.db())
         .await?;

@@ -316,6 +316,20 @@ pub fn new_reference_code(year: i32) -> String {
     format!("RN-{year:04}-{tail}")
 }
 
+/// The `n`th seeded reference code of `year` (`refnet seed`): `n` in base 32
+/// over the code alphabet, so seeded codes never collide with each other
+/// (seed into a past year to keep them apart from live filings' random codes).
+pub fn seeded_reference_code(year: i32, n: u64) -> String {
+    let mut tail = [b'0'; 6];
+    let mut rest = n;
+    for slot in tail.iter_mut().rev() {
+        // The remainder is below 32, so the index is in range.
+        *slot = CODE_ALPHABET[(rest % 32) as usize];
+        rest /= 32;
+    }
+    format!("RN-{year:04}-{}", String::from_utf8_lossy(&tail))
+}
+
 /// A fresh WPA pseudonym, e.g. `Witness-7F3KQ` (callers check it is unused).
 pub fn new_pseudonym() -> String {
     use rand::Rng;
