@@ -14,6 +14,7 @@ mod m20261128_000003_routing;
 mod m20261128_000004_messages;
 mod m20261128_000005_handoff_decisions;
 mod m20261128_000006_protection;
+mod m20261129_000007_growth_indexes;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_messages::Migration),
             Box::new(m20261128_000005_handoff_decisions::Migration),
             Box::new(m20261128_000006_protection::Migration),
+            Box::new(m20261129_000007_growth_indexes::Migration),
         ]
     }
 }
