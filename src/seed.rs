@@ -45,7 +45,7 @@ pub async fn run(
         }
         refnet_intake::seed::write_batch(ctx, items, year, already + written).await?;
         written += size;
-        if written % (batch * 50) == 0 || written == count {
+        if written.is_multiple_of(batch * 50) || written == count {
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "seeded {written}/{count} ({:.0} referrals/s)",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use refnet_api::v1 as pb;
 use refnet_routing::worker::RoutingWorker;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::Code;
 
 use crate::{
@@ -15,6 +16,7 @@ use crate::{
 };
 
 on_both!(
+    many_streams_of_one_agency_share_one_delivery,
     police_desk_to_four_agencies,
     transitions_are_checked_and_concurrent_accepts_race,
     inbox_stream_delivers_and_resumes_without_gaps,
@@ -61,7 +63,6 @@ pub(crate) async fn inbox(app: &TestApp, agency: &str) -> Vec<pb::Handoff> {
 /// Waits (bounded) until `referral` has `n` handoffs.
 pub(crate) async fn await_handoffs(app: &TestApp, referral: &str, n: i64) {
     use refnet_core::entities::handoff;
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let db = app.db().await;
     let id = uuid::Uuid::parse_str(referral).expect("id");
     for _ in 0..200 {
@@ -575,6 +576,66 @@ async fn inbox_stream_delivers_and_resumes_without_gaps(app: &TestApp) {
     assert_eq!(refused.code(), Code::InvalidArgument);
 }
 
+/// Eight streams of the NGO open at once (served by the process's one log
+/// reader): every stream gets the new handoff, already delivered, and the
+/// delivery is recorded once, not once per stream. A stream opened after the
+/// handoff, from the beginning, reads it from the log and matches.
+async fn many_streams_of_one_agency_share_one_delivery(app: &TestApp) {
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(app.watch_inbox("ngo-shelter-nairobi").await);
+    }
+    let referral = app
+        .file("police-nairobi", foreign_child_in_forced_labour())
+        .await
+        .referral
+        .expect("referral");
+    let mut handoff_ids = std::collections::BTreeSet::new();
+    for stream in &mut streams {
+        let item = crate::common::next_item_for(stream, &referral.id).await;
+        assert_eq!(item.event, "HandoffCreated");
+        let h = item.handoff.expect("handoff");
+        assert_eq!(
+            h.state,
+            pb::HandoffState::Delivered as i32,
+            "sent delivered"
+        );
+        assert_eq!(h.version, 2);
+        handoff_ids.insert(h.id);
+    }
+    assert_eq!(handoff_ids.len(), 1, "the same handoff on every stream");
+    let handoff_id = handoff_ids.into_iter().next().expect("one");
+    // Every stream also sees the delivery event, once.
+    for stream in &mut streams {
+        let item = crate::common::next_item_for(stream, &referral.id).await;
+        assert_eq!(item.event, "HandoffDelivered");
+    }
+    drop(streams);
+    let db = app.db().await;
+    let delivered = refnet_core::entities::event::Entity::find()
+        .filter(refnet_core::entities::event::Column::Kind.eq("HandoffDelivered"))
+        .filter(refnet_core::entities::event::Column::Payload.contains(handoff_id.as_str()))
+        .count(&db)
+        .await
+        .expect("count");
+    assert_eq!(delivered, 1, "one delivery for eight streams");
+
+    let mut late = pb::routing_service_client::RoutingServiceClient::new(app.channel().await)
+        .watch_inbox(authed(
+            pb::WatchInboxRequest {
+                cursor: String::new(),
+                from_beginning: true,
+            },
+            &app.officer("ngo-shelter-nairobi"),
+        ))
+        .await
+        .expect("watch from the beginning")
+        .into_inner();
+    let first = crate::common::next_item_for(&mut late, &referral.id).await;
+    assert_eq!(first.event, "HandoffCreated");
+    assert_eq!(first.handoff.map(|h| h.id), Some(handoff_id));
+}
+
 async fn overdue_handoffs_escalate_at_their_deadline(app: &TestApp) {
     // HIGH urgency: acknowledge within 4 hours.
     let mut draft = foreign_child_in_forced_labour();
@@ -690,7 +751,6 @@ async fn complete_withdraw_and_closing(app: &TestApp) {
     };
     let handoff_ids = {
         use refnet_core::entities::handoff;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         let id = uuid::Uuid::parse_str(&referral.id).expect("id");
         handoff::Entity::find()
             .filter(handoff::Column::ReferralId.eq(id))

@@ -14,6 +14,7 @@
 
 pub mod deadlines;
 pub mod decisions;
+pub(crate) mod hub;
 pub mod lifecycle;
 pub mod messages;
 pub mod rules;

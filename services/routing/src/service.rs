@@ -2,6 +2,8 @@
 //! lifecycle, each transition checked against the state machine and made with
 //! optimistic concurrency.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use prost::Message;
 use refnet_api::v1::{self as pb, routing_service_server::RoutingService};
@@ -33,12 +35,22 @@ const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
 #[derive(Clone)]
 pub struct Routing {
     ctx: AppContext,
+    /// The one log reader behind every WatchInbox stream of this service.
+    hub: Arc<crate::hub::InboxHub>,
 }
 
 impl Routing {
     /// The service over `ctx`.
     pub fn new(ctx: AppContext) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            hub: Arc::new(crate::hub::InboxHub::new()),
+        }
+    }
+
+    /// The inbox hub.
+    pub(crate) fn hub(&self) -> &crate::hub::InboxHub {
+        &self.hub
     }
 }
 

@@ -23,8 +23,6 @@ use crate::{lifecycle::Transition, service::to_proto};
 
 /// Events read per query.
 const BATCH: u64 = 200;
-/// How often an idle stream looks at the log when no in-process signal came
-/// (other replicas' writes).
 
 #[derive(Serialize, Deserialize)]
 struct StreamCursor {
@@ -68,14 +66,12 @@ pub async fn start(
     if req.from_beginning {
         return Ok(0);
     }
-    Ok(event::Entity::find()
-        .order_by_desc(event::Column::Seq)
-        .one(ctx.db())
-        .await?
-        .map_or(0, |e| e.seq))
+    crate::hub::latest(ctx).await
 }
 
-/// Feeds `tx` until the client goes away.
+/// Feeds `tx` until the client goes away: from the log until caught up,
+/// then from the process's inbox hub (back to the log whenever the hub's
+/// batches do not follow on from the cursor).
 pub async fn run(
     ctx: AppContext,
     principal: Principal,
@@ -84,32 +80,72 @@ pub async fn run(
     routing: crate::service::Routing,
     tx: mpsc::Sender<Result<pb::InboxEvent, tonic::Status>>,
 ) {
+    // Subscribe first: whatever is appended while catching up is buffered.
+    let mut hub = routing.hub().subscribe(&ctx);
+    let mut catching_up = true;
     loop {
-        let signal = ctx.event_signal().notified();
-        tokio::pin!(signal);
-        signal.as_mut().enable();
-        match next_batch(&ctx, &principal, &call, &routing, after).await {
-            Ok((items, last)) => {
-                after = last;
-                let sent_any = !items.is_empty();
-                for item in items {
-                    if tx.send(Ok(item)).await.is_err() {
-                        return; // the client went away
+        if catching_up {
+            match next_batch(&ctx, &principal, &call, &routing, after).await {
+                Ok((items, last)) => {
+                    catching_up = last != after;
+                    after = last;
+                    for item in items {
+                        if tx.send(Ok(item)).await.is_err() {
+                            return; // the client went away
+                        }
                     }
-                }
-                if sent_any {
                     continue;
                 }
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e.into_status())).await;
-                return;
+                Err(e) => {
+                    let _ = tx.send(Err(e.into_status())).await;
+                    return;
+                }
             }
         }
         tokio::select! {
             () = tx.closed() => return,
-            () = signal => {}
-            () = tokio::time::sleep(ctx.event_poll_interval()) => {}
+            received = hub.recv() => match received {
+                Ok(batch) => {
+                    if batch.last <= after {
+                        continue; // already read from the log
+                    }
+                    if batch.after > after {
+                        catching_up = true; // events between: read the log
+                        continue;
+                    }
+                    for hub_item in batch.items.iter().filter(|i| {
+                        i.event.seq > after && i.handoff.to_agency_id == principal.agency_id
+                    }) {
+                        let item = item(
+                            &ctx,
+                            &principal,
+                            &call,
+                            &routing,
+                            &hub_item.event,
+                            hub_item.handoff.clone(),
+                            Some(&hub_item.delivered),
+                        )
+                        .await;
+                        match item {
+                            Ok(item) => {
+                                if tx.send(Ok(item)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into_status())).await;
+                                return;
+                            }
+                        }
+                    }
+                    after = batch.last;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => catching_up = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    let _ = tx.send(Err(refnet_core::error::resumable_shutdown())).await;
+                    return;
+                }
+            },
             () = ctx.shutting_down() => {
                 let _ = tx.send(Err(refnet_core::error::resumable_shutdown())).await;
                 return;
@@ -118,7 +154,8 @@ pub async fn run(
     }
 }
 
-/// The stream items after `after`, and the sequence number read up to.
+/// The stream items after `after` read from the log (each handoff looked
+/// up), and the sequence number read up to (`after` when nothing was new).
 async fn next_batch(
     ctx: &AppContext,
     principal: &Principal,
@@ -140,48 +177,65 @@ async fn next_batch(
         let Ok(r) = serde_json::from_str::<HandoffRef>(&ev.payload) else {
             continue;
         };
-        let Some(mut row) = handoff::Entity::find_by_id(r.handoff_id)
+        let Some(row) = handoff::Entity::find_by_id(r.handoff_id)
             .filter(handoff::Column::ToAgencyId.eq(principal.agency_id.as_str()))
             .one(ctx.db())
             .await?
         else {
             continue;
         };
-        // The item continues the trace of the change that caused it.
-        let span = tracing::info_span!(
-            "stream_item",
-            otel.name = "WatchInbox item",
-            handoff_id = %row.id,
-            event = %ev.kind
-        );
-        refnet_core::telemetry::continue_trace(&span, ev.trace_context.as_deref());
-        let item = async {
-            if row.state == pb::HandoffState::Pending.as_str_name()
-                && let Some(delivered) = routing
-                    .record(
-                        principal,
-                        row.clone(),
-                        Transition::Deliver,
-                        crate::service::Effects::default(),
-                    )
-                    .await?
-            {
-                row = delivered;
-            }
-            let item = pb::InboxEvent {
-                cursor: seal(ctx, &principal.agency_id, ev.seq)?,
-                event: ev.kind.clone(),
-                handoff: Some(to_proto(&row)?),
-                occurred_at: Some(timestamp(ev.occurred_at)),
-                redactions: Vec::new(),
-            };
-            Ok::<_, refnet_core::ServiceError>(
-                reply(ctx, principal, call, None, item).await?.into_inner(),
-            )
-        }
-        .instrument(span)
-        .await?;
-        items.push(item);
+        items.push(item(ctx, principal, call, routing, &ev, row, None).await?);
     }
     Ok((items, last))
+}
+
+/// The redacted stream item for `ev` about `row`; a pending handoff's
+/// delivery is recorded first (once per process when `delivered` is the
+/// hub's shared cell).
+async fn item(
+    ctx: &AppContext,
+    principal: &Principal,
+    call: &CallInfo,
+    routing: &crate::service::Routing,
+    ev: &event::Model,
+    mut row: handoff::Model,
+    delivered: Option<&tokio::sync::OnceCell<Option<handoff::Model>>>,
+) -> ServiceResult<pb::InboxEvent> {
+    // The item continues the trace of the change that caused it.
+    let span = tracing::info_span!(
+        "stream_item",
+        otel.name = "WatchInbox item",
+        handoff_id = %row.id,
+        event = %ev.kind
+    );
+    refnet_core::telemetry::continue_trace(&span, ev.trace_context.as_deref());
+    async {
+        if row.state == pb::HandoffState::Pending.as_str_name() {
+            let deliver = || {
+                routing.record(
+                    principal,
+                    row.clone(),
+                    Transition::Deliver,
+                    crate::service::Effects::default(),
+                )
+            };
+            let updated = match delivered {
+                Some(cell) => cell.get_or_try_init(deliver).await?.clone(),
+                None => deliver().await?,
+            };
+            if let Some(updated) = updated {
+                row = updated;
+            }
+        }
+        let item = pb::InboxEvent {
+            cursor: seal(ctx, &principal.agency_id, ev.seq)?,
+            event: ev.kind.clone(),
+            handoff: Some(to_proto(&row)?),
+            occurred_at: Some(timestamp(ev.occurred_at)),
+            redactions: Vec::new(),
+        };
+        Ok(reply(ctx, principal, call, None, item).await?.into_inner())
+    }
+    .instrument(span)
+    .await
 }
