@@ -893,7 +893,12 @@ pub async fn list(
         q = q.filter(referral::Column::FiledAt.lt(before));
     }
     if let Some(cursor) = cursor {
-        q = q.filter(referral_party::Column::ReferralId.lt(cursor));
+        // On both sides of the join: PostgreSQL merge-joins the two indexes
+        // backwards, and without the bound on `referrals` it walked every
+        // referral newer than the cursor (deeper pages cost more).
+        q = q
+            .filter(referral_party::Column::ReferralId.lt(cursor))
+            .filter(referral::Column::Id.lt(cursor));
     }
     let mut rows = q
         .order_by_desc(referral_party::Column::ReferralId)
