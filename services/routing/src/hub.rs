@@ -76,6 +76,27 @@ struct HandoffRef {
     handoff_id: Uuid,
 }
 
+/// The handoff a `Handoff*` event is about.
+pub(crate) fn handoff_id(ev: &event::Model) -> Option<Uuid> {
+    serde_json::from_str::<HandoffRef>(&ev.payload)
+        .ok()
+        .map(|r| r.handoff_id)
+}
+
+/// Up to [`BATCH`] handoff events after sequence number `after`, in log order.
+pub(crate) async fn handoff_events(
+    ctx: &AppContext,
+    after: i64,
+) -> ServiceResult<Vec<event::Model>> {
+    Ok(event::Entity::find()
+        .filter(event::Column::Seq.gt(after))
+        .filter(event::Column::Kind.starts_with("Handoff"))
+        .order_by_asc(event::Column::Seq)
+        .limit(BATCH)
+        .all(ctx.db())
+        .await?)
+}
+
 /// Reads the log until shutdown, broadcasting each batch.
 async fn run(ctx: AppContext, tx: broadcast::Sender<Arc<HubBatch>>) {
     let mut after = loop {
@@ -124,24 +145,11 @@ pub(crate) async fn latest(ctx: &AppContext) -> ServiceResult<i64> {
 /// The next batch after `after`, with the handoffs its events are about
 /// (two queries); `None` when the log has nothing new.
 async fn read(ctx: &AppContext, after: i64) -> ServiceResult<Option<HubBatch>> {
-    let events = event::Entity::find()
-        .filter(event::Column::Seq.gt(after))
-        .filter(event::Column::Kind.starts_with("Handoff"))
-        .order_by_asc(event::Column::Seq)
-        .limit(BATCH)
-        .all(ctx.db())
-        .await?;
+    let events = handoff_events(ctx, after).await?;
     let Some(last) = events.last().map(|e| e.seq) else {
         return Ok(None);
     };
-    let refs: Vec<Option<Uuid>> = events
-        .iter()
-        .map(|e| {
-            serde_json::from_str::<HandoffRef>(&e.payload)
-                .ok()
-                .map(|r| r.handoff_id)
-        })
-        .collect();
+    let refs: Vec<Option<Uuid>> = events.iter().map(handoff_id).collect();
     let mut ids: Vec<Uuid> = refs.iter().flatten().copied().collect();
     ids.sort_unstable();
     ids.dedup();

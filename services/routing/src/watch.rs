@@ -13,26 +13,17 @@ use refnet_core::{
     domain::referral::timestamp,
     entities::{event, handoff},
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::{lifecycle::Transition, service::to_proto};
-
-/// Events read per query.
-const BATCH: u64 = 200;
 
 #[derive(Serialize, Deserialize)]
 struct StreamCursor {
     agency: String,
     seq: i64,
-}
-
-#[derive(Deserialize)]
-struct HandoffRef {
-    handoff_id: Uuid,
 }
 
 /// Seals the position `seq` of `agency`'s stream.
@@ -163,21 +154,15 @@ async fn next_batch(
     routing: &crate::service::Routing,
     after: i64,
 ) -> ServiceResult<(Vec<pb::InboxEvent>, i64)> {
-    let events = event::Entity::find()
-        .filter(event::Column::Seq.gt(after))
-        .filter(event::Column::Kind.starts_with("Handoff"))
-        .order_by_asc(event::Column::Seq)
-        .limit(BATCH)
-        .all(ctx.db())
-        .await?;
+    let events = crate::hub::handoff_events(ctx, after).await?;
     let mut last = after;
     let mut items = Vec::new();
     for ev in events {
         last = ev.seq;
-        let Ok(r) = serde_json::from_str::<HandoffRef>(&ev.payload) else {
+        let Some(id) = crate::hub::handoff_id(&ev) else {
             continue;
         };
-        let Some(row) = handoff::Entity::find_by_id(r.handoff_id)
+        let Some(row) = handoff::Entity::find_by_id(id)
             .filter(handoff::Column::ToAgencyId.eq(principal.agency_id.as_str()))
             .one(ctx.db())
             .await?
