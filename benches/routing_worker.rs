@@ -24,7 +24,7 @@ use refnet_core::{
     config::Config,
     devkeys::{DevSigner, TokenRequest},
 };
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::transport::Channel;
 
 const ROUNDS: usize = 3;
@@ -119,135 +119,6 @@ async fn file_backlog(channel: &Channel, token: &str, n: usize) {
     }
 }
 
-/// Creates the baseline's four tables (performance.md's pg-insert shape).
-async fn baseline_schema(db: &sea_orm::DatabaseConnection) {
-    let pg = db.get_database_backend() == DatabaseBackend::Postgres;
-    let (uuid, ts) = if pg {
-        ("uuid", "timestamptz")
-    } else {
-        ("blob", "text")
-    };
-    for sql in [
-        format!(
-            "CREATE TABLE IF NOT EXISTS bench_subject (id {uuid} PRIMARY KEY, sealed bytea, created_at {ts})"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS bench_referral (id {uuid} PRIMARY KEY, subject_id {uuid} REFERENCES bench_subject(id), code text, created_at {ts})"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS bench_event (seq {} PRIMARY KEY, referral_id {uuid} REFERENCES bench_referral(id), payload text, created_at {ts})",
-            if pg { "bigserial" } else { "integer" }
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS bench_audit (id {uuid} PRIMARY KEY, referral_id {uuid} REFERENCES bench_referral(id), entry text, created_at {ts})"
-        ),
-        "CREATE INDEX IF NOT EXISTS bench_referral_subject ON bench_referral(subject_id)"
-            .to_owned(),
-        "CREATE INDEX IF NOT EXISTS bench_event_referral ON bench_event(referral_id)".to_owned(),
-        "CREATE INDEX IF NOT EXISTS bench_audit_referral ON bench_audit(referral_id)".to_owned(),
-    ] {
-        let sql = if pg {
-            sql
-        } else {
-            sql.replace("bytea", "blob")
-        };
-        db.execute_unprepared(&sql).await.expect("baseline schema");
-    }
-}
-
-/// The 4-row transaction, from `clients` tasks for `duration`; transactions per second.
-async fn baseline(db: &sea_orm::DatabaseConnection, clients: usize, duration: Duration) -> f64 {
-    let backend = db.get_database_backend();
-    let p = |n: usize| {
-        if backend == DatabaseBackend::Postgres {
-            format!("${n}")
-        } else {
-            "?".to_owned()
-        }
-    };
-    let sql = [
-        format!(
-            "INSERT INTO bench_subject (id, sealed, created_at) VALUES ({}, {}, {})",
-            p(1),
-            p(2),
-            p(3)
-        ),
-        format!(
-            "INSERT INTO bench_referral (id, subject_id, code, created_at) VALUES ({}, {}, {}, {})",
-            p(1),
-            p(2),
-            p(3),
-            p(4)
-        ),
-        format!(
-            "INSERT INTO bench_event (referral_id, payload, created_at) VALUES ({}, {}, {})",
-            p(1),
-            p(2),
-            p(3)
-        ),
-        format!(
-            "INSERT INTO bench_audit (id, referral_id, entry, created_at) VALUES ({}, {}, {}, {})",
-            p(1),
-            p(2),
-            p(3),
-            p(4)
-        ),
-    ];
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let db = db.clone();
-        let sql = sql.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            while start.elapsed() < duration {
-                let now = chrono::Utc::now();
-                let (s, r) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-                let txn = db.begin().await.expect("begin");
-                let st =
-                    |q: &str, v: Vec<sea_orm::Value>| Statement::from_sql_and_values(backend, q, v);
-                txn.execute_raw(st(
-                    &sql[0],
-                    vec![s.into(), vec![7u8; 200].into(), now.into()],
-                ))
-                .await
-                .expect("subject");
-                txn.execute_raw(st(
-                    &sql[1],
-                    vec![r.into(), s.into(), "KE-NBI-2026-000001".into(), now.into()],
-                ))
-                .await
-                .expect("referral");
-                txn.execute_raw(st(
-                    &sql[2],
-                    vec![r.into(), "{\"kind\":\"ReferralFiled\"}".into(), now.into()],
-                ))
-                .await
-                .expect("event");
-                txn.execute_raw(st(
-                    &sql[3],
-                    vec![
-                        uuid::Uuid::now_v7().into(),
-                        r.into(),
-                        "GetReferral".into(),
-                        now.into(),
-                    ],
-                ))
-                .await
-                .expect("audit");
-                txn.commit().await.expect("commit");
-                done += 1;
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("baseline task");
-    }
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
 fn summary(mut xs: Vec<f64>, precision: usize) -> String {
     xs.sort_by(f64::total_cmp);
     format!(
@@ -306,7 +177,9 @@ async fn main() {
         .connect()
         .await
         .expect("connect");
-    baseline_schema(ctx.db()).await;
+    refnet::insert_baseline::schema(ctx.db())
+        .await
+        .expect("baseline schema");
     let clients = if pg { 16 } else { 1 };
     let rules = refnet_routing::rules(&ctx).expect("rules");
     let worker = refnet_routing::worker::RoutingWorker::new(ctx.clone(), rules);
@@ -332,7 +205,10 @@ async fn main() {
         let elapsed = start.elapsed();
         let handoffs = count(ctx.db(), "handoffs").await - handoffs_before;
         let per_s = n as f64 / elapsed.as_secs_f64();
-        let tps = baseline(ctx.db(), clients, elapsed.max(Duration::from_secs(3))).await;
+        let tps =
+            refnet::insert_baseline::run(ctx.db(), clients, elapsed.max(Duration::from_secs(3)))
+                .await
+                .expect("baseline");
         println!(
             "round {round}: {n} referrals ({handoffs} handoffs, {handled} events read) routed in {:.2} s = {per_s:.0} referrals/s, {:.0} events/s; baseline {tps:.0} tx/s; ratio {:.2}",
             elapsed.as_secs_f64(),

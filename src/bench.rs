@@ -383,6 +383,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "errors",
         "ratio"
     );
+    // sqlite-insert (performance.md): the 4-row transaction, one writer, on a
+    // scratch database with refnet's own connection settings, run after each
+    // FileReferral phase on SQLite. PostgreSQL's pg-insert is pgbench's
+    // (scripts/bench-pg).
+    let scratch = tempfile::tempdir()?;
+    let sqlite_insert = if args.database_url.is_none() && scenarios.contains(&Scenario::File) {
+        let db = refnet_core::db::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            scratch.path().join("sqlite-insert.db").display()
+        ))
+        .await?;
+        crate::insert_baseline::schema(&db).await?;
+        Some(db)
+    } else {
+        None
+    };
     for scenario in scenarios {
         if scenario == Scenario::Watch {
             watch(&world, &tokens, &args).await?;
@@ -390,6 +406,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         let mut ratios = Vec::new();
         let mut rates = Vec::new();
+        let mut insert_ratios = Vec::new();
         for round in 1..=args.rounds.max(1) {
             let mut base = drive(&world, None, args.concurrency, args.duration.into()).await;
             let mut measured = drive(
@@ -416,6 +433,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             if let Some(e) = &measured.first_error {
                 println!("         first error: {e}");
             }
+            if scenario == Scenario::File
+                && let Some(db) = &sqlite_insert
+            {
+                let tps = crate::insert_baseline::run(db, 1, args.duration.into()).await?;
+                let ratio = measured.rate() / tps;
+                insert_ratios.push(ratio);
+                println!(
+                    "         sqlite-insert {tps:.0} tx/s (one writer); FileReferral / sqlite-insert {ratio:.3}"
+                );
+            }
+        }
+        if !insert_ratios.is_empty() {
+            insert_ratios.sort_by(f64::total_cmp);
+            println!(
+                "file     ratio to sqlite-insert: min {:.3} median {:.3} max {:.3} (target >= 0.6)",
+                insert_ratios[0],
+                insert_ratios[insert_ratios.len() / 2],
+                insert_ratios[insert_ratios.len() - 1]
+            );
         }
         ratios.sort_by(f64::total_cmp);
         rates.sort_by(f64::total_cmp);

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 mod desk;
 pub mod fixtures;
+pub mod insert_baseline;
 pub mod seed;
 
 use std::future::Future;

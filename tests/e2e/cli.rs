@@ -449,6 +449,10 @@ fn the_load_tool_runs_each_scenario_without_errors() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        stdout.contains("file     ratio to sqlite-insert: min "),
+        "the SQLite insert baseline runs beside FileReferral: {stdout}"
+    );
     for scenario in ["file", "get", "list", "inbox", "message"] {
         let row = stdout
             .lines()
