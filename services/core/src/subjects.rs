@@ -86,6 +86,15 @@ pub async fn load_content<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
+    content_of(keys, row, &subj)
+}
+
+/// The content of `row` with its subject `subj` already read, sealed parts opened.
+pub fn content_of(
+    keys: &Keyring,
+    row: &referral::Model,
+    subj: &subject::Model,
+) -> ServiceResult<ReferralContent> {
     let key = keys
         .master
         .unwrap_data_key(subj.id, &subj.wrapped_key)

@@ -184,12 +184,37 @@ pub async fn get(
     principal: &Principal,
     reference: &ReferralRef,
 ) -> ServiceResult<Loaded> {
-    let row = find_visible(ctx.db(), &principal.agency_id, reference).await?;
-    // The content and the viewer's relation are independent: read them at once.
-    let (content, relation) = tokio::try_join!(
-        load_content(ctx.db(), ctx.keys(), &row),
-        refnet_core::access::relation(ctx.db(), row.id, &principal.agency_id),
-    )?;
+    let agency = principal.agency_id.as_str();
+    // The referral and its subject in one query, joined to the viewer's party
+    // row; by id, the viewer's relation is read at the same time (it is
+    // discarded with the rest when the referral is not visible).
+    let subject_of: sea_orm::RelationDef = referral::Entity::belongs_to(subject::Entity)
+        .from(referral::Column::SubjectId)
+        .to(subject::Column::Id)
+        .into();
+    let visible = async {
+        joined_to_parties()
+            .join(sea_orm::JoinType::InnerJoin, subject_of)
+            .filter(by_ref(reference))
+            .filter(referral_party::Column::AgencyId.eq(agency))
+            .select_also(subject::Entity)
+            .one(ctx.db())
+            .await?
+            .and_then(|(row, subj)| Some((row, subj?)))
+            .ok_or(ServiceError::NotFound)
+    };
+    let ((row, subj), relation) = match reference {
+        ReferralRef::Id(id) => tokio::try_join!(
+            visible,
+            refnet_core::access::relation(ctx.db(), *id, agency)
+        )?,
+        ReferralRef::Code(_) => {
+            let (row, subj) = visible.await?;
+            let relation = refnet_core::access::relation(ctx.db(), row.id, agency).await?;
+            ((row, subj), relation)
+        }
+    };
+    let content = refnet_core::subjects::content_of(ctx.keys(), &row, &subj)?;
     Ok(Loaded {
         referral: to_proto(&row, &content),
         subject: subject_context(ctx.keys(), &row, &content, relation),
