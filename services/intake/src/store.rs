@@ -221,26 +221,52 @@ pub async fn get(
     })
 }
 
+/// A blind-index row sharing a digest: (referral, identifier kind, subject).
+type Hit = (Uuid, String, Uuid);
+
+/// Every blind-index row sharing a digest with `digests`, in one query.
+///
+/// No LIMIT in the statement: PostgreSQL plans a prepared statement's bound
+/// LIMIT generically, as a small fraction of the table, and chose a scan of
+/// every identifier row over the digest index (3 ms at 7k rows, growing with
+/// the table). Matches are exact identifiers, so few.
+async fn identifier_hits<C: ConnectionTrait>(
+    db: &C,
+    digests: &[(&'static str, Vec<u8>)],
+) -> ServiceResult<Vec<Hit>> {
+    if digests.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(subject_identifier::Entity::find()
+        .select_only()
+        .column(subject_identifier::Column::ReferralId)
+        .column(subject_identifier::Column::Kind)
+        .column(subject_identifier::Column::SubjectId)
+        .filter(subject_identifier::Column::Digest.is_in(digests.iter().map(|(_, d)| d.clone())))
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// The pseudonym of a protected subject sharing an identifier with `digests`, if any.
 async fn protected_match<C: ConnectionTrait>(
     db: &C,
     digests: &[(&'static str, Vec<u8>)],
 ) -> ServiceResult<Option<String>> {
-    if digests.is_empty() {
-        return Ok(None);
-    }
-    // Two bounded lookups (the digest index, then primary keys), not one
-    // IN-subquery: PostgreSQL planned that as a walk of every subject in id
-    // order, checking each against the subquery: a filing's cost grew with
-    // the table (4.6 ms at 6k subjects).
-    let sharing: Vec<Uuid> = subject_identifier::Entity::find()
-        .select_only()
-        .column(subject_identifier::Column::SubjectId)
-        .distinct()
-        .filter(subject_identifier::Column::Digest.is_in(digests.iter().map(|(_, d)| d.clone())))
-        .into_tuple()
-        .all(db)
-        .await?;
+    let hits = identifier_hits(db, digests).await?;
+    protected_among(db, &hits).await
+}
+
+/// The pseudonym of a protected subject among `hits`' subjects, if any: a
+/// primary-key lookup of those subjects (an IN-subquery over the blind index
+/// was planned by PostgreSQL as a walk of every subject, 4.6 ms at 6k).
+async fn protected_among<C: ConnectionTrait>(
+    db: &C,
+    hits: &[Hit],
+) -> ServiceResult<Option<String>> {
+    let mut sharing: Vec<Uuid> = hits.iter().map(|(_, _, subject)| *subject).collect();
+    sharing.sort_unstable();
+    sharing.dedup();
     if sharing.is_empty() {
         return Ok(None);
     }
@@ -259,24 +285,18 @@ async fn possible_duplicates<C: ConnectionTrait>(
     digests: &[(&'static str, Vec<u8>)],
     exclude: Option<Uuid>,
 ) -> ServiceResult<Vec<pb::PossibleDuplicate>> {
-    if digests.is_empty() {
-        return Ok(Vec::new());
-    }
-    // No LIMIT in the statement: PostgreSQL plans a prepared statement's
-    // bound LIMIT generically, as a small fraction of the table, and chose a
-    // scan of every identifier row over the digest index (3 ms at 7k rows,
-    // growing with the table). Matches are exact identifiers, so few; the
-    // reply keeps the first 200 referrals.
-    let hits: Vec<(Uuid, String)> = subject_identifier::Entity::find()
-        .select_only()
-        .column(subject_identifier::Column::ReferralId)
-        .column(subject_identifier::Column::Kind)
-        .filter(subject_identifier::Column::Digest.is_in(digests.iter().map(|(_, d)| d.clone())))
-        .into_tuple()
-        .all(db)
-        .await?;
+    let hits = identifier_hits(db, digests).await?;
+    duplicates_among(db, hits, exclude).await
+}
+
+/// The referrals of `hits` but `exclude`, the first 200 by id.
+async fn duplicates_among<C: ConnectionTrait>(
+    db: &C,
+    hits: Vec<Hit>,
+    exclude: Option<Uuid>,
+) -> ServiceResult<Vec<pb::PossibleDuplicate>> {
     let mut matched: BTreeMap<Uuid, String> = BTreeMap::new();
-    for (referral_id, kind) in hits {
+    for (referral_id, kind, _) in hits {
         if Some(referral_id) == exclude {
             continue;
         }
@@ -510,16 +530,15 @@ pub async fn file(
     principal: &Principal,
     cmd: FileCommand,
 ) -> ServiceResult<Filed> {
-    if let Some(filed) = replay(ctx, principal, &cmd.idempotency_key, &cmd.request_digest).await? {
-        return Ok(filed);
-    }
+    // No look-up of the idempotency key first: a retry fails the insert on
+    // the key's unique index and is answered from the first filing below
+    // (one round trip less for every filing that is not a retry).
     let keys = ctx.keys();
-    let digests = digests(keys, &cmd.content);
-    let duplicates = possible_duplicates(ctx.db(), &digests, None).await?;
-
+    let hits = identifier_hits(ctx.db(), &digests(keys, &cmd.content)).await?;
     // A protected witness filed again (an identifier matches) is protected
     // from the first reply on, under the WPA's pseudonym.
-    let protected_pseudonym = protected_match(ctx.db(), &digests).await?;
+    let protected_pseudonym = protected_among(ctx.db(), &hits).await?;
+    let duplicates = duplicates_among(ctx.db(), hits, None).await?;
     let rows = NewReferral::build(
         keys,
         principal,
