@@ -41,6 +41,23 @@ fn refnet(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// A 10-minute officer token of `agency` from `refnet token` on `data`.
+pub(crate) fn officer_token(data: &str, agency: &str) -> String {
+    refnet(&[
+        "token",
+        "--data-dir",
+        data,
+        "--agency",
+        agency,
+        "--role",
+        "officer",
+        "--ttl",
+        "10m",
+    ])
+    .trim()
+    .to_owned()
+}
+
 /// Starts `refnet serve` on `data` with extra environment `env`; returns the
 /// process (killed on drop), the address it serves on, and its log so far.
 pub(crate) async fn spawn_serve(
@@ -524,19 +541,7 @@ async fn seeded_referrals_are_served_like_filed_ones() {
     db.close().await.expect("close");
 
     let (_server, addr, _log) = spawn_serve(data, &[]).await;
-    let token = |agency: &str| {
-        refnet(&[
-            "token",
-            "--data-dir",
-            data,
-            "--agency",
-            agency,
-            "--role",
-            "officer",
-        ])
-        .trim()
-        .to_owned()
-    };
+    let token = |agency: &str| officer_token(data, agency);
     let police = token("police-nairobi");
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")

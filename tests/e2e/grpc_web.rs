@@ -4,14 +4,11 @@
 //! `refnet serve` process). Requests are built by hand, as a browser's
 //! grpc-web library frames them.
 
-use std::process::Command;
-
 use prost::Message;
 use refnet_api::v1 as pb;
 
 use crate::common::canary_draft;
 
-const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
 const ALLOWED: &str = "https://desk.example.org";
 
 /// A grpc-web data frame around `message`.
@@ -53,29 +50,6 @@ fn grpc_status(headers: &reqwest::header::HeaderMap, trailers: &str) -> String {
         .unwrap_or_default()
 }
 
-fn token(data: &str, agency: &str) -> String {
-    let out = Command::new(REFNET)
-        .args([
-            "token",
-            "--data-dir",
-            data,
-            "--agency",
-            agency,
-            "--role",
-            "officer",
-            "--ttl",
-            "10m",
-        ])
-        .env_remove("REFNET_DATABASE_URL")
-        .output()
-        .expect("token");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_calls_over_grpc_web_from_an_allowed_origin_only() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -89,7 +63,7 @@ async fn a_browser_calls_over_grpc_web_from_an_allowed_origin_only() {
         .build()
         .expect("client");
     let url = |method: &str| format!("http://{addr}/refnet.v1.IntakeService/{method}");
-    let police = token(data, "police-nairobi");
+    let police = crate::cli::officer_token(data, "police-nairobi");
 
     // The preflight: allowed origin gets the CORS answer, another origin none.
     for (origin, allowed) in [(ALLOWED, true), ("https://evil.example.com", false)] {
@@ -192,7 +166,7 @@ async fn a_browser_calls_over_grpc_web_from_an_allowed_origin_only() {
     assert_eq!(grpc_status(&headers, &trailers), "16");
 
     // A non-party agency: NOT_FOUND.
-    let outsider = token(data, "police-mombasa");
+    let outsider = crate::cli::officer_token(data, "police-mombasa");
     let hidden = http
         .post(url("GetReferral"))
         .header("content-type", "application/grpc-web+proto")
