@@ -4,13 +4,13 @@
 //! replies per second on one core. Baseline in the same run: cloning the
 //! reply, which every redaction pass does once.
 
-use std::{collections::BTreeSet, hint::black_box};
+use std::{collections::BTreeSet, hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use refnet_api::v1 as pb;
 use refnet_core::{
     auth::Role,
-    detect::{HitKind, RecordIdentifiers, RecordMatcher},
+    detect::{HitKind, MatcherCache, RecordIdentifiers, RecordMatcher},
     policy::{Policy, Relation, SubjectState},
     redact::Redactor,
 };
@@ -128,6 +128,7 @@ fn bench(c: &mut Criterion) {
     };
     let ids = record();
     let matcher = RecordMatcher::new(&ids);
+    let cache = MatcherCache::new(1024, Duration::from_secs(120));
     let base = reply();
 
     let mut group = c.benchmark_group("structured_redaction");
@@ -167,6 +168,20 @@ fn bench(c: &mut Criterion) {
                 black_box((message, outcome))
             })
         });
+        group.bench_function(
+            format!("{name}, as served: view built, matcher from the cache"),
+            |b| {
+                b.iter(|| {
+                    let view = policy
+                        .view(kind, &officer, subject, &Relation::default())
+                        .expect("view");
+                    let matcher = cache.get(&ids);
+                    let mut message = base.clone();
+                    let outcome = Redactor::new(&view, &matcher).apply(&mut message);
+                    black_box((message, outcome))
+                })
+            },
+        );
         group.bench_function(format!("{name}, matcher + view built per reply"), |b| {
             b.iter(|| {
                 let view = policy

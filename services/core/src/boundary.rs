@@ -14,7 +14,7 @@ use crate::{
     AppContext,
     audit::AuditEntry,
     auth::Principal,
-    detect::{RecordIdentifiers, RecordMatcher},
+    detect::RecordIdentifiers,
     error::{ServiceError, ServiceResult},
     policy::{Relation, SubjectState},
     redact::Redactor,
@@ -99,7 +99,7 @@ pub async fn reply<T: Redact>(
             &subject.relation,
         )
         .map_err(|e| ServiceError::PermissionDenied(e.to_string()))?;
-    let matcher = RecordMatcher::new(&subject.record);
+    let matcher = ctx.matchers().get(&subject.record);
     let outcome = Redactor::new(&view, &matcher).apply(&mut message);
     for ((class, action), n) in &outcome.tally {
         ctx.metrics()

@@ -44,6 +44,12 @@ pub enum StartError {
     NoKeySource,
 }
 
+/// How many records' compiled matchers are kept at most.
+const MATCHER_CACHE_CAPACITY: usize = 1024;
+/// How long a compiled matcher (and so the identifiers it holds) is kept
+/// after it was built.
+const MATCHER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Shared state of a running refnet process.
 #[derive(Clone)]
 pub struct AppContext {
@@ -58,6 +64,7 @@ struct Inner {
     auth: Arc<Authenticator>,
     policy: Arc<Policy>,
     audit: AuditLog,
+    matchers: crate::detect::MatcherCache,
     metrics: Arc<crate::metrics::Metrics>,
     events: tokio::sync::Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -129,6 +136,10 @@ impl AppContext {
                 auth,
                 policy,
                 audit: AuditLog::default(),
+                matchers: crate::detect::MatcherCache::new(
+                    MATCHER_CACHE_CAPACITY,
+                    MATCHER_CACHE_TTL,
+                ),
                 metrics: Arc::new(crate::metrics::Metrics::new(meter)),
                 events: tokio::sync::Notify::new(),
                 shutdown: tokio::sync::watch::channel(false).0,
@@ -159,6 +170,11 @@ impl AppContext {
     /// The agency registry.
     pub fn agencies(&self) -> &Arc<AgencyRegistry> {
         &self.inner.agencies
+    }
+
+    /// Compiled record matchers shared by the replies about one referral.
+    pub fn matchers(&self) -> &crate::detect::MatcherCache {
+        &self.inner.matchers
     }
 
     /// The redaction policy.

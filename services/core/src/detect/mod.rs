@@ -34,6 +34,7 @@
 //! Nothing here panics on any input, and every hit is on char boundaries of
 //! the original text (the tests check both on arbitrary strings).
 
+mod cache;
 mod fold;
 mod patterns;
 mod record;
@@ -42,6 +43,7 @@ mod tests;
 
 use std::{borrow::Cow, sync::LazyLock};
 
+pub use cache::MatcherCache;
 pub use record::{RecordIdentifiers, RecordMatcher};
 
 use fold::Folded;

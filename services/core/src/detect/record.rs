@@ -18,7 +18,7 @@ use super::{
 /// phones in E.164, though national spellings are accepted too).
 ///
 /// `Debug` prints only how many values each list holds, never the values.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, PartialEq, Eq, Hash)]
 pub struct RecordIdentifiers {
     /// The subject's given name, family name, full name, aliases and
     /// next-of-kin names (class Identity). Multi-word names also match by
@@ -39,6 +39,20 @@ pub struct RecordIdentifiers {
     pub suspect_phones: Vec<String>,
     /// Suspects' vehicle plates (class Suspect).
     pub suspect_vehicles: Vec<String>,
+}
+
+impl RecordIdentifiers {
+    /// Whether the record lists no identifier at all.
+    pub fn is_empty(&self) -> bool {
+        self.subject_names.is_empty()
+            && self.subject_numbers.is_empty()
+            && self.subject_emails.is_empty()
+            && self.subject_addresses.is_empty()
+            && self.locations.is_empty()
+            && self.suspect_names.is_empty()
+            && self.suspect_phones.is_empty()
+            && self.suspect_vehicles.is_empty()
+    }
 }
 
 impl fmt::Debug for RecordIdentifiers {
