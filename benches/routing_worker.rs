@@ -149,6 +149,10 @@ async fn main() {
     }
     .embedded();
     config.auth.refresh_min_interval_seconds = 0;
+    // The setup files 1,000 referrals in seconds as one officer: not what the
+    // rate limits are for.
+    config.limits.officer_per_second = 0;
+    config.limits.agency_per_second = 0;
     let pg = !config.is_sqlite();
     let ctx = AppContext::build(config).await.expect("refnet starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

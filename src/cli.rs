@@ -75,6 +75,12 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Suspend or reinstate agencies and officers: their tokens are refused
+    /// within `auth.access_refresh_ms` on every running process.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Redaction policy files.
     Policy {
         #[command(subcommand)]
@@ -171,6 +177,65 @@ enum RulesCommand {
         /// A rule file instead of the built-in rules.
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+}
+
+/// Where the command's database is.
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL, instead of SQLite in the data directory.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessCommand {
+    /// Refuse every token of an agency (marks it inactive).
+    SuspendAgency {
+        /// Agency id.
+        agency: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Accept an agency's tokens again.
+    ReinstateAgency {
+        /// Agency id.
+        agency: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Refuse every token of one officer, however long they are valid.
+    SuspendOfficer {
+        /// The officer's agency id.
+        #[arg(long)]
+        agency: String,
+        /// The officer id (the tokens' `sub`).
+        #[arg(long)]
+        officer: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Lift an officer's suspension.
+    ReinstateOfficer {
+        /// The officer's agency id.
+        #[arg(long)]
+        agency: String,
+        /// The officer id.
+        #[arg(long)]
+        officer: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List suspended agencies and officers (tab-separated).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -273,6 +338,7 @@ pub async fn run() -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Access { command } => run_access(&mut config, command).await?,
         Command::Policy { command } => match command {
             PolicyCommand::Check { file } => {
                 let policy = refnet_core::policy::Policy::load(&file)?;
@@ -424,6 +490,82 @@ fn apply_db_flags(config: &mut Config, database_url: Option<String>, data_dir: O
     if let Some(url) = database_url {
         config.database_url = Some(url.into());
     }
+}
+
+/// `refnet access ...`.
+async fn run_access(config: &mut Config, command: AccessCommand) -> anyhow::Result<()> {
+    use refnet_core::revocation;
+    let db_args = match &command {
+        AccessCommand::SuspendAgency { db, .. }
+        | AccessCommand::ReinstateAgency { db, .. }
+        | AccessCommand::SuspendOfficer { db, .. }
+        | AccessCommand::ReinstateOfficer { db, .. }
+        | AccessCommand::List { db } => db,
+    };
+    apply_db_flags(
+        config,
+        db_args.database_url.clone(),
+        db_args.data_dir.clone(),
+    );
+    let conn = existing_db(config).await?;
+    match command {
+        AccessCommand::SuspendAgency { agency, .. } => {
+            if !revocation::set_agency_active(&conn, &agency, false).await? {
+                bail!("no agency {agency:?}: see `refnet agencies`");
+            }
+            println!("agency {agency} suspended");
+        }
+        AccessCommand::ReinstateAgency { agency, .. } => {
+            if !revocation::set_agency_active(&conn, &agency, true).await? {
+                bail!("no agency {agency:?}: see `refnet agencies`");
+            }
+            println!("agency {agency} reinstated");
+        }
+        AccessCommand::SuspendOfficer {
+            agency,
+            officer,
+            reason,
+            ..
+        } => {
+            if agencies::load_all(&conn)
+                .await?
+                .iter()
+                .all(|a| a.id != agency)
+            {
+                bail!("no agency {agency:?}: see `refnet agencies`");
+            }
+            if officer.trim().is_empty() || reason.trim().is_empty() {
+                bail!("--officer and --reason must not be empty");
+            }
+            revocation::suspend_officer(&conn, &agency, &officer, &reason).await?;
+            println!("officer {officer} of {agency} suspended");
+        }
+        AccessCommand::ReinstateOfficer {
+            agency, officer, ..
+        } => {
+            if !revocation::reinstate_officer(&conn, &agency, &officer).await? {
+                bail!("officer {officer:?} of {agency:?} was not suspended");
+            }
+            println!("officer {officer} of {agency} reinstated");
+        }
+        AccessCommand::List { .. } => {
+            for agency in agencies::load_all(&conn).await? {
+                if !agency.active {
+                    println!("agency\t{}\t{}", agency.id, agency.name);
+                }
+            }
+            for s in revocation::suspended_officers(&conn).await? {
+                println!(
+                    "officer\t{}\t{}\t{}\t{}",
+                    s.agency_id,
+                    s.officer_id,
+                    s.suspended_at.to_rfc3339(),
+                    s.reason
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Connects to a database that `refnet serve` (or `migrate`) already created.

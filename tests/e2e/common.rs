@@ -98,6 +98,26 @@ pub struct TestApp {
 /// Runs a scenario on SQLite and, when configured, on PostgreSQL.
 #[macro_export]
 macro_rules! on_both {
+    // `on_both!(config = adjust; name, ...)`: the configuration adjusted by `adjust`.
+    (config = $adjust:path; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::common::TestApp::spawn_configured($crate::common::Backend::Sqlite, $adjust)
+                    .await
+                    .expect("sqlite");
+                super::$name(&app).await;
+                app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = $crate::common::TestApp::spawn_configured($crate::common::Backend::Postgres, $adjust).await else { return };
+                super::$name(&app).await;
+                app.stop().await;
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +135,14 @@ macro_rules! on_both {
             }
         }
     )*};
+}
+
+/// Rate limits off: for tests that make thousands of calls as a few
+/// officers in seconds (the leak test), where the limits are not what is
+/// tested (`access.rs` tests them).
+pub fn without_rate_limits(config: &mut Config) {
+    config.limits.officer_per_second = 0;
+    config.limits.agency_per_second = 0;
 }
 
 fn postgres_admin_url() -> Option<String> {

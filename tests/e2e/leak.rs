@@ -22,7 +22,11 @@ use crate::{
     on_both,
 };
 
-on_both!(every_rpc_reveals_only_what_the_policy_allows);
+on_both!(
+    config = crate::common::without_rate_limits;
+    every_rpc_reveals_only_what_the_policy_allows,
+    non_parties_cannot_tell_whether_a_referral_exists
+);
 
 /// Sends and receives raw protobuf bytes, so any method can be called and
 /// any reply searched for canaries (strings are stored verbatim in protobuf).
@@ -721,5 +725,164 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
     assert!(logs.contains("referral filed"), "logging was captured");
     for (canary, _) in CANARY_CLASSES {
         assert!(!logs.contains(canary), "{canary} appears in the logs");
+    }
+}
+
+/// `bytes` with every occurrence of each `(from, to)` replaced (same lengths).
+fn replace_ids(bytes: &[u8], ids: &[(String, String)]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for (from, to) in ids {
+        assert_eq!(from.len(), to.len(), "ids of one shape");
+        let (from, to) = (from.as_bytes(), to.as_bytes());
+        let mut i = 0;
+        while i + from.len() <= out.len() {
+            if &out[i..i + from.len()] == from {
+                out[i..i + from.len()].copy_from_slice(to);
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// One call with raw bytes; a stream gives what arrives within 300 ms.
+async fn call_raw(
+    channel: &tonic::transport::Channel,
+    method: &prost_reflect::MethodDescriptor,
+    path: &str,
+    body: Vec<u8>,
+    token: &str,
+) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("ready");
+    let request = authed(body, token);
+    if method.is_server_streaming() {
+        let mut stream = grpc
+            .server_streaming(request, path.parse().expect("path"), RawCodec)
+            .await?
+            .into_inner();
+        let mut all = Vec::new();
+        while let Ok(item) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), stream.message()).await
+        {
+            match item? {
+                Some(bytes) => all.extend(bytes),
+                None => break,
+            }
+        }
+        Ok(all)
+    } else {
+        grpc.unary(request, path.parse().expect("path"), RawCodec)
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// For every RPC (from the descriptors) that names a referral, handoff or
+/// protection request, a non-party of every role gets exactly the same answer
+/// for one that exists as for one that does not: same code, same message,
+/// same reply. Role checks and party checks therefore never tell a caller
+/// that a referral exists.
+async fn non_parties_cannot_tell_whether_a_referral_exists(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
+    let declined = decline_to_ngo(app, &referral.id).await;
+    let protection = request_protection(app, &referral.id, false).await;
+    let draft = canary_draft();
+    let case = Case {
+        name: "exists",
+        id: referral.id.clone(),
+        bytes: draft.encode_to_vec(),
+        draft,
+        consented: vec![],
+        declined: declined.clone(),
+        protection: protection.clone(),
+        protected: false,
+    };
+    let ids: Vec<(String, String)> = [referral.id, declined, protection]
+        .into_iter()
+        .map(|real| (real, uuid::Uuid::now_v7().to_string()))
+        .collect();
+
+    let pool = refnet_api::descriptor_pool();
+    let channel = app.channel().await;
+    let mut compared = Vec::new();
+    for service in pool.services().filter(|s| s.package_name() == "refnet.v1") {
+        for method in service.methods() {
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            let real = request_for(app, &path, &case)
+                .await
+                .unwrap_or_else(|| panic!("{path} has no request in the leak test: add one"));
+            let ghost = replace_ids(&real, &ids);
+            if ghost == real {
+                continue; // names nothing that could exist or not
+            }
+            compared.push(path.clone());
+            for agency in [
+                "police-mombasa",
+                "secretariat",
+                "labour-nairobi",
+                "health-nairobi",
+            ] {
+                for role in ROLES {
+                    let token = app.token(agency, &[role]);
+                    // The same request again where it made something (an
+                    // idempotency key) would be a replay: both are built anew.
+                    let real = request_for(app, &path, &case).await.expect("request");
+                    let ghost = replace_ids(&real, &ids);
+                    let a = call_raw(&channel, &method, &path, real, &token).await;
+                    let b = call_raw(&channel, &method, &path, ghost, &token).await;
+                    let who = format!("{path} as {agency}/{role}");
+                    match (&a, &b) {
+                        (Err(x), Err(y)) => {
+                            let x_message = replace_ids(x.message().as_bytes(), &ids);
+                            assert_eq!(
+                                (x.code(), x_message.as_slice()),
+                                (y.code(), y.message().as_bytes()),
+                                "{who}: an existing referral is answered differently"
+                            );
+                            assert!(
+                                matches!(
+                                    x.code(),
+                                    Code::NotFound | Code::PermissionDenied | Code::InvalidArgument
+                                ),
+                                "{who}: {x:?}"
+                            );
+                        }
+                        (Ok(x), Ok(y)) => assert_eq!(
+                            replace_ids(x, &ids),
+                            *y,
+                            "{who}: an existing referral gives another reply"
+                        ),
+                        _ => panic!("{who}: existing {a:?}, missing {b:?}"),
+                    }
+                }
+            }
+        }
+    }
+    for method in [
+        "GetReferral",
+        "AmendReferral",
+        "RecordConsent",
+        "WithdrawConsent",
+        "ListAuditRecords",
+        "GetHandoff",
+        "CreateHandoff",
+        "GetTimeline",
+        "WatchReferral",
+        "ListMessages",
+        "PostMessage",
+        "SubmitProtectionRequest",
+        "GetProtectionRequest",
+    ] {
+        assert!(
+            compared.iter().any(|p| p.ends_with(&format!("/{method}"))),
+            "{method} was not compared: {compared:?}"
+        );
     }
 }

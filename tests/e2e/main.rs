@@ -13,6 +13,7 @@
 
 mod common;
 
+mod access;
 mod at_rest;
 mod audit;
 mod auth;

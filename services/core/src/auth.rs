@@ -165,6 +165,9 @@ pub enum AuthError {
     /// The agency is unknown, inactive, or not of the claimed kind.
     #[error("agency not registered or not active")]
     Agency,
+    /// The officer's access is suspended.
+    #[error("officer suspended")]
+    Suspended,
     /// The token carries a role refnet does not know, or none.
     #[error("unknown role")]
     Role,
@@ -194,6 +197,8 @@ pub struct Authenticator {
     agencies: Arc<AgencyRegistry>,
     http: reqwest::Client,
     verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+    /// Suspended officers, as (agency id, officer id).
+    suspended: std::sync::RwLock<std::collections::HashSet<(String, String)>>,
 }
 
 /// A token that passed every check, remembered by its SHA-256 so the next
@@ -229,6 +234,7 @@ impl Authenticator {
             agencies,
             http,
             verified: std::sync::Mutex::new(HashMap::new()),
+            suspended: std::sync::RwLock::new(std::collections::HashSet::new()),
         };
         let keys = auth.fetch_keys().await?;
         if keys.is_empty() {
@@ -298,8 +304,32 @@ impl Authenticator {
             .ok_or(AuthError::UnknownKey)
     }
 
+    /// Replaces the set of suspended officers, as (agency id, officer id).
+    pub fn set_suspended(&self, suspended: std::collections::HashSet<(String, String)>) {
+        match self.suspended.write() {
+            Ok(mut set) => *set = suspended,
+            Err(poisoned) => *poisoned.into_inner() = suspended,
+        }
+    }
+
+    /// Whether `principal`'s officer is suspended. Closed on a poisoned lock.
+    fn is_suspended(&self, principal: &Principal) -> bool {
+        self.suspended.read().map_or(true, |set| {
+            set.contains(&(principal.agency_id.clone(), principal.officer_id.clone()))
+        })
+    }
+
     /// Verifies a bearer token from `authorization` metadata.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let principal = self.verify(authorization).await?;
+        if self.is_suspended(&principal) {
+            return Err(AuthError::Suspended);
+        }
+        Ok(principal)
+    }
+
+    /// The token's principal, every check but suspension done.
+    async fn verify(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let token = authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -432,16 +462,18 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
-/// A tower layer that authenticates every call but health and reflection.
+/// A tower layer that authenticates every call but health and reflection,
+/// then applies the caller's rate limits.
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Arc<Authenticator>,
+    limits: Arc<crate::limits::RateLimits>,
 }
 
 impl AuthLayer {
-    /// A layer verifying with `auth`.
-    pub fn new(auth: Arc<Authenticator>) -> Self {
-        Self { auth }
+    /// A layer verifying with `auth` and limiting with `limits`.
+    pub fn new(auth: Arc<Authenticator>, limits: Arc<crate::limits::RateLimits>) -> Self {
+        Self { auth, limits }
     }
 }
 
@@ -452,6 +484,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         AuthService {
             inner,
             auth: self.auth.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -461,6 +494,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     auth: Arc<Authenticator>,
+    limits: Arc<crate::limits::RateLimits>,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -487,6 +521,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
+        let limits = self.limits.clone();
         Box::pin(async move {
             let path = request.uri().path().to_owned();
             request.extensions_mut().insert(RpcPath(path));
@@ -499,6 +534,19 @@ where
                 .and_then(|v| v.to_str().ok());
             match auth.authenticate(header).await {
                 Ok(principal) => {
+                    if let Err(limited) = limits.check(&principal) {
+                        tracing::info!(
+                            path = request.uri().path(),
+                            scope = limited.scope,
+                            "call refused: rate limit"
+                        );
+                        return Ok(ServiceError::ResourceExhausted {
+                            scope: limited.scope,
+                            retry_after: limited.retry_after,
+                        }
+                        .into_status()
+                        .into_http());
+                    }
                     tracing::Span::current().record(
                         "refnet.agency_kind",
                         agency_kind_name(principal.agency_kind),

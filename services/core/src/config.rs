@@ -43,6 +43,11 @@ pub const ENV_KEYS: &[&str] = &[
     "auth.jwks_url",
     "auth.leeway_seconds",
     "auth.refresh_min_interval_seconds",
+    "auth.access_refresh_ms",
+    "limits.officer_per_second",
+    "limits.officer_burst",
+    "limits.agency_per_second",
+    "limits.agency_burst",
 ];
 
 /// Whether `key` (as figment sees it after the prefix: `DATABASE_URL`,
@@ -79,6 +84,9 @@ pub struct AuthConfig {
     pub leeway_seconds: u64,
     /// Minimum time between two refreshes of the key set, in seconds.
     pub refresh_min_interval_seconds: u64,
+    /// How often suspended agencies and officers are re-read, in
+    /// milliseconds: a suspension takes effect within this interval.
+    pub access_refresh_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -90,6 +98,7 @@ impl Default for AuthConfig {
             jwks_url: None,
             leeway_seconds: 30,
             refresh_min_interval_seconds: 30,
+            access_refresh_ms: 5_000,
         }
     }
 }
@@ -146,6 +155,8 @@ pub struct Config {
     pub reflection: bool,
     /// Token verification.
     pub auth: AuthConfig,
+    /// Per-officer and per-agency rate limits.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Default for Config {
@@ -171,6 +182,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             reflection: true,
             auth: AuthConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }

@@ -66,6 +66,7 @@ struct Inner {
     audit: AuditLog,
     matchers: crate::detect::MatcherCache,
     metrics: Arc<crate::metrics::Metrics>,
+    limits: Arc<crate::limits::RateLimits>,
     events: tokio::sync::Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -126,7 +127,16 @@ impl AppContext {
         };
         let auth =
             Arc::new(Authenticator::new(config.auth.clone(), source, registry.clone()).await?);
+        // Suspensions are in force from the first call, not the first refresh.
+        auth.set_suspended(
+            crate::revocation::suspended_officers(&db)
+                .await?
+                .into_iter()
+                .map(|s| (s.agency_id, s.officer_id))
+                .collect(),
+        );
 
+        let limits = Arc::new(crate::limits::RateLimits::new(&config.limits));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -141,6 +151,7 @@ impl AppContext {
                     MATCHER_CACHE_TTL,
                 ),
                 metrics: Arc::new(crate::metrics::Metrics::new(meter)),
+                limits,
                 events: tokio::sync::Notify::new(),
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
@@ -208,6 +219,11 @@ impl AppContext {
         let mut rx = self.inner.shutdown.subscribe();
         // The sender lives as long as the context, so this only ends on `true`.
         let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// The rate limits in force.
+    pub fn limits(&self) -> &Arc<crate::limits::RateLimits> {
+        &self.inner.limits
     }
 
     /// The authenticator.

@@ -32,6 +32,33 @@ pub mod agency {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Officers whose access is suspended.
+pub mod officer_suspension {
+    use sea_orm::entity::prelude::*;
+
+    /// One suspended officer.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "officer_suspensions")]
+    pub struct Model {
+        /// The officer's agency.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agency_id: String,
+        /// The officer (`sub` of their tokens).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub officer_id: String,
+        /// Why, for the record.
+        pub reason: String,
+        /// When.
+        pub suspended_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Which agencies are party to which referral (the access model).
 pub mod referral_party {
     use sea_orm::entity::prelude::*;

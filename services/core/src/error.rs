@@ -40,6 +40,14 @@ pub enum ServiceError {
     /// The operation does not apply in the current state.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// The caller is over a rate limit; retry after the given time.
+    #[error("rate limited ({scope}): retry after {retry_after:?}")]
+    ResourceExhausted {
+        /// "officer" or "agency".
+        scope: &'static str,
+        /// When a call would next be allowed.
+        retry_after: std::time::Duration,
+    },
     /// A dependency (database, key source) is unavailable; the call may be retried.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -117,6 +125,15 @@ impl ServiceError {
             Self::NotFound => Status::not_found("not found"),
             Self::Aborted(why) => Status::aborted(why),
             Self::FailedPrecondition(why) => Status::failed_precondition(why),
+            Self::ResourceExhausted { scope, retry_after } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("too many calls for this {scope}; retry later"),
+                    details,
+                )
+            }
             Self::Unavailable(why) => {
                 tracing::warn!(error = %why, "dependency unavailable");
                 Status::unavailable("service temporarily unavailable")

@@ -59,6 +59,16 @@ pub async fn serve(
         let _ = listening_stopped.await;
     }));
 
+    // Suspended agencies and officers, re-read for as long as we serve.
+    let (stop_refreshing, refreshing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let refresh_task = tokio::spawn(crate::revocation::refresh_loop(
+        ctx.clone(),
+        std::time::Duration::from_millis(ctx.config().auth.access_refresh_ms.max(10)),
+        async move {
+            let _ = refreshing_stopped.await;
+        },
+    ));
+
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
     let (drain_started, drain_begun) = tokio::sync::oneshot::channel::<()>();
     let stopping = ctx.clone();
@@ -88,7 +98,10 @@ pub async fn serve(
         .layer(cors(&ctx.config().cors_allowed_origins))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(crate::metrics::RpcMetricsLayer::new(ctx.metrics().clone()))
-        .layer(AuthLayer::new(ctx.authenticator().clone()))
+        .layer(AuthLayer::new(
+            ctx.authenticator().clone(),
+            ctx.limits().clone(),
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to replies
@@ -114,6 +127,8 @@ pub async fn serve(
     };
     let _ = stop_listening.send(());
     let _ = listener_task.await;
+    let _ = stop_refreshing.send(());
+    let _ = refresh_task.await;
     served?;
     Ok(())
 }
