@@ -21,6 +21,7 @@ mod cli;
 mod decisions;
 mod deploy;
 mod desk;
+mod faults;
 mod grpc_web;
 mod intake;
 mod leak;

@@ -1,15 +1,20 @@
 //! Validation at the boundary: every rule answers INVALID_ARGUMENT with a
 //! `BadRequest` naming every bad field, and a rejected request writes nothing.
 
+use prost::Message;
 use refnet_api::v1 as pb;
 use tonic::Code;
 
 use crate::{
-    common::{TestApp, authed, canary_draft, violations},
+    common::{TestApp, authed, canary_draft, new_key, violations},
     on_both,
 };
 
-on_both!(each_rule_names_its_field, every_bad_field_is_named_at_once);
+on_both!(
+    each_rule_names_its_field,
+    every_bad_field_is_named_at_once,
+    oversized_requests_are_refused_before_decoding
+);
 
 type Mutation = fn(&mut pb::FileReferralRequest);
 
@@ -233,4 +238,50 @@ async fn every_bad_field_is_named_at_once(app: &TestApp) {
     );
     assert_eq!(app.count("referrals").await, 0);
     assert_eq!(app.count(crate::common::INTAKE_EVENTS).await, 0);
+}
+
+/// A request over `max_request_bytes` (1 MiB by default) is refused with
+/// OUT_OF_RANGE before it is decoded and writes nothing; the connection and
+/// the server go on serving; a referral with a narrative at its length limit
+/// (20,000 four-byte characters) is far below the cap and files.
+async fn oversized_requests_are_refused_before_decoding(app: &TestApp) {
+    let token = app.officer("police-nairobi");
+    let mut intake = app.intake().await;
+    let referrals = app.count("referrals").await;
+    let mut huge = canary_draft();
+    huge.case_facts
+        .get_or_insert_with(Default::default)
+        .narrative = "x".repeat(2 * 1024 * 1024);
+    let status = intake
+        .file_referral(authed(
+            pb::FileReferralRequest {
+                idempotency_key: new_key(),
+                draft: Some(huge),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("2 MiB request");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(app.count("referrals").await, referrals, "nothing written");
+
+    let mut longest = canary_draft();
+    longest
+        .case_facts
+        .get_or_insert_with(Default::default)
+        .narrative = "\u{1D54F}".repeat(20_000);
+    let request = pb::FileReferralRequest {
+        idempotency_key: new_key(),
+        draft: Some(longest),
+    };
+    assert!(
+        request.encoded_len() < 256 * 1024,
+        "{}",
+        request.encoded_len()
+    );
+    intake
+        .file_referral(authed(request, &token))
+        .await
+        .expect("a narrative at its limit files on the same connection");
+    assert_eq!(app.count("referrals").await, referrals + 1);
 }

@@ -37,6 +37,7 @@ pub const ENV_KEYS: &[&str] = &[
     "dev_keys",
     "log_format",
     "reflection",
+    "max_request_bytes",
     "auth.issuer",
     "auth.audience",
     "auth.jwks_file",
@@ -153,6 +154,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Serve gRPC server reflection.
     pub reflection: bool,
+    /// The largest request message accepted, in bytes (encoded); a larger
+    /// one is refused before it is decoded. The largest valid referral is
+    /// well under 200 KiB.
+    pub max_request_bytes: usize,
     /// Token verification.
     pub auth: AuthConfig,
     /// Per-officer and per-agency rate limits.
@@ -181,6 +186,7 @@ impl Default for Config {
             dev_keys: false,
             log_format: LogFormat::Pretty,
             reflection: true,
+            max_request_bytes: 1024 * 1024,
             auth: AuthConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
         }

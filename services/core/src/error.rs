@@ -166,12 +166,42 @@ fn sql_state(err: &sea_orm::DbErr) -> Option<String> {
     }
 }
 
+/// Whether the connection under a statement was lost (I/O, a closed or
+/// exhausted pool, a dead driver worker) rather than the statement failing.
+fn connection_lost(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+        ),
+        _ => false,
+    }
+}
+
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(err: sea_orm::DbErr) -> Self {
         // PostgreSQL broke a deadlock or a serialization conflict by failing
         // this transaction: nothing was written, and a retry can succeed.
         if let Some("40P01" | "40001") = sql_state(&err).as_deref() {
             return Self::Aborted("a concurrent change to the same records won; retry".to_owned());
+        }
+        // The database went away (restart, failover, network): the client
+        // may retry; retries of writes are safe by their idempotency keys
+        // and expected versions.
+        if let Some(state) = sql_state(&err).as_deref()
+            && (state.starts_with("08") || matches!(state, "57P01" | "57P02" | "57P03"))
+        {
+            return Self::Unavailable(format!("database: {err}"));
+        }
+        if connection_lost(&err) {
+            return Self::Unavailable(format!("database: {err}"));
         }
         match err {
             sea_orm::DbErr::ConnectionAcquire(e) => Self::Unavailable(format!("database: {e}")),

@@ -25,9 +25,11 @@ pub const AUDIT_SERVICE_NAME: &str = "refnet.v1.AuditService";
 /// The IntakeService over `ctx`, ready to mount.
 pub fn service(ctx: &AppContext) -> IntakeServiceServer<service::Intake> {
     IntakeServiceServer::new(service::Intake::new(ctx.clone()))
+        .max_decoding_message_size(ctx.config().max_request_bytes)
 }
 
 /// The AuditService over `ctx`, ready to mount.
 pub fn audit_service(ctx: &AppContext) -> AuditServiceServer<audit_service::Audit> {
     AuditServiceServer::new(audit_service::Audit::new(ctx.clone()))
+        .max_decoding_message_size(ctx.config().max_request_bytes)
 }

@@ -24,6 +24,7 @@ pub const SERVICE_NAME: &str = "refnet.v1.WitnessProtectionService";
 /// The WitnessProtectionService over `ctx`, ready to mount.
 pub fn service(ctx: &AppContext) -> WitnessProtectionServiceServer<Protection> {
     WitnessProtectionServiceServer::new(Protection::new(ctx.clone()))
+        .max_decoding_message_size(ctx.config().max_request_bytes)
 }
 
 #[tonic::async_trait]

@@ -35,6 +35,7 @@ pub const SERVICE_NAME: &str = "refnet.v1.RoutingService";
 /// The RoutingService over `ctx`, ready to mount.
 pub fn service(ctx: &AppContext) -> RoutingServiceServer<service::Routing> {
     RoutingServiceServer::new(service::Routing::new(ctx.clone()))
+        .max_decoding_message_size(ctx.config().max_request_bytes)
 }
 
 /// The rule set in force: the configured file, else the compiled-in rules.
