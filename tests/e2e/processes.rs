@@ -3,7 +3,9 @@
 //! `REFNET_...` variables. A police desk files through `refnet-intake`; the
 //! worker inside `refnet-routing` routes it; the NGO sees it on its inbox
 //! stream, acknowledges and accepts it; the police desk follows it on the
-//! referral's stream; `refnet-protection` answers. SIGTERM stops each cleanly.
+//! referral's stream; `refnet-protection` answers. SIGTERM stops each cleanly;
+//! SIGKILL of routing (mid-batch, mid-stream) or of intake (mid-filing) loses
+//! and duplicates nothing once restarted.
 
 use std::{
     path::{Path, PathBuf},
@@ -142,22 +144,42 @@ impl StackEnv {
 
 /// SIGTERM to `p`, then waits (bounded) for a clean exit.
 async fn terminate(p: &mut Process) {
+    stop(p, Stop::Term).await;
+}
+
+/// How a process is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: drain and exit cleanly.
+    Term,
+    /// SIGKILL: the process dies where it stands, as on a crash or an OOM kill.
+    Kill,
+}
+
+/// Signals `p` and waits (bounded) for it to exit; after SIGTERM the exit must be clean.
+async fn stop(p: &mut Process, how: Stop) {
     let pid = p.0.id().to_string();
+    let signal = match how {
+        Stop::Term => "-TERM",
+        Stop::Kill => "-KILL",
+    };
     assert!(
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .expect("kill")
             .success()
     );
     for _ in 0..300 {
         if let Some(status) = p.0.try_wait().expect("wait") {
-            assert!(status.success(), "{} exited {status:?}", p.1);
+            if how == Stop::Term {
+                assert!(status.success(), "{} exited {status:?}", p.1);
+            }
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{} did not exit on SIGTERM", p.1);
+    panic!("{} did not exit on {signal}", p.1);
 }
 
 /// A fresh database, migrated by `refnet migrate`, and the files the services read.
@@ -209,6 +231,18 @@ fn officer(signer: &DevSigner, agency: &str, kind: pb::AgencyKind) -> String {
 /// sees every handoff exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_routing_and_streaming_loses_nothing() {
+    routing_stopped_during_routing_and_streaming(Stop::Term).await;
+}
+
+/// The same with SIGKILL: the routing process dies mid-batch and mid-stream
+/// (its open transaction rolls back, its stream breaks); restarted, it routes
+/// every referral exactly once, and the resumed stream repeats nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_routing_and_streaming_loses_nothing() {
+    routing_stopped_during_routing_and_streaming(Stop::Kill).await;
+}
+
+async fn routing_stopped_during_routing_and_streaming(how: Stop) {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(stack) = prepare(dir.path()).await else {
         return;
@@ -263,8 +297,9 @@ async fn sigterm_during_routing_and_streaming_loses_nothing() {
             assert!(created.insert(item.handoff.expect("handoff").id));
         }
     }
-    terminate(&mut routing).await;
-    // The stream ends with UNAVAILABLE after whatever was already sent.
+    stop(&mut routing, how).await;
+    // The stream ends with UNAVAILABLE (a broken connection after SIGKILL)
+    // after whatever was already sent.
     loop {
         match tokio::time::timeout(Duration::from_secs(20), stream.message())
             .await
@@ -315,7 +350,8 @@ async fn sigterm_during_routing_and_streaming_loses_nothing() {
             );
         }
     }
-    // In the database: every referral routed exactly once (4 handoffs each).
+    // In the database: every referral routed exactly once (4 handoffs each;
+    // the stream saw all of them, so the worker is done).
     let db = sea_orm::Database::connect(stack.url.clone())
         .await
         .expect("db");
@@ -486,4 +522,165 @@ async fn three_service_processes_on_one_database() {
     for p in &mut processes {
         terminate(p).await;
     }
+}
+
+/// SIGKILL to the intake process while four desks file: calls in flight fail
+/// (retryably), nothing is half-written; restarted, every filing retried with
+/// its idempotency key is answered with exactly one referral, each routed once,
+/// and the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_intake_mid_filing_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(stack) = prepare(dir.path()).await else {
+        return;
+    };
+    let signer = DevSigner::load(dir.path(), "refnet-dev", "refnet").expect("signer");
+    let police = officer(&signer, "police-nairobi", pb::AgencyKind::Police);
+    let (intake_port, routing_port) = (free_port(), free_port());
+    let mut intake = stack.start("refnet-intake", intake_port);
+    let mut routing = stack.start("refnet-routing", routing_port);
+    let intake_ch = connect(intake_port, &mut intake).await;
+    connect(routing_port, &mut routing).await;
+
+    let stop_filing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut desks = Vec::new();
+    for desk in 0..4 {
+        let (channel, police, stop_filing) =
+            (intake_ch.clone(), police.clone(), stop_filing.clone());
+        desks.push(tokio::spawn(async move {
+            let mut client = IntakeServiceClient::new(channel);
+            let mut keys = Vec::new();
+            let mut failures = Vec::new();
+            let mut n = 0;
+            while !stop_filing.load(std::sync::atomic::Ordering::SeqCst) {
+                let key = format!("kill-{desk}-{n}");
+                n += 1;
+                let mut request = authed(
+                    pb::FileReferralRequest {
+                        idempotency_key: key.clone(),
+                        draft: Some(crate::routing::foreign_child_in_forced_labour()),
+                    },
+                    &police,
+                );
+                request.set_timeout(Duration::from_secs(10));
+                if let Err(status) = client.file_referral(request).await {
+                    failures.push(status.code());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                keys.push(key);
+            }
+            (keys, failures)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop(&mut intake, Stop::Kill).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut intake = stack.start("refnet-intake", intake_port);
+    let intake_ch = connect(intake_port, &mut intake).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop_filing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut keys = Vec::new();
+    let mut failures = Vec::new();
+    for desk in desks {
+        let (k, f) = desk.await.expect("desk");
+        keys.extend(k);
+        failures.extend(f);
+    }
+    assert!(!failures.is_empty(), "the kill was not felt by any desk");
+    assert!(
+        failures.iter().all(|c| matches!(
+            c,
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        )),
+        "a killed server's calls fail retryably: {failures:?}"
+    );
+
+    // Every key again, on the restarted process: one referral each.
+    let mut client = IntakeServiceClient::new(intake_ch);
+    let mut ids = std::collections::BTreeSet::new();
+    for key in &keys {
+        // As a client should: over the rate limit, wait as long as RetryInfo says.
+        let reply = loop {
+            let result = client
+                .file_referral(authed(
+                    pb::FileReferralRequest {
+                        idempotency_key: key.clone(),
+                        draft: Some(crate::routing::foreign_child_in_forced_labour()),
+                    },
+                    &police,
+                ))
+                .await;
+            match result {
+                Ok(reply) => break reply.into_inner(),
+                Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                    use tonic_types::StatusExt;
+                    let wait = s
+                        .get_details_retry_info()
+                        .and_then(|r| r.retry_delay)
+                        .expect("RetryInfo");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(s) => panic!("retry of {key}: {s:?}"),
+            }
+        };
+        assert!(
+            ids.insert(reply.referral.expect("referral").id),
+            "{key}: two keys, one referral"
+        );
+    }
+
+    let db = sea_orm::Database::connect(stack.url.clone())
+        .await
+        .expect("db");
+    use sea_orm::{ConnectionTrait, Statement};
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .expect("count")
+            .expect("row")
+            .try_get::<i64>("", "n")
+            .expect("n")
+        }
+    };
+    let n = keys.len() as i64;
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM referrals").await,
+        n,
+        "one referral per key"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM events WHERE kind = 'ReferralFiled'").await,
+        n,
+        "one ReferralFiled event per referral"
+    );
+    // The routing process routes every referral once: 4 handoffs each.
+    let mut handoffs = 0;
+    for _ in 0..300 {
+        handoffs = count("SELECT COUNT(*) AS n FROM handoffs").await;
+        if handoffs >= 4 * n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(handoffs, 4 * n, "every referral routed exactly once");
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT referral_id) AS n FROM handoffs").await,
+        n
+    );
+    let verified = refnet_core::audit::verify(&db)
+        .await
+        .expect("read the chain");
+    assert!(verified.is_ok(), "audit chain: {verified:?}");
+    eprintln!(
+        "filings: {} keys, {} failed while intake was killed and restarted",
+        keys.len(),
+        failures.len()
+    );
+    terminate(&mut routing).await;
+    terminate(&mut intake).await;
 }
