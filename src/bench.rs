@@ -45,6 +45,9 @@ pub enum Scenario {
     Message,
     /// `WatchInbox` fan-out: handoff creation to arrival on every open stream.
     Watch,
+    /// Soak: a steady mix (file, get ×3, list, inbox) at `--rate` calls/s for
+    /// `--duration`, reported in ten windows: errors, latency drift, memory growth.
+    Soak,
 }
 
 /// `refnet bench` flags.
@@ -68,6 +71,9 @@ pub struct BenchArgs {
     /// Open streams for `watch`.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
+    /// `soak`: calls per second, all clients together.
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
     /// Referrals filed during `watch` (one every 100 ms).
     #[arg(long, default_value_t = 20)]
     watch_referrals: usize,
@@ -325,15 +331,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle, _) = server.rss_mib();
     println!(
-        "refnet bench: {backend}, {} concurrent clients on one connection, {} rounds of {} baseline + {} measured",
-        args.concurrency, args.rounds, args.duration, args.duration
+        "refnet bench: {backend}, {} concurrent clients on one connection, {} rounds of {} baseline + {} measured (soak: one run of {})",
+        args.concurrency, args.rounds, args.duration, args.duration, args.duration
     );
     println!("server idle RSS {idle:.1} MiB\n");
 
     let needs_prefill = scenarios.iter().any(|s| {
         matches!(
             s,
-            Scenario::Get | Scenario::List | Scenario::Inbox | Scenario::Message
+            Scenario::Get | Scenario::List | Scenario::Inbox | Scenario::Message | Scenario::Soak
         )
     });
     if needs_prefill {
@@ -376,17 +382,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let world = Arc::new(world);
-    println!(
-        "{:<8} {:>5} {:>12} {:>20} {:>12} {:>20} {:>7} {:>7}",
-        "scenario",
-        "round",
-        "health/s",
-        "p50/p99/p999 ms",
-        "rpc/s",
-        "p50/p99/p999 ms",
-        "errors",
-        "ratio"
-    );
+    let unary = scenarios
+        .iter()
+        .any(|s| !matches!(s, Scenario::Watch | Scenario::Soak));
+    if unary {
+        println!(
+            "{:<8} {:>5} {:>12} {:>20} {:>12} {:>20} {:>7} {:>7}",
+            "scenario",
+            "round",
+            "health/s",
+            "p50/p99/p999 ms",
+            "rpc/s",
+            "p50/p99/p999 ms",
+            "errors",
+            "ratio"
+        );
+    }
     // sqlite-insert (performance.md): the 4-row transaction, one writer, on a
     // scratch database with refnet's own connection settings, run after each
     // FileReferral phase on SQLite. PostgreSQL's pg-insert is pgbench's
@@ -406,6 +417,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for scenario in scenarios {
         if scenario == Scenario::Watch {
             watch(&world, &tokens, &args).await?;
+            continue;
+        }
+        if scenario == Scenario::Soak {
+            soak(&world, &server, &args).await;
             continue;
         }
         let mut ratios = Vec::new();
@@ -774,10 +789,144 @@ impl Client {
                     .await
                     .map_err(status)?;
             }
-            Scenario::Watch => return Err("watch is not a unary scenario".into()),
+            Scenario::Watch | Scenario::Soak => {
+                return Err(format!("{scenario:?} is not a single RPC"));
+            }
         }
         Ok(())
     }
+}
+
+/// The soak's mix, in turn: one filing (routed by the worker), three reads,
+/// a referral page and an inbox page.
+const SOAK_MIX: [Scenario; 6] = [
+    Scenario::File,
+    Scenario::Get,
+    Scenario::Get,
+    Scenario::Get,
+    Scenario::List,
+    Scenario::Inbox,
+];
+
+/// Windows a soak is reported in.
+const SOAK_WINDOWS: usize = 10;
+
+/// `soak`: [`SOAK_MIX`] at `--rate` calls/s from up to 32 paced clients for
+/// `--duration`; per window: achieved rate, errors, p50/p99, server RSS; then
+/// errors, memory growth and p99 drift from the second window (the first warms
+/// up) to the last.
+async fn soak(world: &Arc<World>, server: &Server, args: &BenchArgs) {
+    let duration: Duration = args.duration.into();
+    let window = duration / SOAK_WINDOWS as u32;
+    let workers = args.concurrency.clamp(1, 32);
+    let period = Duration::from_secs_f64(workers as f64 / f64::from(args.rate.max(1)));
+    let started = Instant::now();
+    let end = started + duration;
+    let stats: Arc<std::sync::Mutex<Vec<Phase>>> = Arc::new(std::sync::Mutex::new(
+        (0..SOAK_WINDOWS).map(|_| Phase::default()).collect(),
+    ));
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (world, stats) = (world.clone(), stats.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(&world.channel);
+            let (mut list_token, mut inbox_token) = (String::new(), String::new());
+            let mut next = started + period.mul_f64(worker as f64 / workers as f64);
+            let mut i = worker;
+            while next < end {
+                tokio::time::sleep_until(next.into()).await;
+                next += period;
+                let scenario = SOAK_MIX[i % SOAK_MIX.len()];
+                let page_token = if scenario == Scenario::Inbox {
+                    &mut inbox_token
+                } else {
+                    &mut list_token
+                };
+                let t = Instant::now();
+                let result = client.call(&world, Some(scenario), i, page_token).await;
+                let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let w = ((t - started).as_nanos() / window.as_nanos().max(1)) as usize;
+                if let Ok(mut stats) = stats.lock() {
+                    let phase = &mut stats[w.min(SOAK_WINDOWS - 1)];
+                    match result {
+                        Ok(()) => {
+                            phase.ok += 1;
+                            phase.micros.push(micros);
+                        }
+                        Err(e) => {
+                            phase.errors += 1;
+                            phase.first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                i += workers;
+            }
+        }));
+    }
+    let mut rss = Vec::new();
+    for w in 1..=SOAK_WINDOWS {
+        tokio::time::sleep_until((started + window * w as u32).into()).await;
+        rss.push(server.rss_mib().0);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut stats = match Arc::try_unwrap(stats).map(|m| m.into_inner()) {
+        Ok(Ok(stats)) => stats,
+        _ => {
+            println!("soak: the workers' figures could not be collected");
+            return;
+        }
+    };
+    println!(
+        "soak: {} calls/s target ({} clients), {} windows of {}",
+        args.rate,
+        workers,
+        SOAK_WINDOWS,
+        humantime::format_duration(window)
+    );
+    println!(
+        "{:<8} {:>6} {:>9} {:>7} {:>20} {:>9}",
+        "soak", "window", "calls/s", "errors", "p50/p99/p999 ms", "RSS MiB"
+    );
+    let mut p99 = Vec::new();
+    let mut errors = 0;
+    for (w, phase) in stats.iter_mut().enumerate() {
+        phase.elapsed = window;
+        errors += phase.errors;
+        p99.push(phase.percentile(99.0));
+        let (rate, latencies) = (phase.rate(), phase.latencies());
+        println!(
+            "{:<8} {:>6} {:>9.1} {:>7} {:>20} {:>9.1}",
+            "soak",
+            w + 1,
+            rate,
+            phase.errors,
+            latencies,
+            rss[w]
+        );
+        if let Some(e) = &phase.first_error {
+            println!("         first error: {e}");
+        }
+    }
+    let calls: u64 = stats.iter().map(|p| p.ok + p.errors).sum();
+    let (first, last) = (1.min(SOAK_WINDOWS - 1), SOAK_WINDOWS - 1);
+    println!(
+        "soak: {calls} calls, {errors} errors; RSS {:.1} -> {:.1} MiB (growth {:+.1} MiB); p99 {:.2} -> {:.2} ms (drift x{:.2}), window {} to {}",
+        rss[first],
+        rss[last],
+        rss[last] - rss[first],
+        p99[first],
+        p99[last],
+        p99[last] / p99[first],
+        first + 1,
+        last + 1
+    );
+    println!(
+        "summary scenario=soak calls={calls} errors={errors} rss_growth_mib={:.1} p99_drift={:.3}\n",
+        rss[last] - rss[first],
+        p99[last] / p99[first]
+    );
 }
 
 /// Streams open per HTTP/2 connection (servers commonly cap concurrent streams at 200).

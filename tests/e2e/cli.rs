@@ -492,6 +492,82 @@ fn the_load_tool_runs_each_scenario_without_errors() {
     assert!(stdout.contains("server RSS now"), "{stdout}");
 }
 
+/// The soak, as a bounded short run (the documented one is 10 minutes): a
+/// steady mix of filings, reads and pages with no error, reported per window
+/// with the server's memory and the latency drift.
+#[test]
+fn the_soak_runs_without_errors_and_reports_drift() {
+    soak(None);
+}
+
+/// The same short soak on PostgreSQL (a fresh database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_runs_without_errors_on_postgres() {
+    let Some(url) = crate::common::fresh_postgres_url().await else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || soak(Some(url)))
+        .await
+        .expect("soak");
+}
+
+fn soak(database_url: Option<String>) {
+    let mut command = Command::new(REFNET);
+    command
+        .args([
+            "bench",
+            "--scenario",
+            "soak",
+            "--duration",
+            "4s",
+            "--rate",
+            "60",
+            "--prefill",
+            "20",
+            "--concurrency",
+            "4",
+        ])
+        .env_remove("REFNET_DATABASE_URL")
+        .env("RUST_LOG", "warn");
+    if let Some(url) = &database_url {
+        command.args(["--database-url", url]);
+    }
+    let out = command.output().expect("run refnet bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let windows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("soak ")
+                && l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|w| w.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert_eq!(windows.len(), 10, "{stdout}");
+    for row in &windows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let rate: f64 = cols[2].parse().expect("calls/s");
+        assert!(rate > 0.0, "a window without calls: {row}");
+        assert_eq!(cols[3], "0", "errors in {row}");
+        let rss: f64 = cols[5].parse().expect("RSS");
+        assert!(rss > 1.0, "{row}");
+    }
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary scenario=soak "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(summary.contains(" errors=0 "), "{summary}");
+    assert!(
+        summary.contains("rss_growth_mib=") && summary.contains("p99_drift="),
+        "{summary}"
+    );
+}
+
 /// `refnet seed` writes referrals that the server serves like filed ones:
 /// every seeded referral its filer is party to comes back once, newest
 /// first, through keyset pages; one reads back decrypted (its identity is
