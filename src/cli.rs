@@ -81,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: AccessCommand,
     },
+    /// Master-key rotation.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Redaction policy files.
     Policy {
         #[command(subcommand)]
@@ -240,6 +245,25 @@ enum AccessCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every subject's data key and the key root under a new master
+    /// key (base64 of 32 bytes in a file), in batches; safe to interrupt and
+    /// run again. The configured `master_key` and `previous_master_keys` must
+    /// hold every key the data is wrapped by now. See SECURITY.md for the
+    /// no-downtime procedure.
+    Rotate {
+        /// File holding the new master key (e.g. `openssl rand -base64 32 > new.key`).
+        #[arg(long)]
+        to_key_file: PathBuf,
+        /// Data keys per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: u64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain; name the first broken record.
     Verify {
@@ -339,6 +363,37 @@ pub async fn run() -> anyhow::Result<()> {
             }
         }
         Command::Access { command } => run_access(&mut config, command).await?,
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    to_key_file,
+                    batch,
+                    db,
+                },
+        } => {
+            use refnet_core::crypto::MasterKey;
+            apply_db_flags(&mut config, db.database_url, db.data_dir);
+            let conn = existing_db(&config).await?;
+            let master = match &config.master_key {
+                Some(encoded) => MasterKey::from_base64(encoded)?,
+                None => MasterKey::load_or_generate(&config.data_dir.join("master.key"), false)?,
+            };
+            let others = config
+                .previous_master_keys
+                .iter()
+                .map(MasterKey::from_base64)
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys = refnet_core::keys::load(&conn, master, others).await?;
+            let to = MasterKey::load_or_generate(&to_key_file, false)?;
+            let done = refnet_core::keys::rotate(&conn, &keys, &to, batch).await?;
+            let left = refnet_core::keys::wrapped_by_others(&conn, to.id()).await?;
+            println!(
+                "re-wrapped {} data keys{} under master key {}; {left} left under other keys",
+                done.data_keys,
+                if done.root { " and the key root" } else { "" },
+                to.id()
+            );
+        }
         Command::Policy { command } => match command {
             PolicyCommand::Check { file } => {
                 let policy = refnet_core::policy::Policy::load(&file)?;

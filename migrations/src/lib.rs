@@ -16,6 +16,7 @@ mod m20261128_000005_handoff_decisions;
 mod m20261128_000006_protection;
 mod m20261129_000007_growth_indexes;
 mod m20261130_000008_officer_suspensions;
+mod m20261130_000009_key_roots;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_protection::Migration),
             Box::new(m20261129_000007_growth_indexes::Migration),
             Box::new(m20261130_000008_officer_suspensions::Migration),
+            Box::new(m20261130_000009_key_roots::Migration),
         ]
     }
 }

@@ -241,7 +241,10 @@ impl TestApp {
         // Tests rotate keys within a second of start; production keeps the 30 s floor.
         config.auth.refresh_min_interval_seconds = 0;
         adjust(&mut config);
-        let backend = if database_url.is_some() {
+        let backend = if database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"))
+        {
             Backend::Postgres
         } else {
             Backend::Sqlite
@@ -437,6 +440,16 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
 
 /// The events intake appends (routing adds its own beside them).
 pub const INTAKE_EVENTS: &str = "events WHERE kind IN ('ReferralFiled', 'ReferralAmended', 'ConsentRecorded', 'ConsentWithdrawn')";
+
+/// A random master key, base64 of 32 bytes (v4 UUIDs carry 122 random bits each).
+pub fn random_master_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| *u.as_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
 
 /// A fresh idempotency key.
 pub fn new_key() -> String {

@@ -24,6 +24,7 @@ mod desk;
 mod faults;
 mod grpc_web;
 mod intake;
+mod keys;
 mod leak;
 mod metrics;
 mod processes;

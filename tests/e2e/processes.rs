@@ -188,14 +188,7 @@ async fn prepare(dir: &Path) -> Option<StackEnv> {
     let jwks = refnet_core::devkeys::ensure(dir).expect("dev key");
     let agencies = dir.join("agencies.toml");
     std::fs::write(&agencies, agencies_toml()).expect("agencies file");
-    let master = {
-        use base64::Engine;
-        let bytes: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
-            .iter()
-            .flat_map(|u| *u.as_bytes())
-            .collect();
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    };
+    let master = crate::common::random_master_key();
     let migrated = Command::new(env!("CARGO_BIN_EXE_refnet"))
         .args(["migrate", "--database-url", &url])
         .output()

@@ -23,6 +23,7 @@ pub const ENV_KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "master_key",
+    "previous_master_keys",
     "migrate_on_start",
     "agencies_file",
     "redaction_policy_file",
@@ -116,6 +117,9 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// Master key, base64 of 32 bytes; default: `data_dir/master.key`.
     pub master_key: Option<SecretString>,
+    /// Other master keys, base64, that unwrap but never wrap: the old key
+    /// after a rotation, or the next one before it (see `refnet keys rotate`).
+    pub previous_master_keys: Vec<SecretString>,
     /// Generate `data_dir/master.key` when it is missing (the embedded default only).
     pub generate_master_key: bool,
     /// Apply migrations at start-up.
@@ -171,6 +175,7 @@ impl Default for Config {
             data_dir: PathBuf::from("refnet-data"),
             database_url: None,
             master_key: None,
+            previous_master_keys: Vec::new(),
             generate_master_key: false,
             migrate_on_start: true,
             agencies_file: None,

@@ -39,6 +39,9 @@ pub enum StartError {
     /// The redaction policy file is invalid.
     #[error("redaction policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// The keyring's root could not be loaded.
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeysError),
     /// No token key source is configured.
     #[error("no token key source: set auth.jwks_file or auth.jwks_url")]
     NoKeySource,
@@ -103,7 +106,12 @@ impl AppContext {
                 config.generate_master_key,
             )?,
         };
-        let keys = Keyring::new(master);
+        let others = config
+            .previous_master_keys
+            .iter()
+            .map(MasterKey::from_base64)
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = crate::keys::load(&db, master, others).await?;
 
         if let Some(file) = &config.agencies_file {
             agencies::upsert(&db, &agencies::parse_file(file)?).await?;

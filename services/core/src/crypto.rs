@@ -87,17 +87,7 @@ impl MasterKey {
         let mut key = [0u8; 32];
         key.copy_from_slice(&raw);
         raw.zeroize();
-        let id = hex_prefix(&Sha256::digest(
-            b"refnet/master-key-id/v1"
-                .iter()
-                .chain(key.iter())
-                .copied()
-                .collect::<Vec<u8>>(),
-        ));
-        Ok(Self {
-            id,
-            key: KeyBytes(key),
-        })
+        Ok(Self::from_bytes(key))
     }
 
     /// Reads `path`, or when `create` is set and the file is missing, generates
@@ -141,6 +131,49 @@ impl MasterKey {
         let dek = DataKey(KeyBytes::random());
         let wrapped = seal_with(&self.key, &dek.0.0, &wrap_aad(subject))?;
         Ok((dek, wrapped))
+    }
+
+    /// Wraps the root `root` (key bytes of another [`MasterKey`]).
+    pub fn wrap_root(&self, root: &MasterKey) -> Result<Vec<u8>, CryptoError> {
+        seal_with(&self.key, &root.key.0, b"refnet/root/v1")
+    }
+
+    /// Unwraps a root wrapped by [`MasterKey::wrap_root`].
+    pub fn unwrap_root(&self, wrapped: &[u8]) -> Result<MasterKey, CryptoError> {
+        let mut raw = open_with(&self.key, wrapped, b"refnet/root/v1")?;
+        if raw.len() != 32 {
+            raw.zeroize();
+            return Err(CryptoError::Malformed("root key"));
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&raw);
+        raw.zeroize();
+        Ok(Self::from_bytes(key))
+    }
+
+    /// Re-wraps `subject`'s data key `wrapped` (by `from`) under this key.
+    pub fn rewrap_data_key(
+        &self,
+        from: &MasterKey,
+        subject: Uuid,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let dek = from.unwrap_data_key(subject, wrapped)?;
+        seal_with(&self.key, &dek.0.0, &wrap_aad(subject))
+    }
+
+    fn from_bytes(key: [u8; 32]) -> Self {
+        let id = hex_prefix(&Sha256::digest(
+            b"refnet/master-key-id/v1"
+                .iter()
+                .chain(key.iter())
+                .copied()
+                .collect::<Vec<u8>>(),
+        ));
+        Self {
+            id,
+            key: KeyBytes(key),
+        }
     }
 
     /// Unwraps the data key of `subject`.
@@ -278,10 +311,21 @@ impl TokenSealer {
 }
 
 /// Every key refnet derives from its master key, ready for use.
+///
+/// The derived keys (blind index, page tokens, pseudonyms) come from the
+/// *root*: 32 bytes stored in the database wrapped by the master key
+/// (`key_roots`). A deployment's first root is its first master key's bytes, so
+/// digests and pseudonyms are the same as before roots existed; rotating the
+/// master key re-wraps the root and every data key, and the derived keys stay
+/// the same.
 #[derive(Clone)]
 pub struct Keyring {
-    /// The master key.
+    /// The master key: wraps new data keys.
     pub master: MasterKey,
+    /// Earlier (or, during a rotation, next) master keys: unwrap only.
+    others: Vec<MasterKey>,
+    /// What the derived keys come from.
+    root: MasterKey,
     /// The blind-index key.
     pub blind_index: BlindIndex,
     /// The page-token key.
@@ -291,17 +335,51 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Derives the keyring from a master key.
+    /// A keyring whose root is `master` itself (a deployment's first key; tests).
     pub fn new(master: MasterKey) -> Self {
-        let blind_index = BlindIndex(master.derive(b"refnet/blind-index/v1"));
-        let tokens = TokenSealer(master.derive(b"refnet/page-token/v1"));
-        let pseudonyms = BlindIndex(master.derive(b"refnet/pseudonym/v1"));
+        let root = master.clone();
+        Self::with_root(master, Vec::new(), &root)
+    }
+
+    /// A keyring wrapping with `master`, unwrapping with it or any of
+    /// `others`, and deriving its keys from `root`.
+    pub fn with_root(master: MasterKey, others: Vec<MasterKey>, root: &MasterKey) -> Self {
         Self {
+            blind_index: BlindIndex(root.derive(b"refnet/blind-index/v1")),
+            tokens: TokenSealer(root.derive(b"refnet/page-token/v1")),
+            pseudonyms: BlindIndex(root.derive(b"refnet/pseudonym/v1")),
             master,
-            blind_index,
-            tokens,
-            pseudonyms,
+            others,
+            root: root.clone(),
         }
+    }
+
+    /// The root wrapped by `by` (to store it under a new master key).
+    pub fn wrapped_root(&self, by: &MasterKey) -> Result<Vec<u8>, CryptoError> {
+        by.wrap_root(&self.root)
+    }
+
+    /// The master key with id `key_id`, current or other.
+    pub fn master_with_id(&self, key_id: &str) -> Option<&MasterKey> {
+        std::iter::once(&self.master)
+            .chain(&self.others)
+            .find(|k| k.id() == key_id)
+    }
+
+    /// Unwraps `subject`'s data key, wrapped by the master key `key_id`.
+    pub fn unwrap_data_key(
+        &self,
+        subject: Uuid,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Result<DataKey, CryptoError> {
+        self.master_with_id(key_id)
+            .ok_or_else(|| {
+                CryptoError::MasterKey(format!(
+                    "data key wrapped by master key {key_id}, which is not configured"
+                ))
+            })?
+            .unwrap_data_key(subject, wrapped)
     }
 
     /// The stable pseudonymous token of a subject, e.g. `Subject-7F3K9`: the

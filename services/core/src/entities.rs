@@ -32,6 +32,32 @@ pub mod agency {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The keyring's root, wrapped by a master key (one row, id 1).
+pub mod key_root {
+    use sea_orm::entity::prelude::*;
+
+    /// The root row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "key_roots")]
+    pub struct Model {
+        /// Always 1.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        /// The id of the master key that wraps it.
+        pub key_id: String,
+        /// The wrapped root.
+        pub wrapped: Vec<u8>,
+        /// When it was last wrapped.
+        pub updated_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Officers whose access is suspended.
 pub mod officer_suspension {
     use sea_orm::entity::prelude::*;

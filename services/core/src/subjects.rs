@@ -71,8 +71,7 @@ pub async fn data_key<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
-    keys.master
-        .unwrap_data_key(subj.id, &subj.wrapped_key)
+    keys.unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
         .map_err(|e| ServiceError::internal("unwrap data key", e))
 }
 
@@ -96,8 +95,7 @@ pub fn content_of(
     subj: &subject::Model,
 ) -> ServiceResult<ReferralContent> {
     let key = keys
-        .master
-        .unwrap_data_key(subj.id, &subj.wrapped_key)
+        .unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
         .map_err(|e| ServiceError::internal("unwrap data key", e))?;
     let identity: IdentityRecord = open(&key, subj.id, "identity", &subj.identity_ct)?;
     let location: LocationRecord = open(&key, subj.id, "location", &subj.location_ct)?;

@@ -759,8 +759,7 @@ pub async fn amend(
                 .await?
                 .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
             let dek = keys
-                .master
-                .unwrap_data_key(subj.id, &subj.wrapped_key)
+                .unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
                 .map_err(|e| ServiceError::internal("unwrap data key", e))?;
             subject::Entity::update(subject::ActiveModel {
                 protected_pseudonym: Set(content.protected_pseudonym.clone()),
