@@ -808,6 +808,14 @@ const SOAK_MIX: [Scenario; 6] = [
     Scenario::Inbox,
 ];
 
+/// The RPCs of [`SOAK_MIX`], each reported on its own too.
+const SOAK_RPCS: [Scenario; 4] = [
+    Scenario::File,
+    Scenario::Get,
+    Scenario::List,
+    Scenario::Inbox,
+];
+
 /// Windows a soak is reported in.
 const SOAK_WINDOWS: usize = 10;
 
@@ -822,8 +830,9 @@ async fn soak(world: &Arc<World>, server: &Server, args: &BenchArgs) {
     let period = Duration::from_secs_f64(workers as f64 / f64::from(args.rate.max(1)));
     let started = Instant::now();
     let end = started + duration;
-    let stats: Arc<std::sync::Mutex<Vec<Phase>>> = Arc::new(std::sync::Mutex::new(
-        (0..SOAK_WINDOWS).map(|_| Phase::default()).collect(),
+    // Per window: all calls, then each RPC of the mix (file, get, list, inbox).
+    let stats: Arc<std::sync::Mutex<Vec<[Phase; 5]>>> = Arc::new(std::sync::Mutex::new(
+        (0..SOAK_WINDOWS).map(|_| Default::default()).collect(),
     ));
     let mut tasks = Vec::new();
     for worker in 0..workers {
@@ -846,16 +855,20 @@ async fn soak(world: &Arc<World>, server: &Server, args: &BenchArgs) {
                 let result = client.call(&world, Some(scenario), i, page_token).await;
                 let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let w = ((t - started).as_nanos() / window.as_nanos().max(1)) as usize;
+                let rpc = 1 + SOAK_RPCS.iter().position(|s| *s == scenario).unwrap_or(0);
                 if let Ok(mut stats) = stats.lock() {
-                    let phase = &mut stats[w.min(SOAK_WINDOWS - 1)];
-                    match result {
-                        Ok(()) => {
-                            phase.ok += 1;
-                            phase.micros.push(micros);
-                        }
-                        Err(e) => {
-                            phase.errors += 1;
-                            phase.first_error.get_or_insert(e);
+                    let window = &mut stats[w.min(SOAK_WINDOWS - 1)];
+                    for k in [0, rpc] {
+                        let phase = &mut window[k];
+                        match &result {
+                            Ok(()) => {
+                                phase.ok += 1;
+                                phase.micros.push(micros);
+                            }
+                            Err(e) => {
+                                phase.errors += 1;
+                                phase.first_error.get_or_insert(e.clone());
+                            }
                         }
                     }
                 }
@@ -891,7 +904,8 @@ async fn soak(world: &Arc<World>, server: &Server, args: &BenchArgs) {
     );
     let mut p99 = Vec::new();
     let mut errors = 0;
-    for (w, phase) in stats.iter_mut().enumerate() {
+    for (w, phases) in stats.iter_mut().enumerate() {
+        let phase = &mut phases[0];
         phase.elapsed = window;
         errors += phase.errors;
         p99.push(phase.percentile(99.0));
@@ -909,8 +923,25 @@ async fn soak(world: &Arc<World>, server: &Server, args: &BenchArgs) {
             println!("         first error: {e}");
         }
     }
-    let calls: u64 = stats.iter().map(|p| p.ok + p.errors).sum();
+    let calls: u64 = stats.iter().map(|w| w[0].ok + w[0].errors).sum();
     let (first, last) = (1.min(SOAK_WINDOWS - 1), SOAK_WINDOWS - 1);
+    for (k, rpc) in SOAK_RPCS.iter().enumerate() {
+        let (a, b) = (
+            stats[first][k + 1].percentile(99.0),
+            stats[last][k + 1].percentile(99.0),
+        );
+        let (a50, b50) = (
+            stats[first][k + 1].percentile(50.0),
+            stats[last][k + 1].percentile(50.0),
+        );
+        println!(
+            "soak rpc {:<6} p50 {a50:.2} -> {b50:.2} ms, p99 {a:.2} -> {b:.2} ms (drift x{:.2}), window {} to {}",
+            format!("{rpc:?}").to_lowercase(),
+            b / a,
+            first + 1,
+            last + 1
+        );
+    }
     println!(
         "soak: {calls} calls, {errors} errors; RSS {:.1} -> {:.1} MiB (growth {:+.1} MiB); p99 {:.2} -> {:.2} ms (drift x{:.2}), window {} to {}",
         rss[first],

@@ -557,6 +557,14 @@ fn soak(database_url: Option<String>) {
         let rss: f64 = cols[5].parse().expect("RSS");
         assert!(rss > 1.0, "{row}");
     }
+    for rpc in ["file", "get", "list", "inbox"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("soak rpc {rpc:<6} p50 "))),
+            "no line for {rpc}: {stdout}"
+        );
+    }
     let summary = stdout
         .lines()
         .find(|l| l.starts_with("summary scenario=soak "))
