@@ -371,20 +371,11 @@ pub async fn run() -> anyhow::Result<()> {
                     db,
                 },
         } => {
-            use refnet_core::crypto::MasterKey;
             apply_db_flags(&mut config, db.database_url, db.data_dir);
             let conn = existing_db(&config).await?;
-            let master = match &config.master_key {
-                Some(encoded) => MasterKey::from_base64(encoded)?,
-                None => MasterKey::load_or_generate(&config.data_dir.join("master.key"), false)?,
-            };
-            let others = config
-                .previous_master_keys
-                .iter()
-                .map(MasterKey::from_base64)
-                .collect::<Result<Vec<_>, _>>()?;
+            let (master, others) = refnet_core::keys::configured(&config, false)?;
             let keys = refnet_core::keys::load(&conn, master, others).await?;
-            let to = MasterKey::load_or_generate(&to_key_file, false)?;
+            let to = refnet_core::crypto::MasterKey::load_or_generate(&to_key_file, false)?;
             let done = refnet_core::keys::rotate(&conn, &keys, &to, batch).await?;
             let left = refnet_core::keys::wrapped_by_others(&conn, to.id()).await?;
             println!(

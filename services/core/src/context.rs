@@ -10,7 +10,7 @@ use crate::{
     audit::AuditLog,
     auth::{Authenticator, KeySource},
     config::Config,
-    crypto::{Keyring, MasterKey},
+    crypto::Keyring,
     db, devkeys,
     policy::Policy,
 };
@@ -99,18 +99,7 @@ impl AppContext {
             db::migrate(&db).await?;
         }
 
-        let master = match &config.master_key {
-            Some(encoded) => MasterKey::from_base64(encoded)?,
-            None => MasterKey::load_or_generate(
-                &config.data_dir.join("master.key"),
-                config.generate_master_key,
-            )?,
-        };
-        let others = config
-            .previous_master_keys
-            .iter()
-            .map(MasterKey::from_base64)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (master, others) = crate::keys::configured(&config, config.generate_master_key)?;
         let keys = crate::keys::load(&db, master, others).await?;
 
         if let Some(file) = &config.agencies_file {

@@ -34,6 +34,24 @@ pub enum KeysError {
     Crypto(#[from] CryptoError),
 }
 
+/// The configured master key (`master_key`, else `data_dir/master.key`,
+/// generated there when `generate` is set) and the `previous_master_keys`.
+pub fn configured(
+    config: &crate::config::Config,
+    generate: bool,
+) -> Result<(MasterKey, Vec<MasterKey>), CryptoError> {
+    let master = match &config.master_key {
+        Some(encoded) => MasterKey::from_base64(encoded)?,
+        None => MasterKey::load_or_generate(&config.data_dir.join("master.key"), generate)?,
+    };
+    let others = config
+        .previous_master_keys
+        .iter()
+        .map(MasterKey::from_base64)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((master, others))
+}
+
 /// The keyring for `master` (and `others`, unwrap only), its root read from
 /// the database, or created from `master` at a deployment's first start.
 pub async fn load(
