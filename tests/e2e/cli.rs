@@ -583,7 +583,6 @@ fn soak(database_url: Option<String>) {
 /// a second seeding continues the reference codes instead of colliding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_referrals_are_served_like_filed_ones() {
-    use sea_orm::{ConnectionTrait, Statement};
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data = data.to_str().expect("utf-8 path");
@@ -601,17 +600,7 @@ async fn seeded_referrals_are_served_like_filed_ones() {
     let db = sea_orm::Database::connect(format!("sqlite://{data}/refnet.db?mode=ro"))
         .await
         .expect("open the seeded database");
-    let count = |sql: &'static str| {
-        let db = &db;
-        async move {
-            db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-                .await
-                .expect("query")
-                .expect("row")
-                .try_get::<i64>("", "n")
-                .expect("n")
-        }
-    };
+    let count = |sql: &'static str| crate::common::count_rows(&db, sql);
     assert_eq!(count("SELECT COUNT(*) AS n FROM referrals").await, 1230);
     assert_eq!(
         count("SELECT COUNT(DISTINCT reference_code) AS n FROM referrals").await,

@@ -341,16 +341,11 @@ impl TestApp {
 
     /// Rows in `table`.
     pub async fn count(&self, table: &str) -> i64 {
-        let db = self.db().await;
-        let row = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                db.get_database_backend(),
-                format!("SELECT COUNT(*) AS n FROM {table}"),
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        row.try_get::<i64>("", "n").expect("n")
+        count_rows(
+            &self.db().await,
+            &format!("SELECT COUNT(*) AS n FROM {table}"),
+        )
+        .await
     }
 
     /// Makes `agency` party to `referral_id` (as a recipient), as routing will
@@ -440,6 +435,19 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
 
 /// The events intake appends (routing adds its own beside them).
 pub const INTAKE_EVENTS: &str = "events WHERE kind IN ('ReferralFiled', 'ReferralAmended', 'ConsentRecorded', 'ConsentWithdrawn')";
+
+/// The `n` column of the one row `sql` returns (e.g. `SELECT COUNT(*) AS n ...`).
+pub async fn count_rows(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .expect("query")
+    .expect("row")
+    .try_get::<i64>("", "n")
+    .expect("n")
+}
 
 /// A random master key, base64 of 32 bytes (v4 UUIDs carry 122 random bits each).
 pub fn random_master_key() -> String {

@@ -21,7 +21,7 @@ use std::{
 };
 
 use refnet_api::v1 as pb;
-use sea_orm::{ConnectionTrait, Database, Statement};
+use sea_orm::Database;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::broadcast,
@@ -269,28 +269,16 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
     // one ReferralFiled event and one filer party row per key; the audit
     // chain verifies.
     let db = Database::connect(direct.clone()).await.expect("db");
-    let count = |sql: String| {
-        let db = &db;
-        async move {
-            db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-                .await
-                .expect("query")
-                .expect("row")
-                .try_get::<i64>("", "n")
-                .expect("count")
-        }
-    };
+    let count = |sql: &'static str| crate::common::count_rows(&db, sql);
     let keys = outcomes.len() as i64;
     assert_eq!(
-        count("SELECT COUNT(*) AS n FROM referrals WHERE idempotency_key LIKE 'fault-%'".into())
-            .await,
+        count("SELECT COUNT(*) AS n FROM referrals WHERE idempotency_key LIKE 'fault-%'").await,
         keys,
         "one referral per key"
     );
     assert_eq!(
         count(
             "SELECT COUNT(DISTINCT idempotency_key) AS n FROM referrals WHERE idempotency_key LIKE 'fault-%'"
-                .into()
         )
         .await,
         keys
@@ -299,7 +287,6 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
         count(
             "SELECT COUNT(*) AS n FROM events e JOIN referrals r ON r.id = e.referral_id \
              WHERE e.kind = 'ReferralFiled' AND r.idempotency_key LIKE 'fault-%'"
-                .into()
         )
         .await,
         keys,
@@ -309,7 +296,6 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
         count(
             "SELECT COUNT(*) AS n FROM referral_parties p JOIN referrals r ON r.id = p.referral_id \
              WHERE p.relation = 'FILER' AND r.idempotency_key LIKE 'fault-%'"
-                .into()
         )
         .await,
         keys,

@@ -625,21 +625,7 @@ async fn sigkill_of_intake_mid_filing_loses_and_duplicates_nothing() {
     let db = sea_orm::Database::connect(stack.url.clone())
         .await
         .expect("db");
-    use sea_orm::{ConnectionTrait, Statement};
-    let count = |sql: &'static str| {
-        let db = &db;
-        async move {
-            db.query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .expect("count")
-            .expect("row")
-            .try_get::<i64>("", "n")
-            .expect("n")
-        }
-    };
+    let count = |sql: &'static str| crate::common::count_rows(&db, sql);
     let n = keys.len() as i64;
     assert_eq!(
         count("SELECT COUNT(*) AS n FROM referrals").await,

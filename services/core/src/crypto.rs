@@ -140,15 +140,8 @@ impl MasterKey {
 
     /// Unwraps a root wrapped by [`MasterKey::wrap_root`].
     pub fn unwrap_root(&self, wrapped: &[u8]) -> Result<MasterKey, CryptoError> {
-        let mut raw = open_with(&self.key, wrapped, b"refnet/root/v1")?;
-        if raw.len() != 32 {
-            raw.zeroize();
-            return Err(CryptoError::Malformed("root key"));
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&raw);
-        raw.zeroize();
-        Ok(Self::from_bytes(key))
+        let key = open_key(&self.key, wrapped, b"refnet/root/v1", "root key")?;
+        Ok(Self::from_bytes(key.0))
     }
 
     /// Re-wraps `subject`'s data key `wrapped` (by `from`) under this key.
@@ -178,16 +171,26 @@ impl MasterKey {
 
     /// Unwraps the data key of `subject`.
     pub fn unwrap_data_key(&self, subject: Uuid, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
-        let mut raw = open_with(&self.key, wrapped, &wrap_aad(subject))?;
-        if raw.len() != 32 {
-            raw.zeroize();
-            return Err(CryptoError::Malformed("data key"));
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&raw);
-        raw.zeroize();
-        Ok(DataKey(KeyBytes(key)))
+        open_key(&self.key, wrapped, &wrap_aad(subject), "data key").map(DataKey)
     }
+}
+
+/// Opens a wrapped 32-byte key; `what` names it in the error.
+fn open_key(
+    key: &KeyBytes,
+    wrapped: &[u8],
+    aad: &[u8],
+    what: &'static str,
+) -> Result<KeyBytes, CryptoError> {
+    let mut raw = open_with(key, wrapped, aad)?;
+    if raw.len() != 32 {
+        raw.zeroize();
+        return Err(CryptoError::Malformed(what));
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&raw);
+    raw.zeroize();
+    Ok(KeyBytes(out))
 }
 
 fn wrap_aad(subject: Uuid) -> Vec<u8> {
