@@ -20,14 +20,15 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 /// Serves every refnet service on `listener` until `shutdown` resolves, with
-/// the routing and deadline workers (unless configured off) and the metrics
-/// sampler running beside them.
+/// the routing and deadline workers (unless configured off), the retention
+/// worker (unless its period is 0) and the metrics sampler running beside them.
 pub async fn serve_all(
     ctx: &AppContext,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let background = refnet_routing::background(ctx)?;
+    let mut background = refnet_routing::background(ctx)?;
+    background.extend(refnet_intake::background(ctx));
     let mut routes = Routes::builder();
     routes
         .add_service(refnet_intake::service(ctx))

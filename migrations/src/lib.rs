@@ -17,6 +17,7 @@ mod m20261128_000006_protection;
 mod m20261129_000007_growth_indexes;
 mod m20261130_000008_officer_suspensions;
 mod m20261130_000009_key_roots;
+mod m20261130_000010_erasure;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_growth_indexes::Migration),
             Box::new(m20261130_000008_officer_suspensions::Migration),
             Box::new(m20261130_000009_key_roots::Migration),
+            Box::new(m20261130_000010_erasure::Migration),
         ]
     }
 }

@@ -2,10 +2,8 @@
 //! not appear in the raw database (file and WAL on SQLite, every table's rows
 //! on PostgreSQL) nor in any log line, while the API still returns them.
 
-use sea_orm::{ConnectionTrait, Statement};
-
 use crate::{
-    common::{Backend, CANARIES, TestApp, authed, canary_draft, captured_logs},
+    common::{CANARIES, TestApp, authed, canary_draft, captured_logs},
     on_both,
 };
 use refnet_api::v1 as pb;
@@ -123,53 +121,7 @@ async fn canaries_are_not_stored_or_logged_in_clear(app: &TestApp) {
 
     // What an attacker with a copy of the database sees: every row of every
     // table as text on PostgreSQL; the raw file and its WAL on SQLite.
-    let mut stored = String::new();
-    match app.backend {
-        Backend::Postgres => {
-            let db = app.db().await;
-            let tables = db
-                .query_all_raw(Statement::from_string(
-                    db.get_database_backend(),
-                    "SELECT table_name::text AS name FROM information_schema.tables \
-                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-                        .to_owned(),
-                ))
-                .await
-                .expect("tables");
-            let tables: Vec<String> = tables
-                .iter()
-                .map(|r| r.try_get::<String>("", "name").expect("name"))
-                .collect();
-            for required in [
-                "subjects",
-                "messages",
-                "protection_requests",
-                "protection_measures",
-            ] {
-                assert!(tables.iter().any(|t| t == required), "{required} is dumped");
-            }
-            for table in &tables {
-                let rows = db
-                    .query_all_raw(Statement::from_string(
-                        db.get_database_backend(),
-                        format!("SELECT CAST(t AS TEXT) AS row_text FROM {table} t"),
-                    ))
-                    .await
-                    .expect("dump");
-                for row in rows {
-                    stored.push_str(&row.try_get::<String>("", "row_text").expect("text"));
-                    stored.push('\n');
-                }
-            }
-        }
-        Backend::Sqlite => {
-            for file in ["refnet.db", "refnet.db-wal"] {
-                if let Ok(bytes) = std::fs::read(app.data_dir.path().join(file)) {
-                    stored.push_str(&String::from_utf8_lossy(&bytes));
-                }
-            }
-        }
-    }
+    let stored = String::from_utf8_lossy(&crate::common::stored_bytes(app).await).to_string();
     assert!(
         stored.contains(&filed.reference_code),
         "the dump is real: it holds the reference code"

@@ -619,3 +619,57 @@ pub async fn next_item_for(
         }
     }
 }
+
+/// Every live row of every table as text (PostgreSQL), or the database file
+/// and its log as bytes (SQLite): what a copy of the database holds.
+pub async fn stored_bytes(app: &TestApp) -> Vec<u8> {
+    let mut stored = Vec::new();
+    match app.backend {
+        Backend::Postgres => {
+            let db = app.db().await;
+            let tables = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT table_name::text AS name FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                        .to_owned(),
+                ))
+                .await
+                .expect("tables");
+            let tables: Vec<String> = tables
+                .iter()
+                .map(|r| r.try_get::<String>("", "name").expect("name"))
+                .collect();
+            for required in [
+                "subjects",
+                "messages",
+                "protection_requests",
+                "protection_measures",
+            ] {
+                assert!(tables.iter().any(|t| t == required), "{required} is dumped");
+            }
+            for table in tables {
+                let rows = db
+                    .query_all_raw(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        format!("SELECT CAST(t AS TEXT) AS row_text FROM {table} t"),
+                    ))
+                    .await
+                    .expect("dump");
+                for row in rows {
+                    let text: String = row.try_get("", "row_text").expect("text");
+                    stored.extend(text.into_bytes());
+                    stored.push(b'\n');
+                }
+            }
+        }
+        Backend::Sqlite => {
+            for file in ["refnet.db", "refnet.db-wal"] {
+                if let Ok(bytes) = std::fs::read(app.data_dir.path().join(file)) {
+                    stored.extend(bytes);
+                }
+            }
+        }
+    }
+    stored
+}

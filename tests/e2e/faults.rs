@@ -1,7 +1,9 @@
-//! Faults: PostgreSQL going away under load, as refnet sees a restart or a
-//! failover (every connection cut, new ones refused, then back). refnet runs
-//! behind a TCP proxy to its own fresh database, and the proxy cuts and
-//! restores the link while officers file and read.
+//! Faults: PostgreSQL going away under load, two ways: refnet behind a TCP
+//! proxy to its own fresh database, which cuts every connection and refuses
+//! new ones for three seconds (a failover as refnet sees it); and a private
+//! PostgreSQL server of the test's own, stopped and started again (a
+//! restart). Officers file and read throughout. And duplicate events: every
+//! `ReferralFiled` appended twice and the routing worker's checkpoint rewound.
 //!
 //! Checked: every answer during the outage is a success or UNAVAILABLE (never
 //! INTERNAL, never a wrong answer); after it, every filing retried with its
@@ -29,7 +31,10 @@ use tokio::{
 };
 use tonic::Code;
 
-use crate::common::{TestApp, authed, canary_draft, fresh_postgres_url, without_rate_limits};
+use crate::{
+    common::{TestApp, authed, canary_draft, fresh_postgres_url, without_rate_limits},
+    on_both,
+};
 
 /// A TCP proxy that can cut every connection and refuse new ones.
 struct Proxy {
@@ -124,6 +129,23 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
     };
     let proxy = Proxy::start(upstream_of(&direct).await).await;
     let app = TestApp::spawn_with(Some(through(&direct, proxy.addr)), without_rate_limits).await;
+    let outage = async {
+        proxy.cut();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.restore();
+    };
+    under_load("cut link", &app, &direct, outage).await;
+    app.stop().await;
+}
+
+/// Eight filers and a reader on `app` while `outage` runs, then every key
+/// retried; checked in the database at `direct` (see the module's doc).
+async fn under_load(
+    what: &str,
+    app: &TestApp,
+    direct: &str,
+    outage: impl std::future::Future<Output = ()>,
+) {
     let token = app.officer("police-nairobi");
     let known = app
         .file("police-nairobi", canary_draft())
@@ -199,9 +221,7 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
     };
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.cut();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    proxy.restore();
+    outage.await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
 
@@ -213,7 +233,7 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
     let failed: Vec<Code> = outcomes.values().filter_map(|o| o.clone().err()).collect();
     let read_failures: Vec<Code> = reads.iter().copied().filter(|c| *c != Code::Ok).collect();
     eprintln!(
-        "filings: {} ({} failed), reads: {} ({} failed)",
+        "{what}: filings: {} ({} failed), reads: {} ({} failed)",
         outcomes.len(),
         failed.len(),
         reads.len(),
@@ -268,7 +288,7 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
     // Checked directly in the database (not through refnet): one referral,
     // one ReferralFiled event and one filer party row per key; the audit
     // chain verifies.
-    let db = Database::connect(direct.clone()).await.expect("db");
+    let db = Database::connect(direct.to_owned()).await.expect("db");
     let count = |sql: &'static str| crate::common::count_rows(&db, sql);
     let keys = outcomes.len() as i64;
     assert_eq!(
@@ -305,5 +325,292 @@ async fn database_outage_under_load_loses_and_duplicates_nothing() {
         .await
         .expect("read the chain");
     assert!(verified.is_ok(), "audit chain: {verified:?}");
+}
+
+/// A PostgreSQL server of the test's own (initdb into a temporary
+/// directory, on a free port), so it can be stopped and started without
+/// touching the server the rest of the suite shares.
+struct PrivateServer {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateServer {
+    /// Where `initdb` and `pg_ctl` are: `pg_config --bindir`, else the Debian layout.
+    fn bindir() -> Option<std::path::PathBuf> {
+        let from_config = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        let debian = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(Result::ok)
+                    .map(|v| v.path().join("bin"))
+                    .max()
+            });
+        from_config
+            .into_iter()
+            .chain(debian)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+    }
+
+    /// `tool` from the server binaries, run as the PostgreSQL owner
+    /// (`postgres` when the tests run as root, which initdb refuses).
+    fn command(&self, tool: &str) -> std::process::Command {
+        let program = self.bin.join(tool);
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    /// Runs `tool` with `args`; fails the test if it fails.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// A new cluster, started; `None` when the PostgreSQL suite is off.
+    /// With it on, missing server binaries fail the test.
+    fn start() -> Option<Self> {
+        std::env::var("REFNET_TEST_DATABASE_URL").ok()?;
+        let bin = Self::bindir().expect(
+            "the PostgreSQL restart test needs the server binaries (initdb, pg_ctl): \
+             install PostgreSQL or put pg_config on PATH",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres", &dir.path().display().to_string()])
+            .output();
+        let server = Self { bin, dir, port };
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        server.pg_ctl_start();
+        Some(server)
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server: `fast` ends every session, as a restart or failover does.
+    fn stop(&self, mode: &str) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", mode, "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// PostgreSQL itself stopped (fast: every session ended) and started again
+/// three seconds later under the same load: the same checks as the cut link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_under_load_loses_and_duplicates_nothing() {
+    let Some(server) = PrivateServer::start() else {
+        return;
+    };
+    let direct = server.url();
+    let app = TestApp::spawn_with(Some(direct.clone()), without_rate_limits).await;
+    let server = Arc::new(server);
+    let outage = {
+        let server = server.clone();
+        async move {
+            let s = server.clone();
+            tokio::task::spawn_blocking(move || s.stop("fast"))
+                .await
+                .expect("stop");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::task::spawn_blocking(move || server.pg_ctl_start())
+                .await
+                .expect("start");
+        }
+    };
+    under_load("restart", &app, &direct, outage).await;
     app.stop().await;
+}
+
+on_both!(duplicate_events_create_nothing_twice);
+
+/// Events delivered twice: every `ReferralFiled` appended again (a producer's
+/// retry) and the routing worker's checkpoint rewound to the start (a
+/// consumer's redelivery). Nothing is created twice: handoffs, their events,
+/// parties and notifications stay as they were.
+async fn duplicate_events_create_nothing_twice(app: &TestApp) {
+    use refnet_core::entities::{consumer_checkpoint, event};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+    let db = app.db().await;
+    let mut filed = Vec::new();
+    for _ in 0..3 {
+        filed.push(
+            app.file(
+                "police-nairobi",
+                crate::routing::foreign_child_in_forced_labour(),
+            )
+            .await
+            .referral
+            .expect("referral")
+            .id,
+        );
+    }
+    let last_seq = || async {
+        event::Entity::find()
+            .all(&app.db().await)
+            .await
+            .expect("events")
+            .iter()
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0)
+    };
+    let checkpoint = || async {
+        consumer_checkpoint::Entity::find_by_id(refnet_routing::worker::CONSUMER.to_owned())
+            .one(&app.db().await)
+            .await
+            .expect("checkpoint")
+            .map_or(0, |c| c.seq)
+    };
+    let caught_up = |target: i64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while checkpoint().await < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the routing worker did not catch up"
+            );
+            app.ctx.event_signal().notify_waiters();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    caught_up(last_seq().await).await;
+    let tables = [
+        "handoffs",
+        "referral_parties",
+        "notifications",
+        "referrals",
+        "events WHERE kind = 'HandoffCreated'",
+    ];
+    let mut before = Vec::new();
+    for t in tables {
+        before
+            .push(crate::common::count_rows(&db, &format!("SELECT COUNT(*) AS n FROM {t}")).await);
+    }
+    assert!(before[0] >= 3, "the referrals were routed: {before:?}");
+
+    let originals = event::Entity::find()
+        .filter(event::Column::Kind.eq("ReferralFiled"))
+        .all(&db)
+        .await
+        .expect("events");
+    assert_eq!(originals.len(), 3);
+    let txn = db.begin().await.expect("begin");
+    for original in &originals {
+        let payload: serde_json::Value = serde_json::from_str(&original.payload).expect("payload");
+        refnet_core::events::append(
+            &txn,
+            refnet_core::events::EventKind::ReferralFiled,
+            original.referral_id,
+            None,
+            &payload,
+        )
+        .await
+        .expect("append a duplicate");
+    }
+    txn.commit().await.expect("commit");
+    consumer_checkpoint::Entity::update_many()
+        .col_expr(consumer_checkpoint::Column::Seq, 0i64.into())
+        .filter(consumer_checkpoint::Column::Consumer.eq(refnet_routing::worker::CONSUMER))
+        .exec(&db)
+        .await
+        .expect("rewind the checkpoint");
+    caught_up(last_seq().await).await;
+
+    let mut after = Vec::new();
+    for t in tables {
+        after.push(crate::common::count_rows(&db, &format!("SELECT COUNT(*) AS n FROM {t}")).await);
+    }
+    assert_eq!(
+        after, before,
+        "{tables:?}: created again by duplicate events"
+    );
+    for id in &filed {
+        let got = app
+            .get_as("police-nairobi", id)
+            .await
+            .referral
+            .expect("referral");
+        assert_eq!(got.status, pb::ReferralStatus::Routed as i32);
+    }
+    let verified = refnet_core::audit::verify(&db)
+        .await
+        .expect("read the chain");
+    assert!(verified.is_ok(), "audit chain: {verified:?}");
 }

@@ -144,7 +144,7 @@ fn expected_visible(
     consented: &[&str],
     protected: bool,
 ) -> bool {
-    if role == "auditor" {
+    if role == "auditor" || role == "data_protection" {
         return false; // OPERATIONAL only
     }
     if protected
@@ -193,7 +193,7 @@ const PARTIES: &[&str] = &[
     "trust-fund",
 ];
 
-const ROLES: &[&str] = &["officer", "supervisor", "auditor"];
+const ROLES: &[&str] = &["officer", "supervisor", "auditor", "data_protection"];
 
 struct Case {
     name: &'static str,
@@ -208,6 +208,31 @@ struct Case {
     protection: String,
     /// The WPA admitted the subject (override 1 applies).
     protected: bool,
+}
+
+/// The same referral filed again with the same parties (a protected
+/// witness's copy is protected too, by its identifiers), for a call that
+/// would change the case for the calls after it.
+async fn disposable_copy(app: &TestApp, case: &Case) -> Case {
+    let id = app
+        .file("police-nairobi", case.draft.clone())
+        .await
+        .referral
+        .expect("referral")
+        .id;
+    for party in PARTIES {
+        app.make_party(&id, party).await;
+    }
+    Case {
+        name: case.name,
+        id,
+        draft: case.draft.clone(),
+        bytes: case.bytes.clone(),
+        consented: case.consented.clone(),
+        declined: case.declined.clone(),
+        protection: case.protection.clone(),
+        protected: case.protected,
+    }
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -416,6 +441,11 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
             agency_kinds: vec![pb::AgencyKind::Secretariat as i32],
         }
         .encode_to_vec(),
+        "/refnet.v1.IntakeService/EraseSubject" => pb::EraseSubjectRequest {
+            referral: id,
+            ground: pb::ErasureGround::SubjectRequest as i32,
+        }
+        .encode_to_vec(),
         "/refnet.v1.AuditService/ListAuditRecords" => pb::ListAuditRecordsRequest {
             referral: id,
             ..Default::default()
@@ -574,7 +604,10 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             let path = format!("/{}/{}", service.full_name(), method.name());
             // What subject content the reply can hold: a whole referral, or
             // thread messages (whose bodies this test writes).
-            let content: Option<Vec<u8>> = if carries(&method, "refnet.v1.Referral") {
+            let content: Option<Vec<u8>> = if path.ends_with("/EraseSubject") {
+                // Its reply is the referral after erasure: no canary is left for anyone.
+                Some(Vec::new())
+            } else if carries(&method, "refnet.v1.Referral") {
                 None
             } else if carries(&method, "refnet.v1.ThreadMessage")
                 || DECLINE_REASON_CARRIERS.iter().any(|m| path.ends_with(m))
@@ -588,7 +621,16 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
             for case in &cases {
                 for (agency, kind) in VIEWERS {
                     for role in ROLES {
-                        let body = request_for(app, &path, case).await.unwrap_or_else(|| {
+                        // An erasure that succeeds must not take the case's
+                        // subject from the calls after it: it erases a copy.
+                        let copy;
+                        let target = if path.ends_with("/EraseSubject") {
+                            copy = disposable_copy(app, case).await;
+                            &copy
+                        } else {
+                            case
+                        };
+                        let body = request_for(app, &path, target).await.unwrap_or_else(|| {
                             panic!("{path} has no request in the leak test: add one")
                         });
                         let token = app.token(agency, &[role]);
@@ -690,6 +732,7 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
     for method in [
         "GetReferral",
         "FileReferral",
+        "EraseSubject",
         "AmendReferral",
         "RecordConsent",
         "WithdrawConsent",
@@ -867,6 +910,7 @@ async fn non_parties_cannot_tell_whether_a_referral_exists(app: &TestApp) {
     }
     for method in [
         "GetReferral",
+        "EraseSubject",
         "AmendReferral",
         "RecordConsent",
         "WithdrawConsent",

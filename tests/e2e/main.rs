@@ -21,6 +21,7 @@ mod cli;
 mod decisions;
 mod deploy;
 mod desk;
+mod erasure;
 mod faults;
 mod grpc_web;
 mod intake;

@@ -86,6 +86,7 @@ fn reply() -> pb::GetReferralResponse {
             filed_at: None,
             updated_at: None,
             protection_applies: false,
+            subject_erased_at: None,
         }),
         redactions: vec![],
     }

@@ -34,8 +34,10 @@ pub async fn relation<C: ConnectionTrait>(
     })
 }
 
-/// Marks a filed referral as routed (it has open handoffs). Routing's status,
-/// not a content change: the referral's version is not bumped.
+/// Marks a referral as routed (it has an open handoff): a filed one, or a
+/// closed one that got a new handoff (it is open again, and its retention
+/// period will count from its next closure). Routing's status, not a content
+/// change: the referral's version is not bumped.
 pub async fn mark_routed<C: ConnectionTrait>(
     db: &C,
     referral_id: Uuid,
@@ -43,8 +45,15 @@ pub async fn mark_routed<C: ConnectionTrait>(
     let statement = Query::update()
         .table(Alias::new("referrals"))
         .value(Alias::new("status"), "REFERRAL_STATUS_ROUTED")
+        .value(
+            Alias::new("closed_at"),
+            Option::<chrono::DateTime<chrono::Utc>>::None,
+        )
         .and_where(Expr::col(Alias::new("id")).eq(referral_id))
-        .and_where(Expr::col(Alias::new("status")).eq("REFERRAL_STATUS_FILED"))
+        .and_where(
+            Expr::col(Alias::new("status"))
+                .is_in(["REFERRAL_STATUS_FILED", "REFERRAL_STATUS_CLOSED"]),
+        )
         .to_owned();
     db.execute(&statement).await?;
     Ok(())
@@ -122,14 +131,39 @@ pub async fn close_if_settled<C: ConnectionTrait>(
         .one(db)
         .await?;
     if open.is_none() {
+        // Only on the change to CLOSED: `closed_at` is when it closed.
         let statement = Query::update()
             .table(Alias::new("referrals"))
             .value(Alias::new("status"), "REFERRAL_STATUS_CLOSED")
+            .value(Alias::new("closed_at"), chrono::Utc::now())
             .and_where(Expr::col(Alias::new("id")).eq(referral_id))
+            .and_where(Expr::col(Alias::new("status")).ne("REFERRAL_STATUS_CLOSED"))
             .to_owned();
         db.execute(&statement).await?;
     }
     Ok(())
+}
+
+/// Whether `referral_id` has a protection request still open (submitted,
+/// under assessment, under interim measures, admitted or active). Read here
+/// because intake must not erase a subject the WPA is still deciding on or
+/// protecting.
+pub async fn open_protection_request<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<bool, ServiceError> {
+    let query = Query::select()
+        .column(Alias::new("id"))
+        .from(Alias::new("protection_requests"))
+        .and_where(Expr::col(Alias::new("referral_id")).eq(referral_id))
+        .and_where(Expr::col(Alias::new("state")).is_not_in([
+            "PROTECTION_STATE_DECLINED",
+            "PROTECTION_STATE_CLOSED",
+            "PROTECTION_STATE_WITHDRAWN",
+        ]))
+        .limit(1)
+        .to_owned();
+    Ok(db.query_one(&query).await?.is_some())
 }
 
 /// The reference code of a referral.

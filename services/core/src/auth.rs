@@ -44,6 +44,9 @@ pub enum Role {
     Supervisor,
     /// Operational data and the audit log only.
     Auditor,
+    /// A data-protection officer: operational data only; erases the subjects
+    /// of the filing agency's referrals (`EraseSubject`).
+    DataProtection,
 }
 
 impl Role {
@@ -53,6 +56,7 @@ impl Role {
             "officer" => Some(Self::Officer),
             "supervisor" => Some(Self::Supervisor),
             "auditor" => Some(Self::Auditor),
+            "data_protection" => Some(Self::DataProtection),
             _ => None,
         }
     }
@@ -63,6 +67,7 @@ impl Role {
             Self::Officer => "officer",
             Self::Supervisor => "supervisor",
             Self::Auditor => "auditor",
+            Self::DataProtection => "data_protection",
         }
     }
 }

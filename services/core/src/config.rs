@@ -50,6 +50,9 @@ pub const ENV_KEYS: &[&str] = &[
     "limits.officer_burst",
     "limits.agency_per_second",
     "limits.agency_burst",
+    "retention.erase_closed_after_days",
+    "retention.interval_seconds",
+    "retention.batch",
 ];
 
 /// Whether `key` (as figment sees it after the prefix: `DATABASE_URL`,
@@ -166,6 +169,34 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-officer and per-agency rate limits.
     pub limits: crate::limits::LimitsConfig,
+    /// The retention policy: when the subjects of closed referrals are erased.
+    pub retention: RetentionConfig,
+}
+
+/// The retention policy (`[retention]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Erase the subject of a referral this many days after it closed
+    /// (identity, location and sealed text; case facts stay). 0 turns the
+    /// policy off: subjects are then kept until erased with `EraseSubject`.
+    pub erase_closed_after_days: u32,
+    /// How often the retention worker looks for subjects due, in seconds.
+    pub interval_seconds: u64,
+    /// How many referrals the worker reads per query.
+    pub batch: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        // Seven years after closure: longer than a trafficking prosecution and
+        // its appeals usually take; set it from the agencies' own schedule.
+        Self {
+            erase_closed_after_days: 7 * 365,
+            interval_seconds: 3_600,
+            batch: 100,
+        }
+    }
 }
 
 impl Default for Config {
@@ -194,6 +225,7 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             auth: AuthConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -372,6 +372,11 @@ pub mod subject {
         pub updated_at: DateTimeUtc,
         /// The WPA pseudonym while the subject is protected (every viewer but the WPA sees it).
         pub protected_pseudonym: Option<String>,
+        /// When the subject was erased: its data key destroyed, identity,
+        /// location and date of birth gone (see `subjects::erase`).
+        pub erased_at: Option<DateTimeUtc>,
+        /// The age band at filing, kept in place of the date of birth once erased.
+        pub age_band: Option<String>,
     }
 
     /// No relations are navigated through sea-orm.
@@ -435,6 +440,9 @@ pub mod referral {
         pub filed_at: DateTimeUtc,
         /// Updated.
         pub updated_at: DateTimeUtc,
+        /// When the referral last became CLOSED (none while open); the
+        /// retention period counts from it.
+        pub closed_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through sea-orm.

@@ -51,6 +51,9 @@ pub enum EventKind {
     ProtectionApplied,
     /// The WPA restored the subject's identity to other parties (on the timeline).
     ProtectionLifted,
+    /// The subject's data key was destroyed: identity, location and sealed
+    /// text are gone (on the timeline, with the ground).
+    SubjectErased,
 }
 
 impl EventKind {
@@ -77,6 +80,7 @@ impl EventKind {
             Self::ProtectionStateChanged => "ProtectionStateChanged",
             Self::ProtectionApplied => "ProtectionApplied",
             Self::ProtectionLifted => "ProtectionLifted",
+            Self::SubjectErased => "SubjectErased",
         }
     }
 }

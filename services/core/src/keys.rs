@@ -121,6 +121,8 @@ pub async fn rotate(
                 subject::Column::WrappedKey,
             ])
             .filter(subject::Column::KeyId.ne(to.id()))
+            // An erased subject has no key left to wrap.
+            .filter(subject::Column::KeyId.ne(crate::subjects::ERASED_KEY_ID))
             .order_by_asc(subject::Column::Id)
             .limit(batch.max(1))
             .into_tuple::<(uuid::Uuid, String, Vec<u8>)>()
@@ -171,6 +173,7 @@ pub async fn wrapped_by_others<C: ConnectionTrait>(db: &C, id: &str) -> Result<u
     use sea_orm::PaginatorTrait;
     subject::Entity::find()
         .filter(subject::Column::KeyId.ne(id))
+        .filter(subject::Column::KeyId.ne(crate::subjects::ERASED_KEY_ID))
         .count(db)
         .await
 }

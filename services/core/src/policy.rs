@@ -809,8 +809,13 @@ mod tests {
 
         fn role_set() -> impl Strategy<Value = BTreeSet<Role>> {
             proptest::sample::subsequence(
-                vec![Role::Officer, Role::Supervisor, Role::Auditor],
-                1..=3,
+                vec![
+                    Role::Officer,
+                    Role::Supervisor,
+                    Role::Auditor,
+                    Role::DataProtection,
+                ],
+                1..=4,
             )
             .prop_map(|v| v.into_iter().collect())
         }
@@ -846,7 +851,9 @@ mod tests {
                 for class in POLICY_CLASSES {
                     prop_assert!(view.decide(class).action >= base.decide(class).action);
                 }
-                let operational_only = roles.iter().all(|r| *r == Role::Auditor);
+                let operational_only = roles
+                    .iter()
+                    .all(|r| matches!(r, Role::Auditor | Role::DataProtection));
                 if operational_only {
                     for class in POLICY_CLASSES {
                         prop_assert_eq!(view.decide(class).action, Action::Drop);

@@ -57,22 +57,75 @@ pub fn open<T: DeserializeOwned>(
     serde_json::from_slice(&plain).map_err(|e| ServiceError::internal("decode", e))
 }
 
-/// The data key of the subject of `referral_id`.
+/// `key_id` of an erased subject: its data key was destroyed.
+pub const ERASED_KEY_ID: &str = "erased";
+
+/// The answer to a write that would seal new text about an erased subject.
+pub fn erased_error() -> ServiceError {
+    ServiceError::FailedPrecondition(
+        "the subject of this referral was erased; nothing more can be recorded about them".into(),
+    )
+}
+
+/// The subject row of `referral_id`.
+async fn subject_of<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> ServiceResult<subject::Model> {
+    let row = referral::Entity::find_by_id(referral_id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    subject::Entity::find_by_id(row.subject_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::Internal("referral without subject".into()))
+}
+
+/// The data key of `subj`; `None` once the subject was erased.
+fn key_of(keys: &Keyring, subj: &subject::Model) -> ServiceResult<Option<DataKey>> {
+    if subj.erased_at.is_some() {
+        return Ok(None);
+    }
+    keys.unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
+        .map(Some)
+        .map_err(|e| ServiceError::internal("unwrap data key", e))
+}
+
+/// The data key of the subject of `referral_id`, to seal something new;
+/// FAILED_PRECONDITION once the subject was erased.
 pub async fn data_key<C: ConnectionTrait>(
     db: &C,
     keys: &Keyring,
     referral_id: Uuid,
 ) -> ServiceResult<DataKey> {
-    let row = referral::Entity::find_by_id(referral_id)
-        .one(db)
+    read_key(db, keys, referral_id)
         .await?
-        .ok_or(ServiceError::NotFound)?;
-    let subj = subject::Entity::find_by_id(row.subject_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
-    keys.unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
-        .map_err(|e| ServiceError::internal("unwrap data key", e))
+        .ok_or_else(erased_error)
+}
+
+/// The data key of the subject of `referral_id`, to open what was sealed;
+/// `None` once the subject was erased (what it sealed is unrecoverable).
+pub async fn read_key<C: ConnectionTrait>(
+    db: &C,
+    keys: &Keyring,
+    referral_id: Uuid,
+) -> ServiceResult<Option<DataKey>> {
+    key_of(keys, &subject_of(db, referral_id).await?)
+}
+
+/// Opens what [`seal`] sealed under `key`, or gives `T::default()` when the
+/// key was destroyed (`None`: the subject was erased).
+pub fn open_or_erased<T: DeserializeOwned + Default>(
+    key: Option<&DataKey>,
+    row: Uuid,
+    purpose: &str,
+    sealed: &[u8],
+) -> ServiceResult<T> {
+    match key {
+        Some(key) => open(key, row, purpose, sealed),
+        None => Ok(T::default()),
+    }
 }
 
 /// Reads the content of a referral, opening its sealed parts.
@@ -94,12 +147,14 @@ pub fn content_of(
     row: &referral::Model,
     subj: &subject::Model,
 ) -> ServiceResult<ReferralContent> {
-    let key = keys
-        .unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
-        .map_err(|e| ServiceError::internal("unwrap data key", e))?;
-    let identity: IdentityRecord = open(&key, subj.id, "identity", &subj.identity_ct)?;
-    let location: LocationRecord = open(&key, subj.id, "location", &subj.location_ct)?;
-    let sealed: SealedRecord = open(&key, row.id, "sealed", &row.sealed)?;
+    // An erased subject's key is gone: identity, location and the sealed
+    // text read as empty.
+    let key = key_of(keys, subj)?;
+    let identity: IdentityRecord =
+        open_or_erased(key.as_ref(), subj.id, "identity", &subj.identity_ct)?;
+    let location: LocationRecord =
+        open_or_erased(key.as_ref(), subj.id, "location", &subj.location_ct)?;
+    let sealed: SealedRecord = open_or_erased(key.as_ref(), row.id, "sealed", &row.sealed)?;
     let quasi = QuasiRecord {
         date_of_birth: subj
             .date_of_birth
@@ -129,6 +184,7 @@ pub fn content_of(
         identified_by: pb::IdentifiedBy::from_str_name(&row.identified_by).unwrap_or_default(),
         county: row.county.clone(),
         protected_pseudonym: subj.protected_pseudonym.clone(),
+        erased_at: subj.erased_at,
     })
 }
 

@@ -7,6 +7,7 @@
 
 pub mod audit_service;
 pub mod entities;
+pub mod erase;
 pub mod seed;
 pub mod service;
 pub mod store;
@@ -32,4 +33,20 @@ pub fn service(ctx: &AppContext) -> IntakeServiceServer<service::Intake> {
 pub fn audit_service(ctx: &AppContext) -> AuditServiceServer<audit_service::Audit> {
     AuditServiceServer::new(audit_service::Audit::new(ctx.clone()))
         .max_decoding_message_size(ctx.config().max_request_bytes)
+}
+
+/// Starts the background task of a process serving IntakeService: the
+/// retention worker (when `retention.erase_closed_after_days` is not 0). It
+/// stops between steps once [`AppContext::begin_shutdown`] is called.
+pub fn background(ctx: &AppContext) -> Vec<tokio::task::JoinHandle<()>> {
+    if ctx.config().retention.erase_closed_after_days == 0 {
+        return Vec::new();
+    }
+    let stop = {
+        let ctx = ctx.clone();
+        async move { ctx.shutting_down().await }
+    };
+    vec![tokio::spawn(
+        erase::RetentionWorker::new(ctx.clone()).run(stop),
+    )]
 }

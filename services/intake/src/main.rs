@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
             routes
                 .add_service(refnet_intake::service(ctx))
                 .add_service(refnet_intake::audit_service(ctx));
-            Vec::new()
+            refnet_intake::background(ctx)
         },
     )
     .await

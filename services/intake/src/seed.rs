@@ -55,6 +55,7 @@ pub async fn write_batch(
         let mut referral_row = rows.referral.clone();
         referral_row.reference_code = Set(seeded_reference_code(year, n));
         referral_row.status = Set(pb::ReferralStatus::Closed.as_str_name().to_owned());
+        referral_row.closed_at = Set(Some(now));
         identifiers.extend(rows.identifier_rows());
         parties.push(rows.filer_party(&principal.agency_id));
         subjects.push(rows.subject);

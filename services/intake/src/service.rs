@@ -22,8 +22,14 @@ const MAX_PAGE: u64 = 200;
 
 /// Roles that may write (file, amend, consent).
 const WRITERS: &[Role] = &[Role::Officer, Role::Supervisor];
-/// Roles that may read referrals (auditors get the operational view the policy gives them).
-const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
+/// Roles that may read referrals (auditors and data-protection officers get
+/// the operational view the policy gives them).
+const READERS: &[Role] = &[
+    Role::Officer,
+    Role::Supervisor,
+    Role::Auditor,
+    Role::DataProtection,
+];
 
 /// The IntakeService.
 #[derive(Clone)]
@@ -335,8 +341,72 @@ impl Intake {
     }
 }
 
+impl Intake {
+    async fn erase_subject_inner(
+        &self,
+        request: Request<pb::EraseSubjectRequest>,
+    ) -> ServiceResult<Reply<pb::EraseSubjectResponse>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        // The role first: a caller who may never erase learns nothing of the referral.
+        crate::erase::require_eraser(&principal)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let reference = referral_ref(&mut v, "referral", &req.referral);
+        let ground = match pb::ErasureGround::try_from(req.ground) {
+            Ok(pb::ErasureGround::Unspecified) => {
+                v.add("ground", "is required");
+                None
+            }
+            Ok(pb::ErasureGround::Retention) => {
+                v.add(
+                    "ground",
+                    "RETENTION is the retention worker's; give the caller's ground",
+                );
+                None
+            }
+            Ok(g) => Some(g),
+            Err(_) => {
+                v.add("ground", format!("unknown value {}", req.ground));
+                None
+            }
+        };
+        let (reference, ground) = v.finish(|| Some((reference?, ground?)))?;
+        let (id, already_erased) = crate::erase::erase_for(
+            &self.ctx,
+            &principal,
+            &call.rpc,
+            call.trace_id.clone(),
+            &reference,
+            ground,
+        )
+        .await?;
+        let loaded = store::get(&self.ctx, &principal, &ReferralRef::Id(id)).await?;
+        let response = pb::EraseSubjectResponse {
+            referral: Some(loaded.referral),
+            already_erased,
+            redactions: Vec::new(),
+        };
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Some(&loaded.subject),
+            response,
+        )
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl IntakeService for Intake {
+    async fn erase_subject(
+        &self,
+        request: Request<pb::EraseSubjectRequest>,
+    ) -> Result<Response<pb::EraseSubjectResponse>, Status> {
+        Ok(self.erase_subject_inner(request).await?.into_response())
+    }
+
     async fn file_referral(
         &self,
         request: Request<pb::FileReferralRequest>,

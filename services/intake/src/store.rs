@@ -111,7 +111,7 @@ fn by_ref(reference: &ReferralRef) -> Condition {
 
 /// The referral `reference` if `agency_id` is party to it; NOT_FOUND otherwise,
 /// the same answer as for a referral that does not exist.
-async fn find_visible<C: ConnectionTrait>(
+pub(crate) async fn find_visible<C: ConnectionTrait>(
     db: &C,
     agency_id: &str,
     reference: &ReferralRef,
@@ -145,6 +145,7 @@ fn to_proto(row: &referral::Model, content: &ReferralContent) -> pb::Referral {
         filed_at: Some(timestamp(row.filed_at)),
         updated_at: Some(timestamp(row.updated_at)),
         protection_applies: content.protected_pseudonym.is_some(),
+        subject_erased_at: content.erased_at.map(timestamp),
     }
 }
 
@@ -474,6 +475,7 @@ impl NewReferral {
             request_digest: Set(request_digest),
             filed_at: Set(now),
             updated_at: Set(now),
+            closed_at: Set(None),
         };
         Ok(Self {
             subject_id,
@@ -708,7 +710,7 @@ async fn for_change(
 }
 
 /// Bumps the version of `row` if it is still `row.version`; ABORTED otherwise.
-async fn bump_version(
+pub(crate) async fn bump_version(
     txn: &DatabaseTransaction,
     row: &referral::Model,
     changes: referral::ActiveModel,
@@ -758,6 +760,9 @@ pub async fn amend(
                 .one(txn)
                 .await?
                 .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
+            if subj.erased_at.is_some() {
+                return Err(refnet_core::subjects::erased_error());
+            }
             let dek = keys
                 .unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
                 .map_err(|e| ServiceError::internal("unwrap data key", e))?;
@@ -833,6 +838,13 @@ pub async fn change_consent(
     let id = refnet_core::db::write_txn(ctx.db(), move |txn| {
         Box::pin(async move {
             let row = for_change(txn, &actor, &reference, expected_version, false).await?;
+            let erased = subject::Entity::find_by_id(row.subject_id)
+                .one(txn)
+                .await?
+                .is_some_and(|s| s.erased_at.is_some());
+            if erased {
+                return Err(refnet_core::subjects::erased_error());
+            }
             let mut consent: ConsentRecord = from_json(&row.consent, "consent")?;
             let kind = match change {
                 ConsentChange::Record(wire) => {

@@ -236,8 +236,11 @@ impl Protection {
         if !full {
             return Ok(out);
         }
-        let key = subjects::data_key(self.ctx.db(), self.ctx.keys(), row.referral_id).await?;
-        let sealed: SealedRequest = subjects::open(&key, row.id, store::SEALED, &row.sealed_ct)?;
+        // Grounds, notes and measure details were sealed under the subject's
+        // key: empty once the subject was erased.
+        let key = subjects::read_key(self.ctx.db(), self.ctx.keys(), row.referral_id).await?;
+        let sealed: SealedRequest =
+            subjects::open_or_erased(key.as_ref(), row.id, store::SEALED, &row.sealed_ct)?;
         out.grounds = sealed.grounds;
         out.threat_assessment = sealed.threat_assessment;
         out.threat_sources = sealed.threat_sources;
@@ -263,7 +266,7 @@ impl Protection {
                 continue;
             }
             let details = if wpa {
-                subjects::open(&key, m.id, store::DETAILS, &m.details_ct)?
+                subjects::open_or_erased(key.as_ref(), m.id, store::DETAILS, &m.details_ct)?
             } else {
                 String::new()
             };

@@ -73,25 +73,30 @@ pub fn checklist_proto(entries: &[ChecklistEntry]) -> Vec<pb::ChecklistItem> {
         .collect()
 }
 
-/// Seals a decline reason for `handoff_id` under the subject's data key.
+/// Seals a decline reason for `handoff_id` under the subject's data key;
+/// `None` once the subject was erased: the handoff can still be declined, but
+/// nothing new is recorded about an erased person, so the reason is not kept.
 pub async fn seal_reason<C: ConnectionTrait>(
     db: &C,
     ctx: &AppContext,
     referral_id: Uuid,
     handoff_id: Uuid,
     reason: &str,
-) -> ServiceResult<Vec<u8>> {
-    let key = subjects::data_key(db, ctx.keys(), referral_id).await?;
-    subjects::seal(&key, handoff_id, REASON, &reason)
+) -> ServiceResult<Option<Vec<u8>>> {
+    match subjects::read_key(db, ctx.keys(), referral_id).await? {
+        Some(key) => Ok(Some(subjects::seal(&key, handoff_id, REASON, &reason)?)),
+        None => Ok(None),
+    }
 }
 
-/// The decline reason of `row`, opened; empty when it has none.
+/// The decline reason of `row`, opened; empty when it has none or its subject was erased.
 pub async fn open_reason(ctx: &AppContext, row: &handoff::Model) -> ServiceResult<String> {
     match &row.decline_reason_ct {
         None => Ok(String::new()),
         Some(sealed) => {
-            let key = subjects::data_key(ctx.db(), ctx.keys(), row.referral_id).await?;
-            subjects::open(&key, row.id, REASON, sealed)
+            // Empty once the subject was erased: the key that sealed it is gone.
+            let key = subjects::read_key(ctx.db(), ctx.keys(), row.referral_id).await?;
+            subjects::open_or_erased(key.as_ref(), row.id, REASON, sealed)
         }
     }
 }

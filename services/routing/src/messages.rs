@@ -66,8 +66,9 @@ struct Cursor {
 }
 
 async fn to_proto(ctx: &AppContext, row: &message::Model) -> ServiceResult<pb::ThreadMessage> {
-    let key = subjects::data_key(ctx.db(), ctx.keys(), row.referral_id).await?;
-    let body: String = subjects::open(&key, row.id, "message", &row.body_ct)?;
+    // Sealed under the subject's key: gone once the subject was erased.
+    let key = subjects::read_key(ctx.db(), ctx.keys(), row.referral_id).await?;
+    let body: String = subjects::open_or_erased(key.as_ref(), row.id, "message", &row.body_ct)?;
     Ok(pb::ThreadMessage {
         id: row.id.to_string(),
         referral_id: row.referral_id.to_string(),
@@ -75,6 +76,7 @@ async fn to_proto(ctx: &AppContext, row: &message::Model) -> ServiceResult<pb::T
         author_officer: row.author_officer.clone(),
         body,
         posted_at: Some(timestamp(row.posted_at)),
+        body_erased: key.is_none(),
         redactions: Vec::new(),
     })
 }

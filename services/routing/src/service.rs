@@ -360,18 +360,20 @@ impl Routing {
             Transition::Decline => {
                 // Checked before sealing, so a wrong state costs no key unwrap.
                 check_row(&row, t)?;
-                effects.reason_ct = Some(
-                    decisions::seal_reason(
-                        self.ctx.db(),
-                        &self.ctx,
-                        row.referral_id,
-                        row.id,
-                        &reason,
-                    )
-                    .await?,
-                );
+                effects.reason_ct = decisions::seal_reason(
+                    self.ctx.db(),
+                    &self.ctx,
+                    row.referral_id,
+                    row.id,
+                    &reason,
+                )
+                .await?;
                 effects.notify = vec![(row.from_agency_id.clone(), decisions::ALL)];
-                effects.detail = Some("declined".into());
+                effects.detail = Some(if effects.reason_ct.is_some() {
+                    "declined".into()
+                } else {
+                    "declined (reason not kept: the subject was erased)".into()
+                });
             }
             _ => {}
         }

@@ -202,6 +202,9 @@ pub struct ReferralContent {
     /// The WPA pseudonym while the subject is protected; read from storage,
     /// never from a draft.
     pub protected_pseudonym: Option<String>,
+    /// When the subject was erased (identity, location and sealed text are
+    /// then empty); read from storage, never from a draft.
+    pub erased_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Validates a list of enum numbers: known, not UNSPECIFIED, de-duplicated.
@@ -664,6 +667,7 @@ impl ReferralContent {
             identified_by: identified_by?,
             county: county_now?,
             protected_pseudonym: None,
+            erased_at: None,
         })
     }
 
