@@ -311,11 +311,6 @@ async fn erase_in(
     Ok(true)
 }
 
-/// Retention's view of the configuration (the core crate holds it).
-fn config(ctx: &AppContext) -> &refnet_core::config::RetentionConfig {
-    &ctx.config().retention
-}
-
 /// Erases the subjects of referrals closed longer ago than the retention period.
 #[derive(Clone)]
 pub struct RetentionWorker {
@@ -331,7 +326,7 @@ impl RetentionWorker {
     /// Runs until `shutdown` resolves, one step every `retention.interval_seconds`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let every = Duration::from_secs(config(&self.ctx).interval_seconds.max(1));
+        let every = Duration::from_secs(self.ctx.config().retention.interval_seconds.max(1));
         loop {
             let span = tracing::info_span!("retention_step", erased = tracing::field::Empty);
             match self.step_at(Utc::now()).instrument(span.clone()).await {
@@ -350,7 +345,7 @@ impl RetentionWorker {
     /// Erases every subject due at `now` (in batches); returns how many.
     /// Off (0) when `erase_closed_after_days` is 0.
     pub async fn step_at(&self, now: DateTime<Utc>) -> ServiceResult<u64> {
-        let cfg = config(&self.ctx);
+        let cfg = &self.ctx.config().retention;
         if cfg.erase_closed_after_days == 0 {
             return Ok(0);
         }
