@@ -918,6 +918,18 @@ pub struct ListFilter {
     pub filed_before: Option<chrono::DateTime<Utc>>,
 }
 
+impl ListFilter {
+    /// True when no filter is set (every referral the agency is party to).
+    fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+            && self.urgencies.is_empty()
+            && self.county.is_none()
+            && self.filing_agency_id.is_none()
+            && self.filed_after.is_none()
+            && self.filed_before.is_none()
+    }
+}
+
 /// One page of referrals visible to `principal`, newest first, after `cursor`.
 /// Keyset pagination on the UUIDv7 id: cost does not grow with the page number.
 pub async fn list(
@@ -927,6 +939,9 @@ pub async fn list(
     cursor: Option<Uuid>,
     page_size: u64,
 ) -> ServiceResult<(Vec<referral::Model>, bool)> {
+    if filter.is_empty() {
+        return list_unfiltered(ctx, principal, cursor, page_size).await;
+    }
     let mut q =
         joined_to_parties().filter(referral_party::Column::AgencyId.eq(&principal.agency_id));
     if !filter.statuses.is_empty() {
@@ -962,5 +977,43 @@ pub async fn list(
         .await?;
     let more = rows.len() as u64 > page_size;
     rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+    Ok((rows, more))
+}
+
+/// [`list`] with no filter: the page's ids from the party index alone, then
+/// their rows. Joined in one statement, PostgreSQL without table statistics
+/// (autovacuum off; BENCHMARKS.md, the soak's drift) planned the page as a
+/// scan of every party row of the agency below the cursor, a look-up of each
+/// referral and a sort; on one table it walks the index backwards and stops
+/// at the page, whatever the statistics.
+async fn list_unfiltered(
+    ctx: &AppContext,
+    principal: &Principal,
+    cursor: Option<Uuid>,
+    page_size: u64,
+) -> ServiceResult<(Vec<referral::Model>, bool)> {
+    let mut q = referral_party::Entity::find()
+        .select_only()
+        .column(referral_party::Column::ReferralId)
+        .filter(referral_party::Column::AgencyId.eq(&principal.agency_id));
+    if let Some(cursor) = cursor {
+        q = q.filter(referral_party::Column::ReferralId.lt(cursor));
+    }
+    let mut ids: Vec<Uuid> = q
+        .order_by_desc(referral_party::Column::ReferralId)
+        .limit(page_size + 1)
+        .into_tuple()
+        .all(ctx.db())
+        .await?;
+    let more = ids.len() as u64 > page_size;
+    ids.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+    if ids.is_empty() {
+        return Ok((Vec::new(), more));
+    }
+    let rows = referral::Entity::find()
+        .filter(referral::Column::Id.is_in(ids))
+        .order_by_desc(referral::Column::Id)
+        .all(ctx.db())
+        .await?;
     Ok((rows, more))
 }
