@@ -86,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// De-identified exports for the counter-trafficking secretariat.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Redaction policy files.
     Policy {
         #[command(subcommand)]
@@ -245,6 +250,27 @@ enum AccessCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// Case-level records with HTCDS column names, generalised until every
+    /// combination of quasi-identifiers occurs at least k times (records that
+    /// cannot be are dropped and counted); no identity, location, free text
+    /// or suspect detail. The column mapping is in the README.
+    Htcds {
+        /// Referrals filed on or after this date (YYYY-MM-DD); default: all.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// The CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// k; default: the configured `statistics.k` (11).
+        #[arg(long)]
+        k: Option<u32>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Re-wrap every subject's data key and the key root under a new master
     /// key (base64 of 32 bytes in a file), in batches; safe to interrupt and
@@ -383,6 +409,27 @@ pub async fn run() -> anyhow::Result<()> {
                 done.data_keys,
                 if done.root { " and the key root" } else { "" },
                 to.id()
+            );
+        }
+        Command::Export {
+            command: ExportCommand::Htcds { since, out, k, db },
+        } => {
+            apply_db_flags(&mut config, db.database_url, db.data_dir);
+            let conn = existing_db(&config).await?;
+            let k = k.unwrap_or(config.statistics.k).max(2);
+            let since = since
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc());
+            let export = refnet_statistics::export_htcds(&conn, since, k).await?;
+            std::fs::write(&out, refnet_statistics::export::to_csv(&export))
+                .with_context(|| out.display().to_string())?;
+            println!(
+                "wrote {} records to {} (k = {k}, generalisation level {} of {}); dropped {} that stayed in groups under k",
+                export.rows.len(),
+                out.display(),
+                export.level,
+                refnet_statistics::export::TOP_LEVEL,
+                export.dropped
             );
         }
         Command::Policy { command } => match command {

@@ -34,7 +34,8 @@ pub async fn serve_all(
         .add_service(refnet_intake::service(ctx))
         .add_service(refnet_intake::audit_service(ctx))
         .add_service(refnet_routing::service(ctx))
-        .add_service(refnet_protection::service(ctx));
+        .add_service(refnet_protection::service(ctx))
+        .add_service(refnet_statistics::service(ctx));
     let served = refnet_core::server::serve(
         ctx,
         routes.routes(),
@@ -43,6 +44,7 @@ pub async fn serve_all(
             refnet_intake::AUDIT_SERVICE_NAME,
             refnet_routing::SERVICE_NAME,
             refnet_protection::SERVICE_NAME,
+            refnet_statistics::SERVICE_NAME,
         ],
         listener,
         shutdown,

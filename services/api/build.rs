@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "routing",
         "protection",
         "audit",
+        "statistics",
         "sensitivity",
     ]
     .map(|name| root.join(format!("refnet/v1/{name}.proto")));

@@ -80,6 +80,7 @@ fn image_binaries() -> BTreeSet<String> {
         "refnet-intake",
         "refnet-routing",
         "refnet-protection",
+        "refnet-statistics",
     ]
     .iter()
     .filter(|b| dockerfile.contains(&format!("target/release/{b}")))

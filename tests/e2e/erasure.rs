@@ -462,7 +462,7 @@ async fn erasure_destroys_identity_and_keeps_the_case(app: &TestApp) {
     assert_eq!(after.date_of_birth, None);
     assert_eq!(
         after.age_band.as_deref(),
-        Some("25-29"),
+        Some("27-29"),
         "born 1999-04-17, filed in 2026"
     );
     assert!(after.erased_at.is_some());

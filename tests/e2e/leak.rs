@@ -69,7 +69,7 @@ impl Codec for RawCodec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Class {
+pub(crate) enum Class {
     Identity,
     Location,
     Quasi,
@@ -82,7 +82,7 @@ enum Class {
 
 /// Every canary of `canary_draft()` with its class. Free-text mentions use
 /// the same strings as the structured fields (or spellings of their own).
-const CANARY_CLASSES: &[(&str, Class)] = &[
+pub(crate) const CANARY_CLASSES: &[(&str, Class)] = &[
     ("Canarygiven", Class::Identity),
     ("Canaryfamily", Class::Identity),
     ("Canaryalias", Class::Identity),
@@ -446,6 +446,20 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
             ground: pb::ErasureGround::SubjectRequest as i32,
         }
         .encode_to_vec(),
+        // Every dimension a query may hold at once, over everything.
+        "/refnet.v1.StatisticsService/GetAggregates" => pb::GetAggregatesRequest {
+            group_by: vec![
+                pb::Dimension::County as i32,
+                pb::Dimension::Sex as i32,
+                pb::Dimension::AgeBand as i32,
+                pb::Dimension::NationalityGroup as i32,
+            ],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "/refnet.v1.StatisticsService/GetHandoffMetrics" => {
+            pb::GetHandoffMetricsRequest::default().encode_to_vec()
+        }
         "/refnet.v1.AuditService/ListAuditRecords" => pb::ListAuditRecordsRequest {
             referral: id,
             ..Default::default()
@@ -748,6 +762,8 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         "SubmitProtectionRequest",
         "GetProtectionRequest",
         "ListProtectionRequests",
+        "GetAggregates",
+        "GetHandoffMetrics",
     ] {
         let key = per_method
             .keys()

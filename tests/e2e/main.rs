@@ -33,5 +33,6 @@ mod protection;
 mod redaction;
 mod routing;
 mod server;
+mod statistics;
 mod trace;
 mod validation;

@@ -84,11 +84,12 @@ pub mod redact {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("refnet_descriptor");
 
 /// The fully qualified names of the gRPC services refnet serves.
-pub const SERVICE_NAMES: [&str; 4] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "refnet.v1.IntakeService",
     "refnet.v1.RoutingService",
     "refnet.v1.WitnessProtectionService",
     "refnet.v1.AuditService",
+    "refnet.v1.StatisticsService",
 ];
 
 /// The descriptor pool of the contract, decoded once.

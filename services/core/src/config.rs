@@ -53,6 +53,7 @@ pub const ENV_KEYS: &[&str] = &[
     "retention.erase_closed_after_days",
     "retention.interval_seconds",
     "retention.batch",
+    "statistics.k",
 ];
 
 /// Whether `key` (as figment sees it after the prefix: `DATABASE_URL`,
@@ -171,6 +172,25 @@ pub struct Config {
     pub limits: crate::limits::LimitsConfig,
     /// The retention policy: when the subjects of closed referrals are erased.
     pub retention: RetentionConfig,
+    /// De-identified statistics.
+    pub statistics: StatisticsConfig,
+}
+
+/// De-identified statistics (`[statistics]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatisticsConfig {
+    /// The smallest group a figure may describe: smaller cells are suppressed,
+    /// and every record of the HTCDS export shares its quasi-identifiers with
+    /// at least k-1 others. At least 2.
+    pub k: u32,
+}
+
+impl Default for StatisticsConfig {
+    fn default() -> Self {
+        // The Counter Trafficking Data Collaborative publishes with k = 11.
+        Self { k: 11 }
+    }
 }
 
 /// The retention policy (`[retention]`).
@@ -226,6 +246,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             retention: RetentionConfig::default(),
+            statistics: StatisticsConfig::default(),
         }
     }
 }

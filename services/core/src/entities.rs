@@ -375,7 +375,7 @@ pub mod subject {
         /// When the subject was erased: its data key destroyed, identity,
         /// location and date of birth gone (see `subjects::erase`).
         pub erased_at: Option<DateTimeUtc>,
-        /// The age band at filing, kept in place of the date of birth once erased.
+        /// The age band at filing (HTCDS `ageBroad`), kept in place of the date of birth once erased.
         pub age_band: Option<String>,
     }
 

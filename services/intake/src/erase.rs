@@ -266,8 +266,8 @@ async fn erase_in(
     let age_band = subj
         .date_of_birth
         .as_deref()
-        .map(|d| refnet_core::redact::age_band(d, row.filed_at.date_naive()))
-        .filter(|b| !b.is_empty());
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(|d| refnet_core::domain::age_broad(d, row.filed_at.date_naive()).to_owned());
     let updated = subject::Entity::update_many()
         .col_expr(subject::Column::KeyId, Expr::value(ERASED_KEY_ID))
         .col_expr(subject::Column::WrappedKey, Expr::value(Vec::<u8>::new()))

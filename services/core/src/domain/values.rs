@@ -365,6 +365,26 @@ pub fn pseudonym_key(pseudonym: &str) -> String {
         .collect()
 }
 
+/// HTCDS's `ageBroad` band of someone born on `birth` at `on`: "0-8",
+/// "9-17", "18-20", "21-23", "24-26", "27-29", "30-38", "39-47", "48+" (the
+/// Counter Trafficking Data Collaborative's bands, wider where people are
+/// fewer). The band statistics and the HTCDS export count, and the one an
+/// erased subject keeps in place of the date of birth.
+pub fn age_broad(birth: chrono::NaiveDate, on: chrono::NaiveDate) -> &'static str {
+    let age = on.years_since(birth).unwrap_or(0);
+    match age {
+        0..=8 => "0-8",
+        9..=17 => "9-17",
+        18..=20 => "18-20",
+        21..=23 => "21-23",
+        24..=26 => "24-26",
+        27..=29 => "27-29",
+        30..=38 => "30-38",
+        39..=47 => "39-47",
+        _ => "48+",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +480,15 @@ mod tests {
         );
         assert!(ReferralRef::parse("RN-2026-IIIIII").is_err());
         assert!(ReferralRef::parse("'; drop table").is_err());
+    }
+
+    #[test]
+    fn age_broad_follows_the_htcds_bands_at_the_date_given() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age_broad(d("1999-04-17"), d("2026-11-30")), "27-29");
+        assert_eq!(age_broad(d("1999-04-17"), d("2017-04-16")), "9-17");
+        assert_eq!(age_broad(d("1999-04-17"), d("2017-04-17")), "18-20");
+        assert_eq!(age_broad(d("1955-01-01"), d("2026-11-30")), "48+");
+        assert_eq!(age_broad(d("2026-01-01"), d("2026-11-30")), "0-8");
     }
 }

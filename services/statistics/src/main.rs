@@ -1,0 +1,14 @@
+//! `refnet-statistics`: the StatisticsService alone, for production (PostgreSQL).
+
+use clap::Parser;
+use refnet_core::server::{StandaloneArgs, run_standalone};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = StandaloneArgs::parse();
+    run_standalone(args, &[refnet_statistics::SERVICE_NAME], |ctx, routes| {
+        routes.add_service(refnet_statistics::service(ctx));
+        Vec::new()
+    })
+    .await
+}

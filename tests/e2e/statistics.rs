@@ -1,0 +1,355 @@
+//! De-identified statistics: k-anonymous aggregates for the secretariat and
+//! supervisors, protected witnesses counted without their subject fields, and
+//! the HTCDS export, checked by recomputing its equivalence classes and
+//! searched for every canary of the leak test.
+
+use std::{collections::HashMap, process::Command};
+
+use refnet_api::v1 as pb;
+use tonic::Code;
+
+use crate::{
+    common::{TestApp, authed, canary_draft, fixtures},
+    on_both,
+};
+
+on_both!(
+    aggregates_are_k_anonymous_and_scoped,
+    the_htcds_export_is_k_anonymous_and_holds_no_canary
+);
+
+const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
+const K: usize = 11;
+
+type Client = pb::statistics_service_client::StatisticsServiceClient<tonic::transport::Channel>;
+
+/// The synthetic fixture set, as filed history.
+async fn seed_fixtures(app: &TestApp) -> usize {
+    let n = fixtures().len();
+    refnet::seed::run(&app.ctx, fixtures(), n as u64, n as u64)
+        .await
+        .expect("seed the fixtures");
+    n
+}
+
+/// One person no one else resembles: an Icelandic national aged 70 in Lamu.
+fn outlier() -> pb::ReferralDraft {
+    let mut draft = canary_draft();
+    draft.county = "Lamu".into();
+    let subject = draft.subject.as_mut().expect("subject");
+    subject.nationality = "IS".into();
+    subject.date_of_birth = "1955-01-01".into();
+    subject.county_of_origin = "Lamu".into();
+    // Identifiers of its own: not the same person as the canary witness.
+    subject.national_id = "27182818".into();
+    subject.passport_number = "XY1234567".into();
+    subject.refugee_id = "RAS-1122334".into();
+    subject.phones = vec!["+254711000999".into()];
+    draft
+}
+
+async fn aggregates(
+    client: &mut Client,
+    token: &str,
+    group_by: &[pb::Dimension],
+) -> Result<pb::GetAggregatesResponse, tonic::Status> {
+    client
+        .get_aggregates(authed(
+            pb::GetAggregatesRequest {
+                group_by: group_by.iter().map(|d| *d as i32).collect(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Along every dimension, each row (cells agreeing on the others) with a
+/// withheld cell withholds at least two, or all of its cells.
+fn complemented(cells: &[pb::AggregateCell], width: usize) -> bool {
+    (0..width).all(|d| {
+        let mut rows: HashMap<Vec<String>, Vec<bool>> = HashMap::new();
+        for c in cells {
+            let mut rest = c.values.clone();
+            rest.remove(d);
+            rows.entry(rest).or_default().push(c.suppressed);
+        }
+        rows.values().all(|row| {
+            let withheld = row.iter().filter(|s| **s).count();
+            withheld == 0 || withheld >= 2 || withheld == row.len()
+        })
+    })
+}
+
+async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
+    let seeded = seed_fixtures(app).await;
+    app.file("police-nairobi", outlier()).await;
+    // A protected witness: the WPA admits them.
+    let witness = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral")
+        .id;
+    let mut protection = pb::witness_protection_service_client::WitnessProtectionServiceClient::new(
+        app.channel().await,
+    );
+    let submitted = protection
+        .submit_protection_request(authed(
+            pb::SubmitProtectionRequestRequest {
+                referral_id: witness.clone(),
+                idempotency_key: crate::common::new_key(),
+                grounds: "witness".into(),
+                threat_assessment: "high".into(),
+                measures: vec![pb::ProtectionMeasure::PhysicalProtection as i32],
+                urgency: pb::Urgency::High as i32,
+                threat_sources: "network".into(),
+            },
+            &app.officer("police-nairobi"),
+        ))
+        .await
+        .expect("submit")
+        .into_inner();
+    let wpa = app.officer("wpa");
+    let step = |r: &pb::ProtectionRequest| pb::ProtectionStepRequest {
+        id: r.id.clone(),
+        expected_version: r.version,
+        ..Default::default()
+    };
+    let assessing = protection
+        .begin_assessment(authed(step(&submitted), &wpa))
+        .await
+        .expect("assess")
+        .into_inner();
+    protection
+        .admit_to_programme(authed(step(&assessing), &wpa))
+        .await
+        .expect("admit");
+
+    let mut client = Client::new(app.channel().await);
+    let secretariat = app.officer("secretariat");
+    let everything = aggregates(&mut client, &secretariat, &[])
+        .await
+        .expect("total");
+    assert_eq!(
+        everything.total as usize,
+        seeded + 2,
+        "every referral counted, the witness too"
+    );
+    assert_eq!(everything.k as usize, K);
+
+    // County x age band x nationality group: the outlier's cell is withheld,
+    // every cell shown counts at least k, and no withheld cell can be worked
+    // out from its row.
+    use pb::Dimension as D;
+    let dims = [D::County, D::AgeBand, D::NationalityGroup];
+    let got = aggregates(&mut client, &secretariat, &dims)
+        .await
+        .expect("aggregates");
+    let lone = got
+        .cells
+        .iter()
+        .find(|c| c.values == ["Lamu", "48+", "OTHER"])
+        .expect("the outlier's cell is listed");
+    assert!(lone.suppressed && lone.count == 0, "{lone:?}");
+    assert!(
+        got.cells
+            .iter()
+            .all(|c| c.suppressed || c.count as usize >= K)
+    );
+    assert!(complemented(&got.cells, dims.len()), "{:?}", got.cells);
+    // Coarser, the fixtures fill groups of k: some are shown, the rest withheld as above.
+    let coarse = [D::NationalityGroup, D::AgeBand];
+    let got = aggregates(&mut client, &secretariat, &coarse)
+        .await
+        .expect("aggregates");
+    assert!(got.cells.iter().any(|c| !c.suppressed), "{:?}", got.cells);
+    assert!(got.cells.iter().any(|c| c.suppressed), "{:?}", got.cells);
+    assert!(
+        got.cells
+            .iter()
+            .all(|c| c.suppressed || c.count as usize >= K)
+    );
+    assert!(complemented(&got.cells, coarse.len()), "{:?}", got.cells);
+    let shown: i64 = got.cells.iter().map(|c| c.count).sum();
+    assert!(
+        shown < everything.total,
+        "withheld cells are not counted in what is shown"
+    );
+
+    // The protected witness is counted under WITHHELD, never by sex, age or nationality.
+    let by_sex = aggregates(&mut client, &secretariat, &[D::Sex])
+        .await
+        .expect("by sex");
+    let withheld = by_sex
+        .cells
+        .iter()
+        .find(|c| c.values == ["WITHHELD"])
+        .expect("a WITHHELD cell");
+    assert!(withheld.suppressed, "one witness is under k");
+    assert!(complemented(&by_sex.cells, 1));
+    let by_purpose = aggregates(&mut client, &secretariat, &[D::Purpose, D::Month])
+        .await
+        .expect("by purpose and month");
+    assert!(by_purpose.cells.iter().all(|c| c.values.len() == 2));
+
+    // A supervisor counts what their agency is party to; others are refused.
+    let supervisor = app.token("police-nairobi", &["supervisor"]);
+    let own = aggregates(&mut client, &supervisor, &[])
+        .await
+        .expect("supervisor");
+    let db = app.db().await;
+    let parties = crate::common::count_rows(
+        &db,
+        "SELECT COUNT(*) AS n FROM referral_parties WHERE agency_id = 'police-nairobi'",
+    )
+    .await;
+    assert!(parties as usize >= K && (parties as usize) < seeded + 2);
+    assert_eq!(own.total, parties);
+    for (agency, role) in [
+        ("police-nairobi", "officer"),
+        ("secretariat", "auditor"),
+        ("secretariat", "data_protection"),
+        ("wpa", "officer"),
+    ] {
+        let status = aggregates(&mut client, &app.token(agency, &[role]), &[])
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::PermissionDenied, "{agency}/{role}");
+        let status = client
+            .get_handoff_metrics(authed(
+                pb::GetHandoffMetricsRequest::default(),
+                &app.token(agency, &[role]),
+            ))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::PermissionDenied, "{agency}/{role}");
+    }
+    for bad in [
+        vec![D::Unspecified],
+        vec![D::County, D::County],
+        vec![D::County, D::Sex, D::AgeBand, D::Month, D::Act],
+    ] {
+        let status = aggregates(&mut client, &secretariat, &bad)
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
+    }
+
+    // Handoff figures: twelve referrals routed alike fill a group; groups
+    // under k are withheld whole.
+    for _ in 0..12 {
+        app.file(
+            "police-nairobi",
+            crate::routing::foreign_child_in_forced_labour(),
+        )
+        .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::common::count_rows(&db, "SELECT COUNT(*) AS n FROM handoffs").await < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filings were not routed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let metrics = client
+        .get_handoff_metrics(authed(
+            pb::GetHandoffMetricsRequest::default(),
+            &secretariat,
+        ))
+        .await
+        .expect("metrics")
+        .into_inner();
+    assert!(
+        metrics.metrics.iter().any(|m| !m.suppressed),
+        "{:?}",
+        metrics.metrics
+    );
+    for m in &metrics.metrics {
+        if m.suppressed {
+            assert_eq!((m.handoffs, m.overdue_share), (0, 0.0));
+        } else {
+            assert!(m.handoffs as usize >= K);
+            assert!((0.0..=1.0).contains(&m.overdue_share));
+        }
+    }
+}
+
+/// Runs `refnet export htcds` against the app's database; the CSV and what it printed.
+fn export(app: &TestApp) -> (String, String) {
+    let out = app.data_dir.path().join("htcds.csv");
+    let run = Command::new(REFNET)
+        .args(["export", "htcds", "--out"])
+        .arg(&out)
+        .args(["--database-url", &app.database_url])
+        .args(["--data-dir", &app.data_dir.path().display().to_string()])
+        .output()
+        .expect("run refnet export");
+    assert!(
+        run.status.success(),
+        "refnet export htcds: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (
+        std::fs::read_to_string(&out).expect("the export"),
+        String::from_utf8_lossy(&run.stdout).to_string(),
+    )
+}
+
+async fn the_htcds_export_is_k_anonymous_and_holds_no_canary(app: &TestApp) {
+    let seeded = seed_fixtures(app).await;
+    // The leak test's canaries, twelve times (enough to form a group), and the outlier.
+    for _ in 0..12 {
+        app.file("police-nairobi", canary_draft()).await;
+    }
+    app.file("police-nairobi", outlier()).await;
+    let total = seeded + 13;
+
+    let (csv, printed) = export(app);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    assert_eq!(header, refnet_statistics::export::COLUMNS);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(
+        rows.iter().all(|r| r.len() == header.len()),
+        "one field per column"
+    );
+    // Recompute the equivalence classes over the quasi-identifiers.
+    let mut classes: HashMap<Vec<&str>, usize> = HashMap::new();
+    for r in &rows {
+        let key: Vec<&str> = refnet_statistics::export::QUASI_IDENTIFIERS
+            .iter()
+            .map(|i| r[*i])
+            .collect();
+        *classes.entry(key).or_default() += 1;
+    }
+    let smallest = classes.values().min().copied().unwrap_or(0);
+    assert!(smallest >= K, "a class of {smallest} records: {classes:?}");
+    assert!(
+        rows.len() * 2 > total,
+        "most records are kept: {} of {total}",
+        rows.len()
+    );
+    let dropped: usize = printed
+        .split("dropped ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the dropped count is printed");
+    assert_eq!(rows.len() + dropped, total, "{printed}");
+    // The outlier is nowhere: not as a country, not as its own class.
+    let citizenship = header
+        .iter()
+        .position(|c| *c == "citizenship")
+        .expect("column");
+    assert!(rows.iter().all(|r| r[citizenship] != "IS"));
+    for (canary, _) in crate::leak::CANARY_CLASSES {
+        assert!(!csv.contains(canary), "{canary} in the export");
+    }
+    for canary in crate::common::CANARIES {
+        assert!(!csv.contains(canary), "{canary} in the export");
+    }
+}
