@@ -457,6 +457,9 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
             ..Default::default()
         }
         .encode_to_vec(),
+        "/refnet.v1.StatisticsService/ExportHtcds" => {
+            pb::ExportHtcdsRequest::default().encode_to_vec()
+        }
         "/refnet.v1.StatisticsService/GetHandoffMetrics" => {
             pb::GetHandoffMetricsRequest::default().encode_to_vec()
         }
@@ -764,6 +767,7 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         "ListProtectionRequests",
         "GetAggregates",
         "GetHandoffMetrics",
+        "ExportHtcds",
     ] {
         let key = per_method
             .keys()

@@ -65,40 +65,17 @@ async fn aggregates(
         .map(tonic::Response::into_inner)
 }
 
-/// Along every dimension, each row (cells agreeing on the others) with a
-/// withheld cell withholds at least two, or all of its cells.
-fn complemented(cells: &[pb::AggregateCell], width: usize) -> bool {
-    (0..width).all(|d| {
-        let mut rows: HashMap<Vec<String>, Vec<bool>> = HashMap::new();
-        for c in cells {
-            let mut rest = c.values.clone();
-            rest.remove(d);
-            rows.entry(rest).or_default().push(c.suppressed);
-        }
-        rows.values().all(|row| {
-            let withheld = row.iter().filter(|s| **s).count();
-            withheld == 0 || withheld >= 2 || withheld == row.len()
-        })
-    })
-}
-
-async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
-    let seeded = seed_fixtures(app).await;
-    app.file("police-nairobi", outlier()).await;
-    // A protected witness: the WPA admits them.
-    let witness = app
-        .file("police-nairobi", canary_draft())
-        .await
-        .referral
-        .expect("referral")
-        .id;
+/// The filing police desk asks the WPA to protect the subject of `referral`;
+/// the WPA assesses and admits them (every referral sharing an identifier
+/// with theirs is protected too).
+async fn admit_witness(app: &TestApp, referral: &str) {
     let mut protection = pb::witness_protection_service_client::WitnessProtectionServiceClient::new(
         app.channel().await,
     );
     let submitted = protection
         .submit_protection_request(authed(
             pb::SubmitProtectionRequestRequest {
-                referral_id: witness.clone(),
+                referral_id: referral.into(),
                 idempotency_key: crate::common::new_key(),
                 grounds: "witness".into(),
                 threat_assessment: "high".into(),
@@ -126,6 +103,36 @@ async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
         .admit_to_programme(authed(step(&assessing), &wpa))
         .await
         .expect("admit");
+}
+
+/// Along every dimension, each row (cells agreeing on the others) with a
+/// withheld cell withholds at least two, or all of its cells.
+fn complemented(cells: &[pb::AggregateCell], width: usize) -> bool {
+    (0..width).all(|d| {
+        let mut rows: HashMap<Vec<String>, Vec<bool>> = HashMap::new();
+        for c in cells {
+            let mut rest = c.values.clone();
+            rest.remove(d);
+            rows.entry(rest).or_default().push(c.suppressed);
+        }
+        rows.values().all(|row| {
+            let withheld = row.iter().filter(|s| **s).count();
+            withheld == 0 || withheld >= 2 || withheld == row.len()
+        })
+    })
+}
+
+async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
+    let seeded = seed_fixtures(app).await;
+    app.file("police-nairobi", outlier()).await;
+    // A protected witness: the WPA admits them.
+    let witness = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral")
+        .id;
+    admit_witness(app, &witness).await;
 
     let mut client = Client::new(app.channel().await);
     let secretariat = app.officer("secretariat");
@@ -301,10 +308,18 @@ fn export(app: &TestApp) -> (String, String) {
 
 async fn the_htcds_export_is_k_anonymous_and_holds_no_canary(app: &TestApp) {
     let seeded = seed_fixtures(app).await;
-    // The leak test's canaries, twelve times (enough to form a group), and the outlier.
+    // The leak test's canaries, twelve times (one person, enough to form a
+    // group), then protected by the WPA; and the outlier.
+    let mut witness = String::new();
     for _ in 0..12 {
-        app.file("police-nairobi", canary_draft()).await;
+        witness = app
+            .file("police-nairobi", canary_draft())
+            .await
+            .referral
+            .expect("referral")
+            .id;
     }
+    admit_witness(app, &witness).await;
     app.file("police-nairobi", outlier()).await;
     let total = seeded + 13;
 
@@ -346,6 +361,57 @@ async fn the_htcds_export_is_k_anonymous_and_holds_no_canary(app: &TestApp) {
         .position(|c| *c == "citizenship")
         .expect("column");
     assert!(rows.iter().all(|r| r[citizenship] != "IS"));
+    // The protected witness's twelve records: no subject field at all.
+    let column = |name: &str| header.iter().position(|c| *c == name).expect(name);
+    let protected: Vec<&Vec<&str>> = rows
+        .iter()
+        .filter(|r| r[column("majorityStatus")] == "Unknown")
+        .collect();
+    assert_eq!(
+        protected.len(),
+        12,
+        "the witness's records are kept, as one group"
+    );
+    for r in &protected {
+        assert_eq!(
+            (
+                r[column("gender")],
+                r[column("ageBroad")],
+                r[column("citizenship")],
+                r[column("subnationalRegion")]
+            ),
+            ("Unknown", "", "", "")
+        );
+    }
+
+    // The secretariat gets the same export over gRPC; nobody else gets it.
+    let mut client = Client::new(app.channel().await);
+    let got = client
+        .export_htcds(authed(
+            pb::ExportHtcdsRequest::default(),
+            &app.officer("secretariat"),
+        ))
+        .await
+        .expect("export over gRPC")
+        .into_inner();
+    assert_eq!(got.columns, header);
+    assert_eq!(got.dropped as usize, dropped);
+    let mut over_grpc: Vec<String> = got.records.iter().map(|r| r.values.join(",")).collect();
+    let mut from_cli: Vec<String> = csv.lines().skip(1).map(str::to_owned).collect();
+    over_grpc.sort();
+    from_cli.sort();
+    assert_eq!(over_grpc, from_cli);
+    for token in [
+        app.token("police-nairobi", &["supervisor"]),
+        app.token("secretariat", &["auditor"]),
+    ] {
+        let status = client
+            .export_htcds(authed(pb::ExportHtcdsRequest::default(), &token))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::PermissionDenied);
+    }
+
     for (canary, _) in crate::leak::CANARY_CLASSES {
         assert!(!csv.contains(canary), "{canary} in the export");
     }

@@ -262,8 +262,56 @@ impl Statistics {
     }
 }
 
+impl Statistics {
+    async fn export_inner(
+        &self,
+        request: Request<pb::ExportHtcdsRequest>,
+    ) -> ServiceResult<Reply<pb::ExportHtcdsResponse>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        if !matches!(scope_of(&principal)?, Scope::All) {
+            return Err(ServiceError::PermissionDenied(
+                "the case-level export is for the secretariat".into(),
+            ));
+        }
+        let mut v = Violations::new();
+        let after = timestamp(
+            &mut v,
+            "filed_after",
+            request.get_ref().filed_after.as_ref(),
+        );
+        v.finish(|| Some(()))?;
+        let k = self.k();
+        let export =
+            crate::export_htcds(self.ctx.db(), after, u32::try_from(k).unwrap_or(u32::MAX)).await?;
+        let response = pb::ExportHtcdsResponse {
+            columns: crate::export::COLUMNS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
+            records: export
+                .rows
+                .into_iter()
+                .map(|values| pb::HtcdsRecord { values })
+                .collect(),
+            level: i32::from(export.level),
+            dropped: i64::try_from(export.dropped).unwrap_or(i64::MAX),
+            k: i32::try_from(k).unwrap_or(i32::MAX),
+            redactions: Vec::new(),
+        };
+        reply(&self.ctx, &principal, &call, None, response).await
+    }
+}
+
 #[tonic::async_trait]
 impl StatisticsService for Statistics {
+    async fn export_htcds(
+        &self,
+        request: Request<pb::ExportHtcdsRequest>,
+    ) -> Result<Response<pb::ExportHtcdsResponse>, Status> {
+        Ok(self.export_inner(request).await?.into_response())
+    }
+
     async fn get_aggregates(
         &self,
         request: Request<pb::GetAggregatesRequest>,
