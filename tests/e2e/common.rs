@@ -351,7 +351,11 @@ impl TestApp {
     /// Makes `agency` party to `referral_id` (as a recipient), as routing will
     /// once handoffs exist.
     pub async fn make_party(&self, referral_id: &str, agency: &str) {
-        let db = self.db().await;
+        // Through the server's own pool: the leak test calls this over a
+        // thousand times, and a new pool per call (each with its maintenance
+        // task) once left a SQLite pool's maintenance task spinning on a
+        // worker thread, which stalled the test.
+        let db = self.ctx.db();
         let id = uuid::Uuid::parse_str(referral_id).expect("referral id");
         use sea_orm::{ActiveValue::Set, EntityTrait};
         refnet_core::entities::referral_party::Entity::insert(
@@ -362,7 +366,7 @@ impl TestApp {
                 since: Set(chrono::Utc::now()),
             },
         )
-        .exec_without_returning(&db)
+        .exec_without_returning(db)
         .await
         .expect("insert party");
     }

@@ -6,6 +6,7 @@
 use std::{collections::HashMap, process::Command};
 
 use refnet_api::v1 as pb;
+use sea_orm::EntityTrait;
 use tonic::Code;
 
 use crate::{
@@ -262,6 +263,39 @@ async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The busiest recipient acknowledges and accepts every handoff it got.
+    let mut per_agency: HashMap<String, i64> = HashMap::new();
+    for h in refnet_core::entities::handoff::Entity::find()
+        .all(&db)
+        .await
+        .expect("handoffs")
+    {
+        *per_agency.entry(h.to_agency_id).or_default() += 1;
+    }
+    let (busiest, received) = per_agency
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .expect("handoffs");
+    assert!(received as usize >= K, "{busiest} received {received}");
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(app.channel().await);
+    let recipient = app.officer(&busiest);
+    for h in crate::routing::inbox(app, &busiest).await {
+        let step = |id: &str, version| pb::HandoffTransitionRequest {
+            handoff_id: id.to_owned(),
+            expected_version: version,
+            reason: String::new(),
+        };
+        let acknowledged = routing
+            .acknowledge_handoff(authed(step(&h.id, h.version), &recipient))
+            .await
+            .expect("acknowledge")
+            .into_inner();
+        routing
+            .accept_handoff(authed(step(&h.id, acknowledged.version), &recipient))
+            .await
+            .expect("accept");
+    }
+    let busiest_kind = app.ctx.agencies().get(&busiest).expect("agency").kind as i32;
     let metrics = client
         .get_handoff_metrics(authed(
             pb::GetHandoffMetricsRequest::default(),
@@ -274,6 +308,23 @@ async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
         metrics.metrics.iter().any(|m| !m.suppressed),
         "{:?}",
         metrics.metrics
+    );
+    let group = metrics
+        .metrics
+        .iter()
+        .find(|m| m.to_agency_kind == busiest_kind && !m.suppressed)
+        .expect("the busiest recipient's group is shown");
+    assert!(group.handoffs >= received, "{group:?}");
+    assert_eq!(group.overdue_share, 0.0);
+    // Acknowledged and accepted within the test: more than nothing, under an hour.
+    assert!(
+        group.median_hours_to_acknowledge > 0.0 && group.median_hours_to_acknowledge < 1.0,
+        "{group:?}"
+    );
+    assert!(
+        group.median_hours_to_accept >= group.median_hours_to_acknowledge
+            && group.median_hours_to_accept < 1.0,
+        "{group:?}"
     );
     for m in &metrics.metrics {
         if m.suppressed {

@@ -208,8 +208,9 @@ impl Statistics {
             to_accept: Vec<f64>,
             overdue: i64,
         }
-        let hours =
-            |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_seconds() as f64 / 3600.0;
+        let hours = |from: DateTime<Utc>, to: DateTime<Utc>| {
+            (to - from).num_milliseconds() as f64 / 3_600_000.0
+        };
         let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
         for h in &handoffs {
             let urgency = urgencies.get(&h.referral_id).cloned().unwrap_or_default();
