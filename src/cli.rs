@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use refnet_core::{
     AppContext, agencies,
     auth::{Role, agency_kind_name},
-    config::Config,
+    config::{Config, LogFormat},
     db, devkeys,
 };
 
@@ -23,6 +23,12 @@ const SERVING: &str = "refnet serving on";
 /// load tool and the tests start servers on port 0 and read it).
 pub fn served_address(line: &str) -> Option<&str> {
     line.strip_prefix(SERVING)?.split_whitespace().next()
+}
+
+/// The role names `refnet token` accepts (and its `--help` lists): every
+/// [`Role`] refnet knows.
+fn role_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str))
 }
 
 /// refnet: referral messaging for the National Referral Mechanism.
@@ -114,8 +120,8 @@ enum Command {
         /// Agency id (see `refnet agencies`).
         #[arg(long)]
         agency: String,
-        /// Role: officer, supervisor or auditor (repeat for several).
-        #[arg(long, required = true)]
+        /// Role (repeat, or separate with commas, for several).
+        #[arg(long, required = true, value_delimiter = ',', value_parser = role_names())]
         role: Vec<String>,
         /// Officer id [default: officer-1].
         #[arg(long, default_value = "officer-1")]
@@ -344,17 +350,22 @@ pub async fn run() -> anyhow::Result<()> {
                 "refnet",
             );
             let data_dir = config.data_dir.clone();
+            let log_format = config.log_format;
             let ctx = AppContext::build(config).await?;
             let listener = tokio::net::TcpListener::bind(ctx.config().listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", ctx.config().listen))?;
             let addr = listener.local_addr()?;
-            // A closed stderr must not bring the server down: ignore write errors.
-            let _ = writeln!(
-                std::io::stderr(),
-                "{SERVING} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
-                dir = data_dir.display()
-            );
+            // For a person (JSON logs carry the address in their "serving"
+            // line instead, so a collector reads nothing but JSON). A closed
+            // stderr must not bring the server down: ignore write errors.
+            if log_format == LogFormat::Pretty {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{SERVING} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+                    dir = data_dir.display()
+                );
+            }
             let served =
                 crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await;
             telemetry.shutdown();
@@ -517,16 +528,7 @@ pub async fn run() -> anyhow::Result<()> {
             ttl,
         } => {
             apply_db_flags(&mut config, None, data_dir);
-            let roles: Vec<String> = role
-                .iter()
-                .flat_map(|r| r.split(','))
-                .map(|r| r.trim().to_owned())
-                .collect();
-            for r in &roles {
-                if Role::parse(r).is_none() {
-                    bail!("unknown role {r:?}: use officer, supervisor or auditor");
-                }
-            }
+            let roles = role;
             let conn = existing_db(&config).await?;
             let Some(found) = agencies::load_all(&conn)
                 .await?

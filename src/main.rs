@@ -1,6 +1,6 @@
 //! The `refnet` command: see `refnet --help`.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    refnet::cli::run().await
+async fn main() -> std::process::ExitCode {
+    refnet_core::exit::code(refnet::cli::run().await)
 }

@@ -93,6 +93,9 @@ enum ReferralCommand {
         /// [default: a new one].
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Print only the reference code (for scripts: `REF=$(refnet referral file draft.json -q)`).
+        #[arg(long, short, conflicts_with = "json")]
+        quiet: bool,
     },
     /// Show one referral as your agency may see it.
     Show {
@@ -106,6 +109,9 @@ enum ReferralCommand {
         status: Vec<i32>,
         #[command(flatten)]
         page: Page,
+        /// Print only the reference codes, one per line.
+        #[arg(long, short, conflicts_with = "json")]
+        quiet: bool,
     },
 }
 
@@ -127,6 +133,9 @@ enum InboxCommand {
         states: Vec<i32>,
         #[command(flatten)]
         page: Page,
+        /// Print only the handoff ids, one per line.
+        #[arg(long, short, conflicts_with = "json")]
+        quiet: bool,
     },
     /// Print your agency's new and changed handoffs as they happen, until Ctrl-C;
     /// when the server goes away, reconnect and resume after the last item.
@@ -137,6 +146,10 @@ enum InboxCommand {
         /// Replay the inbox's whole history first.
         #[arg(long, conflicts_with = "cursor")]
         from_beginning: bool,
+        /// Stop after printing this many items (e.g. `--from-beginning --count 1`
+        /// waits for the first handoff) [default: until Ctrl-C].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
 }
 
@@ -396,6 +409,11 @@ impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
     }
 }
 
+/// Values one per line (control characters removed), for `--quiet`.
+fn lines<'a>(values: impl Iterator<Item = &'a String>) -> String {
+    values.map(|v| output::clean(v) + "\n").collect()
+}
+
 /// A note for the person at the desk, on standard error (never fails).
 fn note(text: &str) {
     use std::io::Write as _;
@@ -453,6 +471,7 @@ pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
         ReferralCommand::File {
             file,
             idempotency_key,
+            quiet,
         } => {
             let (name, text) = if file.as_os_str() == "-" {
                 ("standard input".to_owned(), text_or_stdin("-")?)
@@ -478,6 +497,10 @@ pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
             if desk.json {
                 note(&format!("idempotency key: {key}"));
             }
+            if quiet {
+                let referral = reply.referral.unwrap_or_default();
+                return output::emit(&format!("{}\n", output::clean(&referral.reference_code)));
+            }
             desk.show(&reply, |reply| filed(reply, &key))
         }
         ReferralCommand::Show { referral } => {
@@ -494,7 +517,11 @@ pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
                 )
             })
         }
-        ReferralCommand::List { status, page } => {
+        ReferralCommand::List {
+            status,
+            page,
+            quiet,
+        } => {
             let desk = Desk::connect(args.connection).await?;
             let reply = desk
                 .intake()
@@ -506,6 +533,9 @@ pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
                 })
                 .await
                 .answer()?;
+            if quiet {
+                return output::emit(&lines(reply.referrals.iter().map(|r| &r.reference_code)));
+            }
             desk.show(&reply, |reply| {
                 if reply.referrals.is_empty() {
                     return Ok(format!(
@@ -597,7 +627,11 @@ fn filed(reply: &pb::FileReferralResponse, key: &str) -> anyhow::Result<String> 
 pub(crate) async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     match args.command {
-        InboxCommand::List { states, page } => {
+        InboxCommand::List {
+            states,
+            page,
+            quiet,
+        } => {
             let reply = desk
                 .routing()
                 .list_inbox(pb::ListInboxRequest {
@@ -607,6 +641,9 @@ pub(crate) async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
                 })
                 .await
                 .answer()?;
+            if quiet {
+                return output::emit(&lines(reply.handoffs.iter().map(|h| &h.id)));
+            }
             desk.show(&reply, |reply| {
                 if reply.handoffs.is_empty() {
                     return Ok(format!(
@@ -642,21 +679,25 @@ pub(crate) async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
         InboxCommand::Watch {
             cursor,
             from_beginning,
-        } => watch(&desk, cursor, from_beginning).await,
+            count,
+        } => watch(&desk, cursor, from_beginning, count).await,
     }
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// Follows WatchInbox until Ctrl-C. A stream that ends (the server shutting
-/// down answers UNAVAILABLE) is reopened after a short, growing back-off, from
-/// the cursor of the last item printed, so nothing is missed or repeated.
+/// Follows WatchInbox until Ctrl-C (or `count` items). A stream that ends
+/// (the server shutting down answers UNAVAILABLE) is reopened after a short,
+/// growing back-off, from the cursor of the last item printed, so nothing is
+/// missed or repeated.
 async fn watch(
     desk: &Desk,
     mut cursor: Option<String>,
     from_beginning: bool,
+    count: Option<u64>,
 ) -> anyhow::Result<()> {
+    let mut left = count;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut backoff = BACKOFF_FIRST;
@@ -697,6 +738,12 @@ async fn watch(
                                 cursor = Some(event.cursor.clone());
                             }
                             print_inbox_event(desk, &event)?;
+                            if let Some(n) = left.as_mut() {
+                                *n -= 1;
+                                if *n == 0 {
+                                    return Ok(());
+                                }
+                            }
                         }
                         Ok(None) => break Status::unavailable("the server ended the stream"),
                         Err(status) => break status,

@@ -685,3 +685,112 @@ async fn seeded_referrals_are_served_like_filed_ones() {
         .expect_err("not a party");
     assert_eq!(other.code(), Code::NotFound);
 }
+
+/// Logs written to a pipe (a file, a collector) carry no colour codes; the
+/// pretty format colours only a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_off_a_terminal_have_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (server, _addr, log) =
+        spawn_serve(data.to_str().expect("utf-8 path"), &[("RUST_LOG", "info")]).await;
+    // The "serving" line is logged as the listener starts; wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.lock().expect("log").contains("serving") {
+        assert!(std::time::Instant::now() < deadline, "no serving log line");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+    let log = log.lock().expect("log").clone();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in piped logs:\n{log:?}"
+    );
+}
+
+/// `log_format = "json"` (`REFNET_LOG_FORMAT=json`): every line the server
+/// writes is one JSON object, the address it serves on included, so a log
+/// collector parses everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut child = Command::new(REFNET)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("REFNET_DATABASE_URL")
+        .env("REFNET_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn refnet serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reader = std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let parsed: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            if parsed["fields"]["message"] == "serving"
+                && let Some(addr) = parsed["fields"]["addr"].as_str()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+            lines.push(parsed);
+        }
+        lines
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("a JSON serving line in time")
+        .expect("the reader saw the serving line");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("the logged address serves");
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+    drop(server);
+    let lines = reader.join().expect("every stderr line is JSON");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string()),
+        "{lines:?}"
+    );
+}
+
+/// `refnet token --help` lists every role refnet knows, and an unknown role
+/// is refused with that list.
+#[test]
+fn token_help_and_errors_list_every_role() {
+    let help = refnet(&["token", "--help"]);
+    let unknown = Command::new(REFNET)
+        .args(["token", "--agency", "police-nairobi", "--role", "chief"])
+        .output()
+        .expect("run refnet");
+    assert!(!unknown.status.success());
+    let unknown = String::from_utf8_lossy(&unknown.stderr);
+    for role in refnet_core::auth::Role::ALL {
+        assert!(
+            help.contains(role.as_str()),
+            "{role:?} missing from:\n{help}"
+        );
+        assert!(
+            unknown.contains(role.as_str()),
+            "{role:?} missing from:\n{unknown}"
+        );
+    }
+}

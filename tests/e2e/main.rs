@@ -30,6 +30,7 @@ mod leak;
 mod metrics;
 mod processes;
 mod protection;
+mod readme;
 mod redaction;
 mod routing;
 mod server;

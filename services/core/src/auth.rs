@@ -50,6 +50,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role refnet knows, in the order help texts list them.
+    pub const ALL: [Self; 4] = [
+        Self::Officer,
+        Self::Supervisor,
+        Self::Auditor,
+        Self::DataProtection,
+    ];
+
     /// Parses a role claim; `None` for a role refnet does not know.
     pub fn parse(s: &str) -> Option<Self> {
         match s {

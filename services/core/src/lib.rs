@@ -29,6 +29,7 @@ pub mod domain;
 pub mod entities;
 pub mod error;
 pub mod events;
+pub mod exit;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

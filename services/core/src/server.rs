@@ -89,8 +89,10 @@ pub async fn serve(
     };
     let grace = std::time::Duration::from_secs(ctx.config().shutdown_grace_seconds);
 
-    let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, services = ?service_names, "serving");
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    tracing::info!(addr = %local, services = ?service_names, "serving");
     let server = Server::builder()
         // gRPC-Web (HTTP/1.1) beside gRPC, for browser clients.
         .accept_http1(true)

@@ -1,4 +1,5 @@
-//! Tracing set-up: structured logs, pretty or JSON, filtered by `RUST_LOG`
+//! Tracing set-up: structured logs, pretty (coloured only on a terminal) or
+//! JSON (one object per line, for production collectors), filtered by `RUST_LOG`
 //! (default `info`), and OpenTelemetry traces and metrics
 //! ([`crate::metrics`]) over OTLP/gRPC when an endpoint is configured
 //! (`REFNET_OTLP_ENDPOINT`, else the standard `OTEL_EXPORTER_OTLP_ENDPOINT`;
@@ -11,7 +12,7 @@
 //! streams that consume the row ([`continue_trace`]), so one trace runs from
 //! a `FileReferral` through routing to the receiving agency's stream item.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, io::IsTerminal as _};
 
 use opentelemetry::{
     KeyValue,
@@ -132,8 +133,14 @@ pub fn init(format: LogFormat, otlp: Option<&str>, service: &str) -> Telemetry {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
+        // Colour only for a person at a terminal: a file, a pipe or a log
+        // collector gets plain text.
         LogFormat::Pretty => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // Already initialised (tests, or a second service in one process): keep the first.

@@ -4,11 +4,13 @@ use clap::Parser;
 use refnet_core::server::{StandaloneArgs, run_standalone};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = StandaloneArgs::parse();
-    run_standalone(args, &[refnet_protection::SERVICE_NAME], |ctx, routes| {
-        routes.add_service(refnet_protection::service(ctx));
-        Vec::new()
-    })
-    .await
+    refnet_core::exit::code(
+        run_standalone(args, &[refnet_protection::SERVICE_NAME], |ctx, routes| {
+            routes.add_service(refnet_protection::service(ctx));
+            Vec::new()
+        })
+        .await,
+    )
 }

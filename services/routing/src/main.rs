@@ -4,17 +4,19 @@ use clap::Parser;
 use refnet_core::server::{StandaloneArgs, run_standalone};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = StandaloneArgs::parse();
-    run_standalone(args, &[refnet_routing::SERVICE_NAME], |ctx, routes| {
-        routes.add_service(refnet_routing::service(ctx));
-        match refnet_routing::background(ctx) {
-            Ok(tasks) => tasks,
-            Err(e) => {
-                tracing::error!(error = %e, "routing rules invalid; worker not started");
-                std::process::exit(2);
+    refnet_core::exit::code(
+        run_standalone(args, &[refnet_routing::SERVICE_NAME], |ctx, routes| {
+            routes.add_service(refnet_routing::service(ctx));
+            match refnet_routing::background(ctx) {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    tracing::error!(error = %e, "routing rules invalid; worker not started");
+                    std::process::exit(2);
+                }
             }
-        }
-    })
-    .await
+        })
+        .await,
+    )
 }
