@@ -24,6 +24,7 @@ mod desk;
 mod erasure;
 mod faults;
 mod grpc_web;
+mod history;
 mod intake;
 mod keys;
 mod leak;

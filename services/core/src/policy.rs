@@ -433,12 +433,19 @@ impl Policy {
         {
             decisions[class_index(Sensitivity::Location)].action = ex.action;
         }
+        // Overrides apply weakest first (no consent, then protection); a
+        // later one that is as strict as what stands takes over the reason,
+        // so the reply names the strongest override that applies.
         let tighten = |decisions: &mut [Decision; CLASS_COUNT],
                        actions: &BTreeMap<Sensitivity, Action>,
                        reason| {
             for (class, action) in actions {
                 let d = &mut decisions[class_index(*class)];
-                if *action > d.action {
+                let overridden = matches!(
+                    d.reason,
+                    RedactionReason::NoConsent | RedactionReason::Protected
+                );
+                if *action > d.action || (*action == d.action && overridden) {
                     *d = Decision {
                         action: *action,
                         reason,
@@ -655,6 +662,23 @@ mod tests {
         );
         assert_eq!(v.pseudonym, "Witness K-17");
         assert!(v.coarse_quasi);
+        // Protected and without consent (both pseudonymise identity): the
+        // stronger override is named.
+        let v = p
+            .view(
+                AgencyKind::Labour,
+                &officer,
+                &protected,
+                &Relation::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            v.decide(Sensitivity::Identity),
+            Decision {
+                action: Action::Pseudonymise,
+                reason: RedactionReason::Protected
+            }
+        );
         let v = p
             .view(AgencyKind::Wpa, &officer, &protected, &Relation::default())
             .unwrap();

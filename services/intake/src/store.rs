@@ -745,15 +745,21 @@ pub async fn amend(
         Box::pin(async move {
             let row = for_change(txn, &actor, &reference, expected_version, true).await?;
             let old = load_content(txn, &keys, &row).await?;
+            // Text written before this amendment may repeat what it corrects:
+            // every identifier the record ever held stays known to redaction.
+            let former = old.record_identifiers();
             // Protection never lapses by amendment; an identifier that now
             // matches a protected witness protects this subject too.
             let protected_pseudonym = match old.protected_pseudonym {
                 Some(p) => Some(p),
                 None => protected_match(txn, &digests(&keys, &content)).await?,
             };
+            let mut sealed = content.sealed;
+            sealed.former = former;
             let content = ReferralContent {
                 consent: old.consent,
                 protected_pseudonym,
+                sealed,
                 ..content
             };
             let subj = subject::Entity::find_by_id(row.subject_id)

@@ -61,7 +61,9 @@ pub enum IdentifierClass {
 }
 
 /// What kind of identifier a hit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum HitKind {
     /// A person's or an organisation's name, or an alias.
     Name,

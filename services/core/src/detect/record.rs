@@ -18,7 +18,9 @@ use super::{
 /// phones in E.164, though national spellings are accepted too).
 ///
 /// `Debug` prints only how many values each list holds, never the values.
-#[derive(Default, Clone, PartialEq, Eq, Hash)]
+/// Serialised only inside sealed records (a referral's former identifiers).
+#[derive(Default, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RecordIdentifiers {
     /// The subject's given name, family name, full name, aliases and
     /// next-of-kin names (class Identity). Multi-word names also match by
@@ -42,6 +44,25 @@ pub struct RecordIdentifiers {
 }
 
 impl RecordIdentifiers {
+    /// Adds every identifier of `other` that this record does not list yet.
+    pub fn absorb(&mut self, other: &Self) {
+        fn add<T: Clone + PartialEq>(to: &mut Vec<T>, from: &[T]) {
+            for value in from {
+                if !to.contains(value) {
+                    to.push(value.clone());
+                }
+            }
+        }
+        add(&mut self.subject_names, &other.subject_names);
+        add(&mut self.subject_numbers, &other.subject_numbers);
+        add(&mut self.subject_emails, &other.subject_emails);
+        add(&mut self.subject_addresses, &other.subject_addresses);
+        add(&mut self.locations, &other.locations);
+        add(&mut self.suspect_names, &other.suspect_names);
+        add(&mut self.suspect_phones, &other.suspect_phones);
+        add(&mut self.suspect_vehicles, &other.suspect_vehicles);
+    }
+
     /// Whether the record lists no identifier at all.
     pub fn is_empty(&self) -> bool {
         self.subject_names.is_empty()

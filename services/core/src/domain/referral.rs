@@ -155,6 +155,15 @@ pub struct SealedRecord {
     pub special: SpecialRecord,
     /// Suspects.
     pub suspects: Vec<SuspectRecord>,
+    /// Every identifier the record held before its amendments (names,
+    /// numbers, emails, addresses, locations, suspects): text written before a
+    /// correction still repeats them, so free-text redaction keeps looking for
+    /// them. Never shown; destroyed with the rest of this record on erasure.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::detect::RecordIdentifiers::is_empty"
+    )]
+    pub former: crate::detect::RecordIdentifiers,
 }
 
 /// Consent as stored.
@@ -634,6 +643,7 @@ impl ReferralContent {
                 ),
             },
             suspects,
+            former: Default::default(),
         };
 
         let needs = enum_list::<pb::Need>(v, &p("needs"), &d.needs);
@@ -818,7 +828,8 @@ impl ReferralContent {
 }
 
 impl ReferralContent {
-    /// The identifiers free text is scanned for: the subject's own, and the suspects'.
+    /// The identifiers free text is scanned for: the subject's own and the
+    /// suspects', now and before every amendment (`sealed.former`).
     pub fn record_identifiers(&self) -> crate::detect::RecordIdentifiers {
         use crate::detect::{HitKind, RecordIdentifiers};
         let id = &self.identity;
@@ -851,7 +862,7 @@ impl ReferralContent {
             subject_numbers.push((HitKind::Phone, phone.as_str().to_owned()));
         }
         let suspects = &self.sealed.suspects;
-        RecordIdentifiers {
+        let mut record = RecordIdentifiers {
             subject_names,
             subject_numbers,
             subject_emails: id.email.iter().map(|e| e.as_str().to_owned()).collect(),
@@ -885,7 +896,9 @@ impl ReferralContent {
                 .iter()
                 .flat_map(|s| s.vehicles.iter().cloned())
                 .collect(),
-        }
+        };
+        record.absorb(&self.sealed.former);
+        record
     }
 
     /// The agency kinds the subject consented to share with.
