@@ -152,11 +152,12 @@ enum Command {
     /// The load tool: drive RPCs against a fresh `refnet serve` and compare
     /// them with the health-check baseline of the same run (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
-    /// Desk client: file a referral from JSON, show one, list them (needs --token).
+    /// Desk client: file a referral from JSON, show one, list them, close one (needs --token).
     Referral(crate::desk::ReferralArgs),
     /// Desk client: your agency's inbox of handoffs, listed or watched live (needs --token).
     Inbox(crate::desk::InboxArgs),
-    /// Desk client: show, acknowledge, accept, decline or complete a handoff (needs --token).
+    /// Desk client: show, acknowledge, accept, decline, complete or withdraw a handoff;
+    /// create one by hand; list those your agency sent (needs --token).
     Handoff(crate::desk::HandoffArgs),
     /// Desk client: post a message on a referral's thread (needs --token).
     Message(crate::desk::MessageArgs),
@@ -164,6 +165,10 @@ enum Command {
     Timeline(crate::desk::TimelineArgs),
     /// Desk client: request, show and list witness protection (needs --token).
     Protection(crate::desk::ProtectionArgs),
+    /// Desk client: referrals nothing routed, waiting for a supervisor (needs --token).
+    Triage(crate::desk::TriageArgs),
+    /// Desk client: your notifications, listed or marked read (needs --token).
+    Notifications(crate::desk::NotificationsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -496,14 +501,19 @@ pub async fn run() -> anyhow::Result<()> {
                         )
                     })
                     .collect();
-                println!(
-                    "handoffs: {}",
-                    if routed.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        routed.join(", ")
-                    }
-                );
+                if routed.is_empty() {
+                    let fallback = rules.fallback();
+                    println!(
+                        "handoffs: none\nfallback: NEEDS_ROUTING; the filing agency's supervisors are notified and must route it within {} h, then {} is told",
+                        fallback.route_within(&facts.urgency).num_hours(),
+                        refnet_core::auth::agency_kind_name(fallback.escalate_to)
+                    );
+                } else {
+                    println!("handoffs: {}", routed.join(", "));
+                    println!(
+                        "fallback: a kind with no active agency in reach sends the referral to triage (NEEDS_ROUTING) as well"
+                    );
+                }
             }
         },
         Command::Audit {
@@ -574,6 +584,8 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Message(args) => crate::desk::message(args).await?,
         Command::Timeline(args) => crate::desk::timeline(args).await?,
         Command::Protection(args) => crate::desk::protection(args).await?,
+        Command::Triage(args) => crate::desk::triage(args).await?,
+        Command::Notifications(args) => crate::desk::notifications(args).await?,
     }
     Ok(())
 }

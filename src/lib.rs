@@ -29,6 +29,7 @@ pub async fn serve_all(
 ) -> anyhow::Result<()> {
     let mut background = refnet_routing::background(ctx)?;
     background.extend(refnet_intake::background(ctx));
+    background.extend(refnet_protection::background(ctx));
     let mut routes = Routes::builder();
     routes
         .add_service(refnet_intake::service(ctx))

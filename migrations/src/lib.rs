@@ -18,6 +18,9 @@ mod m20261129_000007_growth_indexes;
 mod m20261130_000008_officer_suspensions;
 mod m20261130_000009_key_roots;
 mod m20261130_000010_erasure;
+mod m20261205_000011_triage;
+mod m20261205_000012_protection_deadlines;
+mod m20261205_000013_webhooks;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -36,6 +39,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000008_officer_suspensions::Migration),
             Box::new(m20261130_000009_key_roots::Migration),
             Box::new(m20261130_000010_erasure::Migration),
+            Box::new(m20261205_000011_triage::Migration),
+            Box::new(m20261205_000012_protection_deadlines::Migration),
+            Box::new(m20261205_000013_webhooks::Migration),
         ]
     }
 }

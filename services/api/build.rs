@@ -179,9 +179,11 @@ fn redact_impls(encoded: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
         } else {
             ""
         };
+        // A message without fields (GetWebhookRequest) visits nothing.
+        let visitor = if body.is_empty() { "_v" } else { "v" };
         write!(
             code,
-            "{statics}\nimpl Redact for {ty} {{\n    fn redact<V: Visitor>(&mut self, v: &mut V) {{\n{body}    }}\n{redactions}}}\n\n"
+            "{statics}\nimpl Redact for {ty} {{\n    fn redact<V: Visitor>(&mut self, {visitor}: &mut V) {{\n{body}    }}\n{redactions}}}\n\n"
         )?;
     }
     Ok(code)

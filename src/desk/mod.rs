@@ -1,5 +1,5 @@
 //! The desk client: `refnet referral`, `inbox`, `handoff`, `message`,
-//! `timeline` and `protection` call a running refnet server over gRPC with an
+//! `timeline`, `protection`, `triage` and `notifications` call a running refnet server over gRPC with an
 //! officer's bearer token, so a desk officer can file, read and act on
 //! referrals without writing code.
 //!
@@ -12,6 +12,10 @@
 //! is never printed.
 
 mod output;
+mod protection_watch;
+mod triage;
+
+pub(crate) use triage::{NotificationsArgs, TriageArgs, notifications, triage};
 
 use std::{io::Read as _, path::PathBuf, time::Duration};
 
@@ -104,7 +108,7 @@ enum ReferralCommand {
     },
     /// List the referrals your agency is party to, newest first.
     List {
-        /// Only referrals in this status (filed, routed, closed; repeat for several).
+        /// Only referrals in this status (filed, routed, needs-routing, closed; repeat for several).
         #[arg(long, value_parser = referral_status)]
         status: Vec<i32>,
         #[command(flatten)]
@@ -112,6 +116,14 @@ enum ReferralCommand {
         /// Print only the reference codes, one per line.
         #[arg(long, short, conflicts_with = "json")]
         quiet: bool,
+    },
+    /// Close a referral no handoff is open on (a supervisor of the filing agency).
+    Close {
+        /// Referral id or reference code.
+        referral: String,
+        /// Why: assistance-declined, assisted-outside, duplicate, not-a-case or lost-contact.
+        #[arg(long, value_parser = triage::close_reason)]
+        reason: i32,
     },
 }
 
@@ -183,6 +195,41 @@ enum HandoffCommand {
     },
     /// Complete an accepted handoff (a checklist must be complete first).
     Complete(HandoffTarget),
+    /// Withdraw a handoff your agency sent (after acceptance a reason is required;
+    /// the recipient is told and keeps only what it saw before).
+    Withdraw {
+        #[command(flatten)]
+        target: HandoffTarget,
+        /// Why (other parties see it redacted for them).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Hand a referral to an agency by hand (a supervisor of a party agency; this
+    /// is how a referral in `refnet triage list` gets routed).
+    Create {
+        /// Referral id or reference code.
+        referral: String,
+        /// The receiving agency's id.
+        #[arg(long = "to")]
+        to_agency_id: String,
+        /// Why: one of the routing rules' purposes (`refnet rules check` lists the rules).
+        #[arg(long)]
+        purpose: String,
+        /// Idempotency key [default: a new one].
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// The handoffs your agency sent: to whom, state and deadlines, overdue first.
+    Sent {
+        /// Only handoffs in this state (repeat for several).
+        #[arg(long = "state", value_parser = handoff_state)]
+        states: Vec<i32>,
+        #[command(flatten)]
+        page: Page,
+        /// Print only the handoff ids, one per line.
+        #[arg(long, short, conflicts_with = "json")]
+        quiet: bool,
+    },
 }
 
 /// The handoff a transition acts on.
@@ -266,6 +313,19 @@ enum ProtectionCommand {
     Show {
         /// Request id.
         id: String,
+    },
+    /// Print protection requests as they are made, change state or pass a
+    /// deadline (the WPA: all; others: their own), until Ctrl-C.
+    Watch {
+        /// Resume after this cursor (printed on Ctrl-C, and in each --json line).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Replay every request's history first.
+        #[arg(long, conflicts_with = "cursor")]
+        from_beginning: bool,
+        /// Stop after printing this many items [default: until Ctrl-C].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
     /// List protection requests (the WPA: all; others: their own), newest first.
     List {
@@ -465,7 +525,7 @@ fn footer(next_page_token: &str, redactions: usize) -> String {
     text
 }
 
-/// `refnet referral file|show|list`.
+/// `refnet referral file|show|list|close`.
 pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
     match args.command {
         ReferralCommand::File {
@@ -511,11 +571,20 @@ pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
                 .await
                 .answer()?;
             desk.show(&reply, |reply| {
-                object_and_withheld(
-                    &reply.referral.clone().unwrap_or_default(),
-                    &reply.redactions,
-                )
+                let referral = reply.referral.clone().unwrap_or_default();
+                let mut text = object_and_withheld(&referral, &reply.redactions)?;
+                if referral.status == pb::ReferralStatus::NeedsRouting as i32 {
+                    text.push_str(
+                        "\nrouting: nothing routed this referral; it waits for your supervisors \
+                         (`refnet triage list`, then `refnet handoff create`)\n",
+                    );
+                }
+                Ok(text)
             })
+        }
+        ReferralCommand::Close { referral, reason } => {
+            let desk = Desk::connect(args.connection).await?;
+            triage::close(&desk, referral, reason).await
         }
         ReferralCommand::List {
             status,
@@ -610,8 +679,9 @@ fn filed(reply: &pb::FileReferralResponse, key: &str) -> anyhow::Result<String> 
         .kv(
             "routing",
             format!(
-                "under way; `refnet timeline {}` shows the handoffs",
-                referral.reference_code
+                "the rules run now; `refnet timeline {code}` shows the handoffs. If no rule \
+                 routes it, it waits for your supervisors (status NEEDS_ROUTING, `refnet triage list`)",
+                code = referral.reference_code
             ),
         );
     let mut text = block.render();
@@ -803,7 +873,7 @@ fn print_inbox_event(desk: &Desk, event: &pb::InboxEvent) -> anyhow::Result<()> 
     ))
 }
 
-/// `refnet handoff show|ack|accept|decline|complete`.
+/// `refnet handoff show|ack|accept|decline|complete|withdraw|create|sent`.
 pub(crate) async fn handoff(args: HandoffArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     let (target, reason, transition) = match args.command {
@@ -819,6 +889,21 @@ pub(crate) async fn handoff(args: HandoffArgs) -> anyhow::Result<()> {
         HandoffCommand::Accept(target) => (target, String::new(), Transition::Accept),
         HandoffCommand::Decline { target, reason } => (target, reason, Transition::Decline),
         HandoffCommand::Complete(target) => (target, String::new(), Transition::Complete),
+        HandoffCommand::Withdraw { target, reason } => (target, reason, Transition::Withdraw),
+        HandoffCommand::Create {
+            referral,
+            to_agency_id,
+            purpose,
+            idempotency_key,
+        } => {
+            let key = idempotency_key.unwrap_or_else(new_key);
+            return triage::create(&desk, referral, to_agency_id, purpose, key).await;
+        }
+        HandoffCommand::Sent {
+            states,
+            page,
+            quiet,
+        } => return triage::sent(&desk, states, page, quiet).await,
     };
     let expected_version = match target.version {
         Some(v) => v,
@@ -843,6 +928,7 @@ pub(crate) async fn handoff(args: HandoffArgs) -> anyhow::Result<()> {
         Transition::Accept => routing.accept_handoff(request).await,
         Transition::Decline => routing.decline_handoff(request).await,
         Transition::Complete => routing.complete_handoff(request).await,
+        Transition::Withdraw => routing.withdraw_handoff(request).await,
     }
     .answer()?;
     desk.show(&handoff, |h| object_and_withheld(h, &h.redactions))
@@ -853,6 +939,7 @@ enum Transition {
     Accept,
     Decline,
     Complete,
+    Withdraw,
 }
 
 /// `refnet message post`.
@@ -1077,6 +1164,11 @@ pub(crate) async fn protection(args: ProtectionArgs) -> anyhow::Result<()> {
                 .answer()?;
             desk.show(&request, |r| object_and_withheld(r, &r.redactions))
         }
+        ProtectionCommand::Watch {
+            cursor,
+            from_beginning,
+            count,
+        } => protection_watch::watch(&desk, cursor, from_beginning, count).await,
         ProtectionCommand::List {
             states,
             referral,

@@ -41,6 +41,14 @@ proto!(
     ProtectionRequest,
     ListProtectionRequestsResponse,
     Redaction,
+    ListTriageResponse,
+    ListNotificationsResponse,
+    MarkNotificationsReadResponse,
+    Webhook,
+    CloseReferralResponse,
+    ListSentHandoffsResponse,
+    ProtectionRequestEvent,
+    NotificationMutes,
 );
 
 /// The descriptor of `M`.

@@ -33,6 +33,7 @@ on_both!(
     errors_print_codes_and_every_bad_field,
     the_terminal_shows_only_what_the_agency_may_see,
     protection_requests_from_the_desk,
+    triage_withdrawal_and_notifications_from_the_desk,
 );
 
 /// What one run of `refnet` did.
@@ -868,4 +869,176 @@ async fn next_matching(
     .await
     .ok()
     .flatten()
+}
+
+/// `refnet ARGS` as a supervisor of `agency`; it must succeed.
+async fn as_supervisor(app: &TestApp, agency: &str, args: &[&str]) -> String {
+    let token = app.token(agency, &["supervisor"]);
+    let ran = run(&server(app), Some(&token), args, None).await;
+    assert!(
+        ran.success,
+        "refnet {args:?} as {agency} supervisor: {ran:?}"
+    );
+    ran.stdout
+}
+
+async fn triage_withdrawal_and_notifications_from_the_desk(app: &TestApp) {
+    // No rule routes this one: an adult, exploitation unclear, no needs.
+    let mut draft = canary_draft();
+    draft.county = "Nairobi".into();
+    draft.needs.clear();
+    draft.classification = pb::Classification::Unclear as i32;
+    let case = draft.case_facts.as_mut().expect("case");
+    case.purposes = vec![pb::Purpose::SexualExploitation as i32];
+    case.other_purpose.clear();
+    draft.suspects[0].employer.clear();
+    draft.suspects[0].recruitment_agency.clear();
+    let referral = app
+        .file("police-nairobi", draft)
+        .await
+        .referral
+        .expect("referral");
+    let code = referral.reference_code.clone();
+    let mut listed = String::new();
+    for _ in 0..200 {
+        listed = as_supervisor(app, "police-nairobi", &["triage", "list"]).await;
+        if listed.contains(&code) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let row = row_with(&listed, &code).unwrap_or_else(|| panic!("{code} in triage: {listed}"));
+    assert_eq!(row[1], "HIGH", "{listed}");
+    assert!(listed.contains("no rule routed this referral"), "{listed}");
+    let shown = desk(app, "police-nairobi", &["referral", "show", &code]).await;
+    assert!(
+        shown.contains("NEEDS_ROUTING") && shown.contains("waits for your supervisors"),
+        "{shown}"
+    );
+    let unread = as_supervisor(
+        app,
+        "police-nairobi",
+        &["notifications", "list", "--unread"],
+    )
+    .await;
+    assert!(
+        row_with(&unread, "ReferralNeedsRouting").is_some_and(|r| r.contains(&code)),
+        "{unread}"
+    );
+
+    // Picked up from triage by hand.
+    let created = as_supervisor(
+        app,
+        "police-nairobi",
+        &[
+            "handoff",
+            "create",
+            &code,
+            "--to",
+            "ngo-shelter-nairobi",
+            "--purpose",
+            "shelter, psychosocial support and legal aid",
+        ],
+    )
+    .await;
+    let handoff = value_of(&created, "id");
+    assert_eq!(value_of(&created, "to agency id"), "ngo-shelter-nairobi");
+    assert!(
+        as_supervisor(app, "police-nairobi", &["triage", "list"])
+            .await
+            .starts_with("nothing waits to be routed"),
+    );
+    let read = as_supervisor(app, "police-nairobi", &["notifications", "read", "--all"]).await;
+    assert!(read.starts_with("marked read: "), "{read}");
+    assert!(
+        as_supervisor(
+            app,
+            "police-nairobi",
+            &["notifications", "list", "--unread"]
+        )
+        .await
+        .starts_with("no notifications")
+    );
+
+    // The NGO accepts; the police desk withdraws it, with a reason.
+    desk(app, "ngo-shelter-nairobi", &["handoff", "ack", &handoff]).await;
+    desk(app, "ngo-shelter-nairobi", &["handoff", "accept", &handoff]).await;
+    let sent = desk(app, "police-nairobi", &["handoff", "sent"]).await;
+    let row = row_with(&sent, &handoff).unwrap_or_else(|| panic!("{handoff} in {sent}"));
+    assert_eq!(row[2..4], ["ngo-shelter-nairobi", "ACCEPTED"]);
+    let stderr = desk_fails(app, "police-nairobi", &["handoff", "withdraw", &handoff]).await;
+    assert!(
+        stderr.contains("INVALID_ARGUMENT") && stderr.contains("reason"),
+        "{stderr}"
+    );
+    let withdrawn = desk(
+        app,
+        "police-nairobi",
+        &[
+            "handoff",
+            "withdraw",
+            &handoff,
+            "--reason",
+            "assisted by the county office instead",
+        ],
+    )
+    .await;
+    assert_eq!(value_of(&withdrawn, "state"), "WITHDRAWN");
+    let told = desk(app, "ngo-shelter-nairobi", &["notifications", "list"]).await;
+    assert!(told.contains("withdrawn after acceptance"), "{told}");
+
+    // Its only handoff ended: back in triage, where a supervisor closes it.
+    let closed = as_supervisor(
+        app,
+        "police-nairobi",
+        &["referral", "close", &code, "--reason", "assisted-outside"],
+    )
+    .await;
+    assert_eq!(value_of(&closed, "status"), "CLOSED", "{closed}");
+    let muted = desk(
+        app,
+        "police-nairobi",
+        &["notifications", "mute", "HandoffDeclined"],
+    )
+    .await;
+    assert_eq!(muted, "switched off for you: HandoffDeclined\n");
+    let on = desk(app, "police-nairobi", &["notifications", "mute"]).await;
+    assert_eq!(on, "every notification kind is on\n");
+    let hook = as_supervisor(app, "police-nairobi", &["notifications", "webhook", "show"]).await;
+    assert_eq!(value_of(&hook, "agency id"), "police-nairobi", "{hook}");
+
+    // The WPA's live queue.
+    let protected = app
+        .file("police-nairobi", canary_draft())
+        .await
+        .referral
+        .expect("referral");
+    desk(
+        app,
+        "police-nairobi",
+        &[
+            "protection",
+            "request",
+            &protected.reference_code,
+            "--grounds",
+            "key witness",
+            "--threat-assessment",
+            "threatened",
+            "--measure",
+            "relocation",
+            "--urgency",
+            "critical",
+        ],
+    )
+    .await;
+    let queue = desk(
+        app,
+        "wpa",
+        &["protection", "watch", "--from-beginning", "--count", "1"],
+    )
+    .await;
+    assert!(
+        queue.contains("ProtectionRequested") && queue.contains(&protected.reference_code),
+        "{queue}"
+    );
 }

@@ -75,6 +75,23 @@ async fn handoff_to(
         .into_inner()
 }
 
+/// A supervisor of the filing agency (police-nairobi) closes `referral`: a
+/// referral whose handoffs were all declined waits in triage until then.
+async fn close(app: &TestApp, routing: &mut Routing, referral: &str) {
+    let closed = routing
+        .close_referral(authed(
+            pb::CloseReferralRequest {
+                referral: referral.into(),
+                reason: pb::CloseReason::AssistedOutside as i32,
+            },
+            &app.token("police-nairobi", &["supervisor"]),
+        ))
+        .await
+        .expect("close")
+        .into_inner();
+    assert_eq!(closed.status, pb::ReferralStatus::Closed as i32);
+}
+
 /// `agency` acknowledges `h` and declines it with `reason`.
 async fn decline(
     app: &TestApp,
@@ -714,8 +731,9 @@ async fn retention_erases_long_closed_referrals(app: &TestApp) {
             .referral
             .expect("referral")
     };
-    // closed: its one handoff declined. open: its handoff pending. guarded:
-    // closed, but with a protection request the WPA has not decided.
+    // closed: its one handoff declined, then closed by a supervisor. open:
+    // its handoff pending. guarded: closed the same way, but with a
+    // protection request the WPA has not decided.
     let closed = file().await;
     let open = file().await;
     let guarded = file().await;
@@ -728,6 +746,7 @@ async fn retention_erases_long_closed_referrals(app: &TestApp) {
     )
     .await;
     decline(app, &mut routing, &h, "ngo-shelter-nairobi", "no bed").await;
+    close(app, &mut routing, &closed.id).await;
     handoff_to(app, &mut routing, &open.id, "ngo-shelter-nairobi", shelter).await;
     submit_protection(app, &mut protection, &guarded.id).await;
     let h = handoff_to(
@@ -739,6 +758,7 @@ async fn retention_erases_long_closed_referrals(app: &TestApp) {
     )
     .await;
     decline(app, &mut routing, &h, "ngo-shelter-nairobi", "no bed").await;
+    close(app, &mut routing, &guarded.id).await;
     for (r, status) in [
         (&closed, pb::ReferralStatus::Closed),
         (&open, pb::ReferralStatus::Routed),
@@ -816,7 +836,13 @@ async fn retention_erases_long_closed_referrals(app: &TestApp) {
         .expect("referral");
     assert_eq!(got.status, pb::ReferralStatus::Routed as i32);
     assert_eq!(referral_row(app, &guarded.id).await.closed_at, None);
+    // Declined again: it waits in triage (not closed, nothing to count from)
+    // until a supervisor closes it, and the period counts from then.
     decline(app, &mut routing, &h, "health-nairobi", "no capacity").await;
+    let row = referral_row(app, &guarded.id).await;
+    assert_eq!(row.status, "REFERRAL_STATUS_NEEDS_ROUTING");
+    assert_eq!(row.closed_at, None);
+    close(app, &mut routing, &guarded.id).await;
     let row = referral_row(app, &guarded.id).await;
     assert!(row.closed_at.is_some(), "closed again, counted from now");
 }

@@ -486,6 +486,32 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
         "/refnet.v1.RoutingService/ListNotifications" => {
             pb::ListNotificationsRequest::default().encode_to_vec()
         }
+        "/refnet.v1.RoutingService/MarkNotificationsRead" => pb::MarkNotificationsReadRequest {
+            notification_ids: vec![],
+            up_to: uuid::Uuid::max().to_string(),
+        }
+        .encode_to_vec(),
+        "/refnet.v1.RoutingService/ListTriage" => pb::ListTriageRequest::default().encode_to_vec(),
+        // Switched off, so the dispatcher never calls the (unresolvable) host.
+        "/refnet.v1.RoutingService/ConfigureWebhook" => pb::ConfigureWebhookRequest {
+            url: "https://hooks.example.invalid/refnet".into(),
+            secret: "leak-test-secret-0123456789abcdef".into(),
+            enabled: false,
+        }
+        .encode_to_vec(),
+        "/refnet.v1.RoutingService/GetWebhook" => pb::GetWebhookRequest {}.encode_to_vec(),
+        // Muting nothing: every later call still lists every kind.
+        "/refnet.v1.RoutingService/SetNotificationMutes" => {
+            pb::SetNotificationMutesRequest { kinds: vec![] }.encode_to_vec()
+        }
+        "/refnet.v1.RoutingService/ListSentHandoffs" => {
+            pb::ListSentHandoffsRequest::default().encode_to_vec()
+        }
+        "/refnet.v1.RoutingService/CloseReferral" => pb::CloseReferralRequest {
+            referral: id,
+            reason: pb::CloseReason::Duplicate as i32,
+        }
+        .encode_to_vec(),
         "/refnet.v1.RoutingService/CreateHandoff" => pb::CreateHandoffRequest {
             referral: id,
             to_agency_id: "health-nairobi".into(),
@@ -534,6 +560,13 @@ async fn request_for(app: &TestApp, method: &str, case: &Case) -> Option<Vec<u8>
         }
         "/refnet.v1.WitnessProtectionService/ListProtectionRequests" => {
             pb::ListProtectionRequestsRequest::default().encode_to_vec()
+        }
+        "/refnet.v1.WitnessProtectionService/WatchProtectionRequests" => {
+            pb::WatchProtectionRequestsRequest {
+                cursor: String::new(),
+                from_beginning: true,
+            }
+            .encode_to_vec()
         }
         // Steps with no request id: the WPA is told what is missing, anyone else is refused.
         "/refnet.v1.WitnessProtectionService/WithdrawProtectionRequest"
@@ -640,8 +673,13 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                     for role in ROLES {
                         // An erasure that succeeds must not take the case's
                         // subject from the calls after it: it erases a copy.
+                        // A protection request goes to a copy too: the case's
+                        // subject already has an open one (a second is
+                        // ALREADY_EXISTS).
                         let copy;
-                        let target = if path.ends_with("/EraseSubject") {
+                        let target = if path.ends_with("/EraseSubject")
+                            || path.ends_with("/SubmitProtectionRequest")
+                        {
                             copy = disposable_copy(app, case).await;
                             &copy
                         } else {
@@ -702,8 +740,12 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
                                     Code::Unimplemented,
                                     Code::InvalidArgument,
                                 ];
+                                // The filer's supervisors may not close a
+                                // referral whose handoffs are still open.
+                                let open_handoffs = path.ends_with("/CloseReferral")
+                                    && status.code() == Code::FailedPrecondition;
                                 assert!(
-                                    expected.contains(&status.code()),
+                                    expected.contains(&status.code()) || open_handoffs,
                                     "{path} as {agency}/{role}: {status:?}"
                                 );
                                 // An error never carries a canary either.
@@ -762,6 +804,13 @@ async fn every_rpc_reveals_only_what_the_policy_allows(app: &TestApp) {
         "CreateHandoff",
         "GetHandoff",
         "ListNotifications",
+        "MarkNotificationsRead",
+        "ListTriage",
+        "ListSentHandoffs",
+        "ConfigureWebhook",
+        "GetWebhook",
+        "SetNotificationMutes",
+        "WatchProtectionRequests",
         "SubmitProtectionRequest",
         "GetProtectionRequest",
         "ListProtectionRequests",
@@ -941,6 +990,7 @@ async fn non_parties_cannot_tell_whether_a_referral_exists(app: &TestApp) {
         "WatchReferral",
         "ListMessages",
         "PostMessage",
+        "CloseReferral",
         "SubmitProtectionRequest",
         "GetProtectionRequest",
     ] {

@@ -37,4 +37,6 @@ mod routing;
 mod server;
 mod statistics;
 mod trace;
+mod triage;
 mod validation;
+mod webhooks;

@@ -132,7 +132,7 @@ async fn police_desk_to_four_agencies(app: &TestApp) {
             (rule, purpose),
             "{agency}"
         );
-        assert_eq!(h.rule_set_version, "2026-11-28.1");
+        assert_eq!(h.rule_set_version, "2026-12-05.1");
         assert_eq!(h.reference_code, referral.reference_code);
         assert_eq!(
             h.state,

@@ -34,10 +34,10 @@ pub async fn relation<C: ConnectionTrait>(
     })
 }
 
-/// Marks a referral as routed (it has an open handoff): a filed one, or a
-/// closed one that got a new handoff (it is open again, and its retention
-/// period will count from its next closure). Routing's status, not a content
-/// change: the referral's version is not bumped.
+/// Marks a referral as routed (it has an open handoff): a filed one, one
+/// waiting in triage, or a closed one that got a new handoff (it is open
+/// again, and its retention period will count from its next closure).
+/// Routing's status, not a content change: the referral's version is not bumped.
 pub async fn mark_routed<C: ConnectionTrait>(
     db: &C,
     referral_id: Uuid,
@@ -50,12 +50,161 @@ pub async fn mark_routed<C: ConnectionTrait>(
             Option::<chrono::DateTime<chrono::Utc>>::None,
         )
         .and_where(Expr::col(Alias::new("id")).eq(referral_id))
-        .and_where(
-            Expr::col(Alias::new("status"))
-                .is_in(["REFERRAL_STATUS_FILED", "REFERRAL_STATUS_CLOSED"]),
-        )
+        .and_where(Expr::col(Alias::new("status")).is_in([
+            "REFERRAL_STATUS_FILED",
+            "REFERRAL_STATUS_CLOSED",
+            "REFERRAL_STATUS_NEEDS_ROUTING",
+        ]))
         .to_owned();
     db.execute(&statement).await?;
+    Ok(())
+}
+
+/// On PostgreSQL, locks the referral's row for the rest of the transaction
+/// (take it before anything that appends an event: every writer keeps that
+/// order). SQLite has one writer at a time and needs none.
+pub async fn lock_referral<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<(), ServiceError> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    use sea_orm::QuerySelect;
+    crate::entities::referral::Entity::find_by_id(referral_id)
+        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+        .one(db)
+        .await?;
+    Ok(())
+}
+
+/// Marks a filed or routed referral as waiting for a supervisor to route it;
+/// `false` when it was not filed or routed (closed, or already waiting).
+pub async fn mark_needs_routing<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<bool, ServiceError> {
+    let statement = Query::update()
+        .table(Alias::new("referrals"))
+        .value(Alias::new("status"), "REFERRAL_STATUS_NEEDS_ROUTING")
+        .and_where(Expr::col(Alias::new("id")).eq(referral_id))
+        .and_where(
+            Expr::col(Alias::new("status"))
+                .is_in(["REFERRAL_STATUS_FILED", "REFERRAL_STATUS_ROUTED"]),
+        )
+        .to_owned();
+    Ok(db.execute(&statement).await?.rows_affected() == 1)
+}
+
+/// Marks a referral CLOSED (now, if it was not already).
+pub async fn mark_closed<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<(), ServiceError> {
+    // Only on the change to CLOSED: `closed_at` is when it closed.
+    let statement = Query::update()
+        .table(Alias::new("referrals"))
+        .value(Alias::new("status"), "REFERRAL_STATUS_CLOSED")
+        .value(Alias::new("closed_at"), chrono::Utc::now())
+        .and_where(Expr::col(Alias::new("id")).eq(referral_id))
+        .and_where(Expr::col(Alias::new("status")).ne("REFERRAL_STATUS_CLOSED"))
+        .to_owned();
+    db.execute(&statement).await?;
+    Ok(())
+}
+
+/// Handoff states after which the receiving agency has nothing left to do.
+pub const ENDED_HANDOFF_STATES: [&str; 4] = [
+    "HANDOFF_STATE_COMPLETED",
+    "HANDOFF_STATE_DECLINED",
+    "HANDOFF_STATE_WITHDRAWN",
+    "HANDOFF_STATE_REASSIGNED",
+];
+
+/// Where a referral's handoffs stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoffs {
+    /// At least one is open.
+    Open,
+    /// None is open and at least one was completed.
+    Completed,
+    /// None is open and none was completed (declined, withdrawn, or none at all).
+    NoneCompleted,
+}
+
+/// Where `referral_id`'s handoffs stand.
+pub async fn handoffs<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<Handoffs, ServiceError> {
+    let open = handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::State.is_not_in(ENDED_HANDOFF_STATES))
+        .one(db)
+        .await?;
+    if open.is_some() {
+        return Ok(Handoffs::Open);
+    }
+    let completed = handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::State.eq("HANDOFF_STATE_COMPLETED"))
+        .one(db)
+        .await?;
+    Ok(if completed.is_some() {
+        Handoffs::Completed
+    } else {
+        Handoffs::NoneCompleted
+    })
+}
+
+/// The party relation of an agency whose accepted handoff was withdrawn: it
+/// keeps what it saw up to then (and its own messages), nothing newer.
+pub const FORMER: &str = "FORMER";
+
+/// When `agency_id` stopped being a full party to `referral_id` (its
+/// accepted handoff was withdrawn); `None` for a full party or a non-party.
+pub async fn former_since<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+    agency_id: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+    use crate::entities::referral_party;
+    Ok(
+        referral_party::Entity::find_by_id((referral_id, agency_id.to_owned()))
+            .one(db)
+            .await?
+            .filter(|p| p.relation == FORMER)
+            .map(|p| p.since),
+    )
+}
+
+/// Makes a recipient whose accepted handoff was withdrawn a FORMER party,
+/// unless another handoff to it is still live.
+pub async fn retire_recipient<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+    agency_id: &str,
+) -> Result<(), ServiceError> {
+    use crate::entities::referral_party;
+    let live = handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::ToAgencyId.eq(agency_id))
+        .filter(handoff::Column::State.is_not_in(ENDED_HANDOFF_STATES))
+        .one(db)
+        .await?;
+    if live.is_none() {
+        referral_party::Entity::update_many()
+            .col_expr(referral_party::Column::Relation, Expr::value(FORMER))
+            .col_expr(
+                referral_party::Column::Since,
+                Expr::value(chrono::Utc::now()),
+            )
+            .filter(referral_party::Column::ReferralId.eq(referral_id))
+            .filter(referral_party::Column::AgencyId.eq(agency_id))
+            .filter(referral_party::Column::Relation.eq("RECIPIENT"))
+            .exec(db)
+            .await?;
+    }
     Ok(())
 }
 
@@ -116,34 +265,6 @@ pub async fn drop_recipient<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Marks a referral CLOSED when every handoff is completed, declined or withdrawn.
-pub async fn close_if_settled<C: ConnectionTrait>(
-    db: &C,
-    referral_id: Uuid,
-) -> Result<(), ServiceError> {
-    let open = handoff::Entity::find()
-        .filter(handoff::Column::ReferralId.eq(referral_id))
-        .filter(handoff::Column::State.is_not_in([
-            "HANDOFF_STATE_COMPLETED",
-            "HANDOFF_STATE_DECLINED",
-            "HANDOFF_STATE_WITHDRAWN",
-        ]))
-        .one(db)
-        .await?;
-    if open.is_none() {
-        // Only on the change to CLOSED: `closed_at` is when it closed.
-        let statement = Query::update()
-            .table(Alias::new("referrals"))
-            .value(Alias::new("status"), "REFERRAL_STATUS_CLOSED")
-            .value(Alias::new("closed_at"), chrono::Utc::now())
-            .and_where(Expr::col(Alias::new("id")).eq(referral_id))
-            .and_where(Expr::col(Alias::new("status")).ne("REFERRAL_STATUS_CLOSED"))
-            .to_owned();
-        db.execute(&statement).await?;
-    }
-    Ok(())
-}
-
 /// Whether `referral_id` has a protection request still open (submitted,
 /// under assessment, under interim measures, admitted or active). Read here
 /// because intake must not erase a subject the WPA is still deciding on or
@@ -181,7 +302,8 @@ pub async fn reference_code<C: ConnectionTrait>(
 }
 
 /// Makes `agency_id` a party to `referral_id` as `relation` ("RECIPIENT",
-/// "PROTECTION"); a no-op when it already is one.
+/// "PROTECTION"); a no-op when it already is one, except that a FORMER party
+/// given a new handoff is a full party again.
 pub async fn add_party<C: ConnectionTrait>(
     db: &C,
     referral_id: Uuid,
@@ -201,7 +323,13 @@ pub async fn add_party<C: ConnectionTrait>(
             referral_party::Column::ReferralId,
             referral_party::Column::AgencyId,
         ])
-        .do_nothing()
+        .update_columns([
+            referral_party::Column::Relation,
+            referral_party::Column::Since,
+        ])
+        .action_and_where(
+            Expr::col((referral_party::Entity, referral_party::Column::Relation)).eq(FORMER),
+        )
         .to_owned(),
     )
     .exec_without_returning(db)

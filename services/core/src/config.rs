@@ -39,6 +39,7 @@ pub const ENV_KEYS: &[&str] = &[
     "log_format",
     "reflection",
     "max_request_bytes",
+    "webhook_allow_plain_http",
     "auth.issuer",
     "auth.audience",
     "auth.jwks_file",
@@ -166,6 +167,10 @@ pub struct Config {
     /// one is refused before it is decoded. The largest valid referral is
     /// well under 200 KiB.
     pub max_request_bytes: usize,
+    /// Accept `http://` webhook URLs (not only `https://`): for a receiver on
+    /// the same host or in tests. Off by default: notifications leave refnet
+    /// encrypted.
+    pub webhook_allow_plain_http: bool,
     /// Token verification.
     pub auth: AuthConfig,
     /// Per-officer and per-agency rate limits.
@@ -243,6 +248,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             reflection: true,
             max_request_bytes: 1024 * 1024,
+            webhook_allow_plain_http: false,
             auth: AuthConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             retention: RetentionConfig::default(),

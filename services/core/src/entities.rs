@@ -261,8 +261,13 @@ pub mod handoff {
         pub decide_by: Option<DateTimeUtc>,
         /// When the receiving agency acknowledged it.
         pub acknowledged_at: Option<DateTimeUtc>,
-        /// The decline reason, sealed under the subject's data key.
+        /// The decline reason (or the reason for a withdrawal after
+        /// acceptance), sealed under the subject's data key.
         pub decline_reason_ct: Option<Vec<u8>>,
+        /// The deadline the receiving agency must meet next (acknowledge-by,
+        /// then decide-by; the missed one while ESCALATED); none once
+        /// decided or ended.
+        pub due_at: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through sea-orm.
@@ -288,18 +293,21 @@ pub mod notification {
         pub agency_id: String,
         /// Who in it: "SUPERVISORS" or "ALL".
         pub audience: String,
-        /// What happened ("HandoffEscalated", "HandoffDeclined").
+        /// What happened ("HandoffEscalated", "HandoffDeclined", "ReferralNeedsRouting", ...).
         pub kind: String,
         /// The referral.
         pub referral_id: Uuid,
         /// Its reference code.
         pub reference_code: String,
-        /// The handoff.
+        /// The handoff; the nil id for a notification about the referral
+        /// itself (it needs routing).
         pub handoff_id: Uuid,
         /// Operational detail ("acknowledge deadline passed").
         pub detail: String,
         /// When.
         pub created_at: DateTimeUtc,
+        /// Act by (a referral's routing deadline), if any.
+        pub due_by: Option<DateTimeUtc>,
     }
 
     /// No relations are navigated through sea-orm.

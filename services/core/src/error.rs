@@ -40,6 +40,9 @@ pub enum ServiceError {
     /// The operation does not apply in the current state.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// What the call would create exists already (the message names it).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     /// The caller is over a rate limit; retry after the given time.
     #[error("rate limited ({scope}): retry after {retry_after:?}")]
     ResourceExhausted {
@@ -125,6 +128,7 @@ impl ServiceError {
             Self::NotFound => Status::not_found("not found"),
             Self::Aborted(why) => Status::aborted(why),
             Self::FailedPrecondition(why) => Status::failed_precondition(why),
+            Self::AlreadyExists(why) => Status::already_exists(why),
             Self::ResourceExhausted { scope, retry_after } => {
                 let mut details = ErrorDetails::new();
                 details.set_retry_info(Some(retry_after));

@@ -43,10 +43,19 @@ pub enum EventKind {
     MessagePosted,
     /// A rule fired but no agency of the kind it names is registered.
     RoutingGap,
+    /// The referral waits for a supervisor of the filing agency to route it
+    /// (no rule routed it, no agency in reach, every handoff ended).
+    ReferralNeedsRouting,
+    /// Its routing deadline passed; the escalation agency was notified.
+    TriageEscalated,
+    /// A supervisor of the filing agency closed it, with a reason.
+    ReferralClosed,
     /// Police or prosecution asked the WPA to protect the subject (not on the timeline).
     ProtectionRequested,
     /// A protection request changed state (not on the timeline).
     ProtectionStateChanged,
+    /// A protection request missed its assessment or decision deadline (not on the timeline).
+    ProtectionEscalated,
     /// The subject is protected from now on (on the timeline; reveals nothing).
     ProtectionApplied,
     /// The WPA restored the subject's identity to other parties (on the timeline).
@@ -76,8 +85,12 @@ impl EventKind {
             Self::HandoffReassigned => "HandoffReassigned",
             Self::MessagePosted => "MessagePosted",
             Self::RoutingGap => "RoutingGap",
+            Self::ReferralNeedsRouting => "ReferralNeedsRouting",
+            Self::TriageEscalated => "TriageEscalated",
+            Self::ReferralClosed => "ReferralClosed",
             Self::ProtectionRequested => "ProtectionRequested",
             Self::ProtectionStateChanged => "ProtectionStateChanged",
+            Self::ProtectionEscalated => "ProtectionEscalated",
             Self::ProtectionApplied => "ProtectionApplied",
             Self::ProtectionLifted => "ProtectionLifted",
             Self::SubjectErased => "SubjectErased",

@@ -10,6 +10,7 @@
 //! - [`domain`]: validated newtypes built from requests with `TryFrom`.
 //! - [`agencies`]: the registry of agencies that may call refnet.
 //! - [`db`], [`entities`], [`events`]: storage, the shared tables and the event log.
+//! - [`notify`]: notifications to an agency's supervisors or everyone in it.
 //! - [`error`]: the one error type every service returns and its gRPC mapping.
 //! - [`server`]: health, reflection, auth and graceful shutdown around a set of services.
 //! - [`telemetry`]: tracing set-up.
@@ -33,6 +34,7 @@ pub mod exit;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod notify;
 pub mod paging;
 pub mod policy;
 pub mod redact;

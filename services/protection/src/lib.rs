@@ -6,8 +6,10 @@
 //! every service (the subject's protected state lives beside its sealed
 //! identity, where every reply's redaction reads it).
 
+pub mod deadlines;
 pub mod service;
 pub mod store;
+pub mod watch;
 
 use refnet_api::v1::{
     self as pb,
@@ -17,6 +19,23 @@ use refnet_core::AppContext;
 use tonic::{Request, Response, Status};
 
 pub use service::{Protection, Step};
+
+/// Starts the background task of a process serving the
+/// WitnessProtectionService: the deadline worker (unless `routing_worker` is
+/// off, which stops every deadline worker), stopping between steps once
+/// [`AppContext::begin_shutdown`] is called.
+pub fn background(ctx: &AppContext) -> Vec<tokio::task::JoinHandle<()>> {
+    if !ctx.config().routing_worker {
+        return Vec::new();
+    }
+    let stop = {
+        let ctx = ctx.clone();
+        async move { ctx.shutting_down().await }
+    };
+    vec![tokio::spawn(
+        deadlines::DeadlineWorker::new(ctx.clone()).run(stop),
+    )]
+}
 
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = "refnet.v1.WitnessProtectionService";
@@ -96,6 +115,34 @@ impl WitnessProtectionService for Protection {
         request: Request<pb::RecordMeasureRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
         Ok(self.record_measure(request).await?.into_response())
+    }
+
+    async fn watch_protection_requests(
+        &self,
+        request: Request<pb::WatchProtectionRequestsRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::ProtectionRequestEvent>>, Status> {
+        use refnet_core::{auth::Principal, boundary::CallInfo};
+        let principal = Principal::of(&request)?.clone();
+        principal.require_any(&[
+            refnet_core::auth::Role::Officer,
+            refnet_core::auth::Role::Supervisor,
+            refnet_core::auth::Role::Auditor,
+        ])?;
+        let call = CallInfo::of(&request);
+        let after = watch::start(self.ctx(), &principal, request.get_ref()).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let open = self
+            .ctx()
+            .metrics()
+            .stream_opened("WatchProtectionRequests");
+        let protection = self.clone();
+        tokio::spawn(async move {
+            watch::run(protection, principal, call, after, tx).await;
+            drop(open);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn close_protection(

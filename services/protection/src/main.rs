@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
     refnet_core::exit::code(
         run_standalone(args, &[refnet_protection::SERVICE_NAME], |ctx, routes| {
             routes.add_service(refnet_protection::service(ctx));
-            Vec::new()
+            refnet_protection::background(ctx)
         })
         .await,
     )

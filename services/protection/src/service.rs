@@ -192,6 +192,25 @@ impl Protection {
         principal.agency_kind == AgencyKind::Wpa
     }
 
+    /// The context the service runs in.
+    pub(crate) fn ctx(&self) -> &AppContext {
+        &self.ctx
+    }
+
+    /// Whether `principal` may read `row`: the WPA, or the requesting agency.
+    pub(crate) fn may_read(principal: &Principal, row: &request::Model) -> bool {
+        Self::is_wpa(principal) || row.requester_agency_id == principal.agency_id
+    }
+
+    /// The list form of `row` for `principal` (no free text, no WPA records).
+    pub(crate) async fn list_form(
+        &self,
+        principal: &Principal,
+        row: &request::Model,
+    ) -> ServiceResult<pb::ProtectionRequest> {
+        self.to_proto(principal, row, false).await
+    }
+
     /// The request `id` if `principal` may read it (the WPA, or the requester); NOT_FOUND otherwise.
     async fn visible(&self, principal: &Principal, id: &str) -> ServiceResult<request::Model> {
         let id = Uuid::parse_str(id.trim())
@@ -200,7 +219,7 @@ impl Protection {
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
-        if Self::is_wpa(principal) || row.requester_agency_id == principal.agency_id {
+        if Self::may_read(principal, &row) {
             Ok(row)
         } else {
             Err(ServiceError::NotFound)
@@ -231,6 +250,9 @@ impl Protection {
             decided_at: row.decided_at.map(timestamp),
             closed_at: row.closed_at.map(timestamp),
             identity_suppressed: store::is_protected(self.ctx.db(), row.subject_id).await?,
+            assess_by: row.assess_by.map(timestamp),
+            decide_by: row.decide_by.map(timestamp),
+            escalated: row.escalated.is_some(),
             ..Default::default()
         };
         if !full {
@@ -380,6 +402,9 @@ impl Protection {
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
+        let deadlines = crate::deadlines::DeadlineTable::compiled_in()
+            .map_err(|e| ServiceError::internal("protection deadlines", e))?
+            .of(&urgency);
         let id = Uuid::now_v7();
         let now = Utc::now();
         let dek = subjects::data_key(self.ctx.db(), self.ctx.keys(), referral_id).await?;
@@ -415,11 +440,23 @@ impl Protection {
             decided_at: None,
             closed_at: None,
             updated_at: now,
+            assess_by: Some(now + deadlines.assess),
+            decide_by: Some(now + deadlines.decide),
+            escalated: None,
         };
         let insert = row.clone();
         let actor = principal.clone();
         refnet_core::db::write_txn(self.ctx.db(), move |txn| {
             Box::pin(async move {
+                // One open request per subject: the referral's row is locked
+                // first, so two submissions at once see each other.
+                access::lock_referral(txn, insert.referral_id).await?;
+                if let Some(open) = store::open_request_for(txn, insert.subject_id).await? {
+                    return Err(ServiceError::AlreadyExists(format!(
+                        "protection request {open} for this subject is still open; \
+                         follow it (GetProtectionRequest) or withdraw it first"
+                    )));
+                }
                 request::Entity::insert(request::ActiveModel::from(insert.clone()))
                     .exec_without_returning(txn)
                     .await?;

@@ -65,6 +65,12 @@ pub mod request {
         pub closed_at: Option<DateTimeUtc>,
         /// Last changed.
         pub updated_at: DateTimeUtc,
+        /// Begin the assessment by (none on requests from before deadlines).
+        pub assess_by: Option<DateTimeUtc>,
+        /// Decide (interim measures, admission or decline) by.
+        pub decide_by: Option<DateTimeUtc>,
+        /// The deadline last escalated: "ASSESS" or "DECIDE".
+        pub escalated: Option<String>,
     }
 
     /// No relations are navigated through sea-orm.
@@ -237,4 +243,24 @@ pub async fn is_protected<C: ConnectionTrait>(db: &C, subject_id: Uuid) -> Servi
         .ok_or_else(|| ServiceError::Internal("request without subject".into()))?
         .protected_pseudonym
         .is_some())
+}
+
+/// The open request (not declined, closed or withdrawn) for `subject_id`, if any.
+pub async fn open_request_for<C: ConnectionTrait>(
+    db: &C,
+    subject_id: Uuid,
+) -> ServiceResult<Option<Uuid>> {
+    use refnet_api::v1::ProtectionState as S;
+    Ok(request::Entity::find()
+        .select_only()
+        .column(request::Column::Id)
+        .filter(request::Column::SubjectId.eq(subject_id))
+        .filter(request::Column::State.is_not_in([
+            S::Declined.as_str_name(),
+            S::Closed.as_str_name(),
+            S::Withdrawn.as_str_name(),
+        ]))
+        .into_tuple::<Uuid>()
+        .one(db)
+        .await?)
 }

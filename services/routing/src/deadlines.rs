@@ -11,6 +11,9 @@
 //! the receiving agency's `WatchInbox`. Notifications are unique per handoff,
 //! event and recipient, so two deadline workers at once notify once.
 //!
+//! Referrals waiting in triage past their routing deadline are escalated too
+//! ([`DeadlineWorker::triage_step_at`], see [`crate::triage`]).
+//!
 //! Time is a parameter of [`DeadlineWorker::step_at`], so tests run it at any
 //! instant without sleeping.
 
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use refnet_api::v1 as pb;
-use refnet_core::{AppContext, ServiceResult, auth::Principal, entities::handoff};
+use refnet_core::{AppContext, ServiceError, ServiceResult, auth::Principal, entities::handoff};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tracing::Instrument;
 
@@ -51,18 +54,38 @@ impl DeadlineWorker {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let span = tracing::info_span!("deadline_step", escalated = tracing::field::Empty);
-            match self.step_at(Utc::now()).instrument(span.clone()).await {
+            let span = tracing::info_span!(
+                "deadline_step",
+                escalated = tracing::field::Empty,
+                triage_escalated = tracing::field::Empty
+            );
+            let now = Utc::now();
+            match self.step_at(now).instrument(span.clone()).await {
                 Ok(n) => {
                     span.record("escalated", n);
                 }
                 Err(e) => tracing::warn!(error = %e, "deadline step failed; retrying"),
+            }
+            match self.triage_step_at(now).instrument(span.clone()).await {
+                Ok(n) => {
+                    span.record("triage_escalated", n);
+                }
+                Err(e) => tracing::warn!(error = %e, "triage deadline step failed; retrying"),
             }
             tokio::select! {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(INTERVAL) => {}
             }
         }
+    }
+
+    /// Escalates every referral whose routing deadline (in triage) passed by
+    /// `now`: the filing agency's supervisors and those of the rule set's
+    /// fallback agency kind are notified; returns how many.
+    pub async fn triage_step_at(&self, now: DateTime<Utc>) -> ServiceResult<usize> {
+        let rules =
+            crate::rules(&self.ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
+        crate::triage::escalate_overdue(&self.ctx, &rules, now).await
     }
 
     /// Escalates every handoff overdue at `now`; returns how many.

@@ -1,8 +1,9 @@
 //! What a handoff carries beyond its state: the decline reason (free text
 //! that may name the subject, so sealed under the subject's data key and
 //! redacted for each viewer when read), the supporting-documents checklist of
-//! assistance applications, and the notifications that escalations and
-//! declines send to the agencies that must act on them.
+//! assistance applications, and the notifications that escalations,
+//! declines, withdrawals and referrals needing routing send to the agencies
+//! that must act on them, read or unread per officer.
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -30,10 +31,7 @@ pub const MAX_REASON: usize = 2_000;
 /// The sealing purpose of decline reasons (bound into the ciphertext).
 const REASON: &str = "decline_reason";
 
-/// Notifications for everyone in the agency.
-pub const ALL: &str = "ALL";
-/// Notifications for the agency's supervisors.
-pub const SUPERVISORS: &str = "SUPERVISORS";
+pub use refnet_core::notify::{ALL, About, SUPERVISORS, notify_about};
 
 /// One item of a handoff's checklist, as stored (JSON in `handoffs.checklist`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,37 +109,179 @@ pub async fn notify<C: ConnectionTrait>(
     row: &handoff::Model,
     detail: &str,
 ) -> ServiceResult<()> {
-    if agency_id.is_empty() {
-        return Ok(());
-    }
-    notification::Entity::insert(notification::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        agency_id: Set(agency_id.to_owned()),
-        audience: Set(audience.to_owned()),
-        kind: Set(event.as_str().to_owned()),
-        referral_id: Set(row.referral_id),
-        reference_code: Set(row.reference_code.clone()),
-        handoff_id: Set(row.id),
-        detail: Set(detail.to_owned()),
-        created_at: Set(Utc::now()),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            notification::Column::HandoffId,
-            notification::Column::Kind,
-            notification::Column::AgencyId,
-            notification::Column::Audience,
-            notification::Column::Detail,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    let about = About {
+        referral_id: row.referral_id,
+        reference_code: row.reference_code.clone(),
+        handoff_id: row.id,
+        due_by: None,
+    };
+    notify_about(db, agency_id, audience, event, &about, detail).await
 }
 
-/// ListNotifications: the caller agency's notifications its roles may see, newest first.
+/// Which officer has read which notification (routing's table).
+pub mod read {
+    use sea_orm::entity::prelude::*;
+
+    /// One officer has read one notification.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notification_reads")]
+    pub struct Model {
+        /// The notification.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub notification_id: Uuid,
+        /// The officer (the token's subject).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub officer_id: String,
+        /// When they marked it read.
+        pub read_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The notification kinds each officer has switched off (routing's table).
+pub mod mute {
+    use sea_orm::entity::prelude::*;
+
+    /// One officer has switched one kind off.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notification_mutes")]
+    pub struct Model {
+        /// The officer's agency.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agency_id: String,
+        /// The officer (the token's subject).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub officer_id: String,
+        /// The kind ("HandoffDeclined").
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        /// When.
+        pub muted_at: DateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The notification kinds there are (what an officer may switch off).
+pub const KINDS: [EventKind; 6] = [
+    EventKind::HandoffEscalated,
+    EventKind::HandoffDeclined,
+    EventKind::HandoffWithdrawn,
+    EventKind::ReferralNeedsRouting,
+    EventKind::TriageEscalated,
+    EventKind::ProtectionEscalated,
+];
+
+/// The kinds `principal`'s officer has switched off.
+async fn muted(ctx: &AppContext, principal: &Principal) -> ServiceResult<Vec<String>> {
+    Ok(mute::Entity::find()
+        .filter(mute::Column::AgencyId.eq(principal.agency_id.as_str()))
+        .filter(mute::Column::OfficerId.eq(principal.officer_id.as_str()))
+        .order_by_asc(mute::Column::Kind)
+        .all(ctx.db())
+        .await?
+        .into_iter()
+        .map(|m| m.kind)
+        .collect())
+}
+
+/// SetNotificationMutes: replaces the kinds the calling officer switched off.
+pub async fn set_mutes(
+    ctx: &AppContext,
+    request: tonic::Request<pb::SetNotificationMutesRequest>,
+) -> ServiceResult<Reply<pb::NotificationMutes>> {
+    let principal = Principal::of(&request)?.clone();
+    principal.require_any(&[Role::Officer, Role::Supervisor, Role::Auditor])?;
+    let call = CallInfo::of(&request);
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let mut kinds: Vec<String> = Vec::new();
+    for (i, kind) in req.kinds.iter().enumerate() {
+        if KINDS.iter().any(|k| k.as_str() == kind) {
+            if !kinds.contains(kind) {
+                kinds.push(kind.clone());
+            }
+        } else {
+            v.add(
+                format!("kinds[{i}]"),
+                format!(
+                    "is not a notification kind (one of {})",
+                    KINDS.map(EventKind::as_str).join(", ")
+                ),
+            );
+        }
+    }
+    v.finish(|| Some(()))?;
+    let officer = principal.officer_id.clone();
+    let agency = principal.agency_id.clone();
+    let now = Utc::now();
+    refnet_core::db::write_txn(ctx.db(), move |txn| {
+        Box::pin(async move {
+            mute::Entity::delete_many()
+                .filter(mute::Column::AgencyId.eq(agency.as_str()))
+                .filter(mute::Column::OfficerId.eq(officer.as_str()))
+                .exec(txn)
+                .await?;
+            if !kinds.is_empty() {
+                mute::Entity::insert_many(kinds.into_iter().map(|kind| mute::ActiveModel {
+                    agency_id: Set(agency.clone()),
+                    officer_id: Set(officer.clone()),
+                    kind: Set(kind),
+                    muted_at: Set(now),
+                }))
+                .exec_without_returning(txn)
+                .await?;
+            }
+            Ok(())
+        })
+    })
+    .await?;
+    let response = pb::NotificationMutes {
+        kinds: muted(ctx, &principal).await?,
+        redactions: Vec::new(),
+    };
+    reply(ctx, &principal, &call, None, response).await
+}
+
+/// The audiences `principal` belongs to in its agency.
+fn audiences(principal: &Principal) -> Vec<&'static str> {
+    let mut audiences = vec![ALL];
+    if principal.roles.contains(&Role::Supervisor) {
+        audiences.push(SUPERVISORS);
+    }
+    audiences
+}
+
+/// The notifications `principal` may see.
+fn visible(principal: &Principal) -> Condition {
+    Condition::all()
+        .add(notification::Column::AgencyId.eq(principal.agency_id.as_str()))
+        .add(notification::Column::Audience.is_in(audiences(principal)))
+}
+
+/// Notifications the officer has not marked read.
+fn unread_by(officer: &str) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    Expr::col((notification::Entity, notification::Column::Id)).not_in_subquery(
+        Query::select()
+            .column(read::Column::NotificationId)
+            .from(read::Entity)
+            .and_where(Expr::col(read::Column::OfficerId).eq(officer))
+            .to_owned(),
+    )
+}
+
+/// ListNotifications: the caller agency's notifications its roles may see,
+/// newest first, each with the calling officer's read state.
 pub async fn list_notifications(
     ctx: &AppContext,
     request: tonic::Request<pb::ListNotificationsRequest>,
@@ -164,15 +304,16 @@ pub async fn list_notifications(
         &digest,
     );
     let page_size = v.finish(|| page_size)?;
-    let mut audiences = vec![ALL];
-    if principal.roles.contains(&Role::Supervisor) {
-        audiences.push(SUPERVISORS);
+    let mut q = notification::Entity::find().filter(visible(&principal));
+    if !req.include_muted {
+        let off = muted(ctx, &principal).await?;
+        if !off.is_empty() {
+            q = q.filter(notification::Column::Kind.is_not_in(off));
+        }
     }
-    let mut q = notification::Entity::find().filter(
-        Condition::all()
-            .add(notification::Column::AgencyId.eq(principal.agency_id.as_str()))
-            .add(notification::Column::Audience.is_in(audiences)),
-    );
+    if req.unread_only {
+        q = q.filter(unread_by(&principal.officer_id));
+    }
     if let Some(last) = cursor {
         q = q.filter(notification::Column::Id.lt(last));
     }
@@ -183,6 +324,18 @@ pub async fn list_notifications(
         .await?;
     let more = rows.len() as u64 > page_size;
     rows.truncate(page_size as usize);
+    let read: std::collections::HashSet<Uuid> = if rows.is_empty() {
+        Default::default()
+    } else {
+        read::Entity::find()
+            .filter(read::Column::OfficerId.eq(principal.officer_id.as_str()))
+            .filter(read::Column::NotificationId.is_in(rows.iter().map(|n| n.id)))
+            .all(ctx.db())
+            .await?
+            .into_iter()
+            .map(|r| r.notification_id)
+            .collect()
+    };
     let next_page_token = match (more, rows.last()) {
         (true, Some(last)) => paging::seal(ctx.keys(), &principal.agency_id, &digest, last.id),
         _ => String::new(),
@@ -195,13 +348,135 @@ pub async fn list_notifications(
                 event: n.kind.clone(),
                 referral_id: n.referral_id.to_string(),
                 reference_code: n.reference_code.clone(),
-                handoff_id: n.handoff_id.to_string(),
+                handoff_id: if n.handoff_id.is_nil() {
+                    String::new()
+                } else {
+                    n.handoff_id.to_string()
+                },
                 detail: n.detail.clone(),
                 audience: n.audience.clone(),
                 created_at: Some(timestamp(n.created_at)),
+                read: read.contains(&n.id),
+                due_by: n.due_by.map(timestamp),
             })
             .collect(),
         next_page_token,
+        redactions: Vec::new(),
+    };
+    reply(ctx, &principal, &call, None, response).await
+}
+
+/// Most notifications one MarkNotificationsRead names by id.
+const MAX_MARK: usize = 200;
+
+/// MarkNotificationsRead: marks the named notifications (and with `up_to`,
+/// every one up to it) read for the calling officer. Only notifications the
+/// caller may see are marked; an id it may not see is an invalid argument,
+/// the same whether it exists or not.
+pub async fn mark_read(
+    ctx: &AppContext,
+    request: tonic::Request<pb::MarkNotificationsReadRequest>,
+) -> ServiceResult<Reply<pb::MarkNotificationsReadResponse>> {
+    let principal = Principal::of(&request)?.clone();
+    principal.require_any(&[Role::Officer, Role::Supervisor, Role::Auditor])?;
+    let call = CallInfo::of(&request);
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    if req.notification_ids.is_empty() && req.up_to.trim().is_empty() {
+        v.add(
+            "notification_ids",
+            "name at least one notification, or set up_to",
+        );
+    }
+    if req.notification_ids.len() > MAX_MARK {
+        v.add(
+            "notification_ids",
+            format!("at most {MAX_MARK} per call (use up_to for more)"),
+        );
+    }
+    let mut ids = Vec::new();
+    for (i, id) in req.notification_ids.iter().enumerate() {
+        match Uuid::parse_str(id.trim()) {
+            Ok(id) => ids.push(id),
+            Err(_) => v.add(
+                format!("notification_ids[{i}]"),
+                "must be a notification id",
+            ),
+        }
+    }
+    let up_to = if req.up_to.trim().is_empty() {
+        None
+    } else {
+        v.check(
+            "up_to",
+            Uuid::parse_str(req.up_to.trim())
+                .map(Some)
+                .map_err(|_| "must be a notification id"),
+        )
+        .flatten()
+    };
+    v.finish(|| Some(()))?;
+    let mut targets: Vec<Uuid> = Vec::new();
+    if !ids.is_empty() {
+        let found: Vec<Uuid> = notification::Entity::find()
+            .select_only()
+            .column(notification::Column::Id)
+            .filter(visible(&principal))
+            .filter(notification::Column::Id.is_in(ids.clone()))
+            .into_tuple()
+            .all(ctx.db())
+            .await?;
+        let missing: Vec<usize> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| !found.contains(id))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            let mut v = Violations::new();
+            for i in missing {
+                v.add(
+                    format!("notification_ids[{i}]"),
+                    "is not a notification of yours",
+                );
+            }
+            v.finish(|| Some(()))?;
+        }
+        targets.extend(found);
+    }
+    if let Some(up_to) = up_to {
+        let upto: Vec<Uuid> = notification::Entity::find()
+            .select_only()
+            .column(notification::Column::Id)
+            .filter(visible(&principal))
+            .filter(notification::Column::Id.lte(up_to))
+            .filter(unread_by(&principal.officer_id))
+            .into_tuple()
+            .all(ctx.db())
+            .await?;
+        targets.extend(upto);
+    }
+    targets.sort();
+    targets.dedup();
+    let mut marked = 0u64;
+    let now = Utc::now();
+    for chunk in targets.chunks(500) {
+        let rows = chunk.iter().map(|id| read::ActiveModel {
+            notification_id: Set(*id),
+            officer_id: Set(principal.officer_id.clone()),
+            read_at: Set(now),
+        });
+        marked += read::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([read::Column::NotificationId, read::Column::OfficerId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(ctx.db())
+            .await?;
+    }
+    let response = pb::MarkNotificationsReadResponse {
+        marked: i32::try_from(marked).unwrap_or(i32::MAX),
         redactions: Vec::new(),
     };
     reply(ctx, &principal, &call, None, response).await

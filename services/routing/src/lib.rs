@@ -7,7 +7,12 @@
 //! - [`service`]: the inbox, the handoff transitions and reassignment;
 //!   [`decisions`] (declines, checklists, notifications), [`messages`],
 //!   [`timeline`] and [`watch`] (the live streams).
-//! - [`deadlines`]: escalation of handoffs past their deadlines.
+//! - [`triage`]: referrals nothing routed (no rule, no agency in reach,
+//!   every handoff declined or withdrawn) wait for the filing agency's
+//!   supervisors, with a routing deadline.
+//! - [`deadlines`]: escalation of handoffs and triage past their deadlines.
+//! - [`webhooks`]: agencies' webhooks and the outbox dispatcher that POSTs
+//!   notifications to them, signed and retried.
 //! - [`sampler`]: the database-sampled gauges (handoffs by state, overdue, lag).
 //!
 //! [`background`] starts the workers of a process that serves RoutingService.
@@ -21,7 +26,9 @@ pub mod rules;
 pub mod sampler;
 pub mod service;
 pub mod timeline;
+pub mod triage;
 pub mod watch;
+pub mod webhooks;
 pub mod worker;
 
 use std::sync::Arc;
@@ -47,7 +54,8 @@ pub fn rules(ctx: &AppContext) -> Result<Arc<rules::RuleSet>, rules::RulesError>
 }
 
 /// Starts the background tasks of a process serving RoutingService: the
-/// routing worker and the deadline worker (unless `routing_worker` is off)
+/// routing worker, the deadline worker and the webhook dispatcher (unless
+/// `routing_worker` is off)
 /// and the metrics sampler. Each stops between steps once
 /// [`AppContext::begin_shutdown`] is called; every step is one transaction,
 /// so a checkpoint is committed or not at all.
@@ -62,6 +70,10 @@ pub fn background(ctx: &AppContext) -> Result<Vec<tokio::task::JoinHandle<()>>, 
         let deadlines = deadlines::DeadlineWorker::new(ctx.clone());
         tasks.push(tokio::spawn(worker.run(stop(ctx))));
         tasks.push(tokio::spawn(deadlines.run(stop(ctx))));
+        match webhooks::WebhookWorker::new(ctx.clone()) {
+            Ok(webhooks) => tasks.push(tokio::spawn(webhooks.run(stop(ctx)))),
+            Err(e) => tracing::error!(error = %e, "webhook dispatcher not started"),
+        }
     }
     Ok(tasks)
 }

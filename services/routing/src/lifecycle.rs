@@ -21,7 +21,7 @@ pub enum Transition {
     Escalate,
     /// The receiving agency finished its part.
     Complete,
-    /// The sending agency takes it back before it is decided.
+    /// The sending agency takes it back (after acceptance only with a reason).
     Withdraw,
     /// A supervisor of the receiving agency sends it elsewhere.
     Reassign,
@@ -51,7 +51,13 @@ impl Transition {
             // Acknowledge-by passed (PENDING, DELIVERED) or decide-by passed (ACKNOWLEDGED).
             Self::Escalate => &[S::Pending, S::Delivered, S::Acknowledged],
             Self::Complete => &[S::Accepted],
-            Self::Withdraw => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
+            Self::Withdraw => &[
+                S::Pending,
+                S::Delivered,
+                S::Acknowledged,
+                S::Escalated,
+                S::Accepted,
+            ],
             Self::Reassign => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
         }
     }
@@ -145,7 +151,11 @@ mod tests {
             check("HANDOFF_STATE_ACCEPTED", Transition::Complete).unwrap(),
             S::Completed
         );
-        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Withdraw).is_err());
+        assert_eq!(
+            check("HANDOFF_STATE_ACCEPTED", Transition::Withdraw).unwrap(),
+            S::Withdrawn
+        );
+        assert!(check("HANDOFF_STATE_COMPLETED", Transition::Withdraw).is_err());
         assert_eq!(
             check("HANDOFF_STATE_PENDING", Transition::Withdraw).unwrap(),
             S::Withdrawn

@@ -102,6 +102,14 @@ pub async fn post(
     }
     let (reference, key, body) = v.finish(|| Some((reference?, key?, body?)))?;
     let referral_id = access::visible_referral(ctx.db(), &principal.agency_id, &reference).await?;
+    if access::former_since(ctx.db(), referral_id, &principal.agency_id)
+        .await?
+        .is_some()
+    {
+        return Err(ServiceError::FailedPrecondition(
+            "your agency's handoff of this referral was withdrawn; it can no longer post".into(),
+        ));
+    }
     let existing = message::Entity::find()
         .filter(message::Column::ReferralId.eq(referral_id))
         .filter(message::Column::AuthorAgencyId.eq(principal.agency_id.as_str()))
@@ -198,6 +206,14 @@ pub async fn list(
         )
     };
     let mut q = message::Entity::find().filter(message::Column::ReferralId.eq(referral_id));
+    // A former recipient keeps what was posted up to its withdrawal, and its own.
+    if let Some(until) = access::former_since(ctx.db(), referral_id, &principal.agency_id).await? {
+        q = q.filter(
+            sea_orm::Condition::any()
+                .add(message::Column::PostedAt.lte(until))
+                .add(message::Column::AuthorAgencyId.eq(principal.agency_id.as_str())),
+        );
+    }
     if let Some(last) = after {
         q = q.filter(message::Column::Id.gt(last));
     }

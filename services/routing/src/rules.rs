@@ -31,6 +31,70 @@ pub struct PlannedHandoff {
     pub purpose: String,
     /// Supporting documents to collect (Trust Fund applications).
     pub checklist: Vec<String>,
+    /// Where an agency of the kind may be found.
+    pub reach: Reach,
+}
+
+/// How far routing looks for an agency of the kind a rule names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reach {
+    /// Only the referral's county.
+    County,
+    /// The referral's county, else the national agency (the default).
+    #[default]
+    National,
+    /// The county, the national agency, else one in any county.
+    Anywhere,
+}
+
+impl Reach {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "county" => Some(Self::County),
+            "national" => Some(Self::National),
+            "anywhere" => Some(Self::Anywhere),
+            _ => None,
+        }
+    }
+
+    /// The name used in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::County => "county",
+            Self::National => "national",
+            Self::Anywhere => "anywhere",
+        }
+    }
+}
+
+/// What happens to a referral no rule could route (the rule set's
+/// `[fallback]`): it waits in the filing agency's triage list, whose
+/// supervisors are notified and must route it within `route_within` hours
+/// by urgency; when that passes, the supervisors of `escalate_to` (the
+/// secretariat by default) are notified too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// The agency kind told when a routing deadline passes.
+    pub escalate_to: pb::AgencyKind,
+    route_within: BTreeMap<String, chrono::Duration>,
+}
+
+impl Fallback {
+    /// Route-by hours when the file gives none: as quickly as the receiving
+    /// agency would have to acknowledge (CRITICAL 1 h, HIGH 4 h, NORMAL 24 h, LOW 72 h).
+    fn default_hours(urgency: &str) -> i64 {
+        Deadlines::default_for(urgency).acknowledge.num_hours()
+    }
+
+    /// How long supervisors have to route a referral of `urgency` ("HIGH"
+    /// or the stored "URGENCY_HIGH").
+    pub fn route_within(&self, urgency: &str) -> chrono::Duration {
+        let urgency = urgency.strip_prefix("URGENCY_").unwrap_or(urgency);
+        self.route_within
+            .get(urgency)
+            .copied()
+            .unwrap_or_else(|| chrono::Duration::hours(Self::default_hours(urgency)))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +115,8 @@ struct Rule {
     purpose: String,
     purpose_by_need: Vec<(String, String)>,
     checklist: Vec<String>,
+    reach: Reach,
+    second_choice: Option<pb::AgencyKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +164,7 @@ pub struct RuleSet {
     version: String,
     rules: Vec<Rule>,
     deadlines: BTreeMap<String, Deadlines>,
+    fallback: Fallback,
 }
 
 /// A rule file that is wrong; names the file and the entry.
@@ -117,6 +184,15 @@ struct RawRules {
     deadlines: BTreeMap<String, RawDeadlines>,
     #[serde(default)]
     rule: Vec<RawRule>,
+    fallback: Option<RawFallback>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFallback {
+    escalate_to: Option<String>,
+    #[serde(default)]
+    route_within_hours: BTreeMap<String, i64>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +231,8 @@ struct RawRule {
     purpose_by_need: Vec<RawPurposeByNeed>,
     #[serde(default)]
     checklist: Vec<String>,
+    reach: Option<String>,
+    second_choice: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,8 +398,33 @@ impl RuleSet {
             if r.purpose.trim().is_empty() {
                 return Err(err(&format!("{entry}.purpose"), "must not be empty".into()));
             }
+            let reach = match r.reach.as_deref() {
+                None => Reach::default(),
+                Some(v) => Reach::parse(v).ok_or_else(|| {
+                    err(
+                        &format!("{entry}.reach"),
+                        format!("unknown value {v:?} (county, national, anywhere)"),
+                    )
+                })?,
+            };
+            let to = kind("to", &r.to)?;
+            let second_choice = match &r.second_choice {
+                None => None,
+                Some(v) => {
+                    let k = kind("second_choice", v)?;
+                    if k == to {
+                        return Err(err(
+                            &format!("{entry}.second_choice"),
+                            "must name another agency kind than `to`".into(),
+                        ));
+                    }
+                    Some(k)
+                }
+            };
             rules.push(Rule {
-                to: kind("to", &r.to)?,
+                to,
+                reach,
+                second_choice,
                 id: r.id,
                 description: r.description,
                 child: r.child,
@@ -339,15 +442,58 @@ impl RuleSet {
                 checklist: r.checklist,
             });
         }
+        let raw_fallback = raw.fallback.unwrap_or(RawFallback {
+            escalate_to: None,
+            route_within_hours: BTreeMap::new(),
+        });
+        let escalate_to = match &raw_fallback.escalate_to {
+            None => pb::AgencyKind::Secretariat,
+            Some(v) => parse_agency_kind(v)
+                .ok_or_else(|| err("fallback.escalate_to", format!("unknown agency kind {v:?}")))?,
+        };
+        let mut route_within = BTreeMap::new();
+        for (urgency, hours) in raw_fallback.route_within_hours {
+            let entry = format!("fallback.route_within_hours.{urgency}");
+            if !URGENCIES.contains(&urgency.as_str()) {
+                return Err(err(
+                    &entry,
+                    format!("unknown urgency (one of {})", URGENCIES.join(", ")),
+                ));
+            }
+            if !(1..=24 * 90).contains(&hours) {
+                return Err(err(&entry, "must be 1..=2160 hours".into()));
+            }
+            route_within.insert(urgency, chrono::Duration::hours(hours));
+        }
         Ok(Self {
             version: raw.version,
             rules,
             deadlines,
+            fallback: Fallback {
+                escalate_to,
+                route_within,
+            },
         })
     }
 
-    /// The deadlines for handoffs of a referral of `urgency` ("CRITICAL", ...).
+    /// What happens to a referral no rule routes.
+    pub fn fallback(&self) -> &Fallback {
+        &self.fallback
+    }
+
+    /// The second choice the rule `rule_id` names, if any: the agency kind
+    /// tried when its handoff is declined.
+    pub fn second_choice(&self, rule_id: &str) -> Option<(pb::AgencyKind, Reach)> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .and_then(|r| r.second_choice.map(|k| (k, r.reach)))
+    }
+
+    /// The deadlines for handoffs of a referral of `urgency` ("CRITICAL" or
+    /// the stored "URGENCY_CRITICAL", ...).
     pub fn deadlines(&self, urgency: &str) -> Deadlines {
+        let urgency = urgency.strip_prefix("URGENCY_").unwrap_or(urgency);
         self.deadlines
             .get(urgency)
             .copied()
@@ -403,6 +549,21 @@ impl RuleSet {
                 r.description
             ));
         }
+        for r in self
+            .rules
+            .iter()
+            .filter(|r| r.second_choice.is_some() || r.reach != Reach::default())
+        {
+            out.push_str(&format!(
+                "  {:<32}    reach {}{}\n",
+                r.id,
+                r.reach.as_str(),
+                r.second_choice.map_or(String::new(), |k| format!(
+                    ", second choice {}",
+                    refnet_core::auth::agency_kind_name(k)
+                ))
+            ));
+        }
         out.push_str("deadlines (acknowledge / decide, hours)\n");
         for u in URGENCIES {
             let d = self.deadlines(u);
@@ -411,6 +572,17 @@ impl RuleSet {
                 u,
                 d.acknowledge.num_hours(),
                 d.decide.num_hours()
+            ));
+        }
+        out.push_str(&format!(
+            "fallback: unrouted referrals wait in the filing agency's triage list; route within (hours), then {} is told\n",
+            refnet_core::auth::agency_kind_name(self.fallback.escalate_to)
+        ));
+        for u in URGENCIES {
+            out.push_str(&format!(
+                "  {:<32} {:>5}\n",
+                u,
+                self.fallback.route_within(u).num_hours()
             ));
         }
         out
@@ -490,6 +662,7 @@ impl Rule {
             to: self.to,
             purpose,
             checklist: self.checklist.clone(),
+            reach: self.reach,
         })
     }
 }
@@ -503,6 +676,13 @@ mod tests {
         let rules = RuleSet::default_rules().unwrap();
         assert_eq!(rules.deadlines("CRITICAL").acknowledge.num_hours(), 1);
         assert_eq!(rules.deadlines("LOW").decide.num_hours(), 168);
+        // The stored form (a referral's urgency column) reads the same.
+        assert_eq!(
+            rules.deadlines("URGENCY_CRITICAL"),
+            rules.deadlines("CRITICAL")
+        );
+        assert_eq!(rules.fallback().route_within("URGENCY_HIGH").num_hours(), 4);
+        assert_eq!(rules.fallback().route_within("LOW").num_hours(), 72);
         let custom = RuleSet::parse(
             "version = \"t\"\n[deadlines]\nHIGH = { acknowledge_hours = 2, decide_hours = 6 }\n",
             "t.toml",

@@ -130,8 +130,17 @@ async fn apply_in(
     };
     match t {
         Transition::Deliver => changes.delivered_at = Set(Some(now)),
-        Transition::Acknowledge => changes.acknowledged_at = Set(Some(now)),
-        _ => {}
+        Transition::Acknowledge => {
+            changes.acknowledged_at = Set(Some(now));
+            changes.due_at = Set(row.decide_by);
+        }
+        // The missed deadline stays due: the sender's list shows it first.
+        Transition::Escalate => {}
+        Transition::Accept
+        | Transition::Decline
+        | Transition::Complete
+        | Transition::Withdraw
+        | Transition::Reassign => changes.due_at = Set(None),
     }
     if let Some(sealed) = effects.reason_ct {
         changes.decline_reason_ct = Set(Some(sealed));
@@ -188,6 +197,60 @@ async fn code_and_deadlines(
     ))
 }
 
+/// Within `txn`, after `declined` was declined: hands the referral to the
+/// second choice its rule names (another agency), if one is in reach.
+async fn second_choice(
+    txn: &sea_orm::DatabaseTransaction,
+    rules: &crate::rules::RuleSet,
+    agencies: &[refnet_core::agencies::Agency],
+    declined: &handoff::Model,
+    events: &mut refnet_core::events::Deferred,
+) -> ServiceResult<bool> {
+    let Some((kind, reach)) = rules.second_choice(&declined.rule_id) else {
+        return Ok(false);
+    };
+    let Some(referral) = refnet_core::entities::referral::Entity::find_by_id(declined.referral_id)
+        .one(txn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let Some(agency) = crate::worker::choose(
+        agencies,
+        kind,
+        &referral.county,
+        reach,
+        Some(&declined.to_agency_id),
+    ) else {
+        return Ok(false);
+    };
+    let deadlines = rules.deadlines(&referral.urgency);
+    let now = Utc::now();
+    let inserted = crate::worker::insert_handoff_deferred(
+        txn,
+        events,
+        crate::worker::NewHandoff {
+            id: Uuid::now_v7(),
+            referral_id: declined.referral_id,
+            reference_code: declined.reference_code.clone(),
+            from_agency_id: declined.from_agency_id.clone(),
+            to: agency,
+            purpose: declined.purpose.clone(),
+            rule_id: declined.rule_id.clone(),
+            // Once per declined handoff.
+            rule_set_version: format!("second-choice:{}", declined.id),
+            checklist: Vec::new(),
+            acknowledge_by: now + deadlines.acknowledge,
+            decide_by: now + deadlines.decide,
+        },
+    )
+    .await?;
+    if inserted {
+        tracing::info!(referral_id = %declined.referral_id, declined = %declined.id, to_agency = %agency.id, rule_id = %declined.rule_id, "second choice after a decline");
+    }
+    Ok(inserted)
+}
+
 #[derive(Serialize)]
 struct TransitionPayload {
     handoff_id: Uuid,
@@ -208,16 +271,7 @@ impl Routing {
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let mut states = Vec::new();
-        for (i, s) in req.states.iter().enumerate() {
-            match pb::HandoffState::try_from(*s) {
-                Ok(state) if *s != 0 => states.push(state.as_str_name().to_owned()),
-                _ => v.add(
-                    format!("states[{i}]"),
-                    format!("unknown or unspecified value {s}"),
-                ),
-            }
-        }
+        let states = parse_states(&mut v, &req.states);
         let mut canonical = req.clone();
         canonical.page_token.clear();
         canonical.page_size = 0;
@@ -344,7 +398,15 @@ impl Routing {
             .await?
             .ok_or(ServiceError::NotFound)?;
         let was_pending = row.state == pb::HandoffState::Pending.as_str_name();
+        let was_accepted = row.state == pb::HandoffState::Accepted.as_str_name();
         expect_version(&row, req.expected_version)?;
+        let to = check_row(&row, t)?;
+        if t == Transition::Withdraw && was_accepted && reason.is_empty() {
+            return Err(ServiceError::invalid(
+                "reason",
+                "is required to withdraw an accepted handoff",
+            ));
+        }
         let mut effects = Effects::default();
         match t {
             Transition::Complete => {
@@ -357,36 +419,77 @@ impl Routing {
                     )));
                 }
             }
-            Transition::Decline => {
-                // Checked before sealing, so a wrong state costs no key unwrap.
-                check_row(&row, t)?;
-                effects.reason_ct = decisions::seal_reason(
-                    self.ctx.db(),
-                    &self.ctx,
-                    row.referral_id,
-                    row.id,
-                    &reason,
-                )
-                .await?;
-                effects.notify = vec![(row.from_agency_id.clone(), decisions::ALL)];
-                effects.detail = Some(if effects.reason_ct.is_some() {
-                    "declined".into()
+            // Checked above before sealing, so a wrong state costs no key unwrap.
+            Transition::Decline | Transition::Withdraw => {
+                if !reason.is_empty() {
+                    effects.reason_ct = decisions::seal_reason(
+                        self.ctx.db(),
+                        &self.ctx,
+                        row.referral_id,
+                        row.id,
+                        &reason,
+                    )
+                    .await?;
+                }
+                let (verb, notify) = if t == Transition::Decline {
+                    ("declined", row.from_agency_id.clone())
+                } else if was_accepted {
+                    ("withdrawn after acceptance", row.to_agency_id.clone())
                 } else {
-                    "declined (reason not kept: the subject was erased)".into()
+                    ("withdrawn", row.to_agency_id.clone())
+                };
+                // A recipient that never saw the handoff is not told of its withdrawal.
+                if !(t == Transition::Withdraw && was_pending) {
+                    effects.notify = vec![(notify, decisions::ALL)];
+                }
+                effects.detail = Some(if reason.is_empty() || effects.reason_ct.is_some() {
+                    verb.to_owned()
+                } else {
+                    format!("{verb} (reason not kept: the subject was erased)")
                 });
             }
             _ => {}
         }
-        let updated = self
-            .transition(&principal, row, t, effects)
-            .await?
-            .ok_or_else(concurrent)?;
-        // Withdrawn before delivery: the recipient was never really party.
-        if t == Transition::Withdraw && was_pending {
-            access::drop_recipient(self.ctx.db(), updated.referral_id, &updated.to_agency_id)
-                .await?;
-        }
-        access::close_if_settled(self.ctx.db(), updated.referral_id).await?;
+        let rules =
+            crate::rules(&self.ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
+        let agencies = self.ctx.agencies().all();
+        let actor = principal.clone();
+        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+            Box::pin(async move {
+                // The referral's row before the event-log lock (the order every writer keeps).
+                access::lock_referral(txn, row.referral_id).await?;
+                let Some(updated) = apply_in(txn, &actor, &row, t, to, effects).await? else {
+                    return Ok(None);
+                };
+                let mut events = refnet_core::events::Deferred::default();
+                match t {
+                    // Withdrawn before delivery: the recipient was never really party.
+                    Transition::Withdraw if was_pending => {
+                        access::drop_recipient(txn, updated.referral_id, &updated.to_agency_id)
+                            .await?;
+                    }
+                    // After acceptance: it keeps what it saw, nothing newer.
+                    Transition::Withdraw if was_accepted => {
+                        access::retire_recipient(txn, updated.referral_id, &updated.to_agency_id)
+                            .await?;
+                    }
+                    Transition::Decline => {
+                        second_choice(txn, &rules, &agencies, &updated, &mut events).await?;
+                    }
+                    _ => {}
+                }
+                if matches!(
+                    t,
+                    Transition::Decline | Transition::Withdraw | Transition::Complete
+                ) {
+                    crate::triage::settle(txn, &rules, &mut events, updated.referral_id).await?;
+                }
+                events.flush(txn).await?;
+                Ok(Some(updated))
+            })
+        })
+        .await?
+        .ok_or_else(concurrent)?;
         self.ctx.event_signal().notify_waiters();
         self.handoff_reply(&principal, &call, &updated).await
     }
@@ -522,8 +625,14 @@ impl Routing {
                     )
                 })?
         };
-        let mut events =
-            crate::timeline::events_after(&self.ctx, referral, after, page_size + 1).await?;
+        let mut events = crate::timeline::events_after(
+            &self.ctx,
+            referral,
+            &principal.agency_id,
+            after,
+            page_size + 1,
+        )
+        .await?;
         let more = events.len() as u64 > page_size;
         events.truncate(page_size as usize);
         let items = crate::timeline::items(&self.ctx, &principal, &call, referral, &events).await?;
@@ -665,6 +774,67 @@ impl RoutingService for Routing {
             .into_response())
     }
 
+    async fn configure_webhook(
+        &self,
+        request: Request<pb::ConfigureWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        Ok(crate::webhooks::configure(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<pb::GetWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        Ok(crate::webhooks::get(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn set_notification_mutes(
+        &self,
+        request: Request<pb::SetNotificationMutesRequest>,
+    ) -> Result<Response<pb::NotificationMutes>, Status> {
+        Ok(decisions::set_mutes(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn mark_notifications_read(
+        &self,
+        request: Request<pb::MarkNotificationsReadRequest>,
+    ) -> Result<Response<pb::MarkNotificationsReadResponse>, Status> {
+        Ok(decisions::mark_read(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn list_triage(
+        &self,
+        request: Request<pb::ListTriageRequest>,
+    ) -> Result<Response<pb::ListTriageResponse>, Status> {
+        Ok(crate::triage::list(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn close_referral(
+        &self,
+        request: Request<pb::CloseReferralRequest>,
+    ) -> Result<Response<pb::CloseReferralResponse>, Status> {
+        Ok(crate::triage::close(&self.ctx, request)
+            .await?
+            .into_response())
+    }
+
+    async fn list_sent_handoffs(
+        &self,
+        request: Request<pb::ListSentHandoffsRequest>,
+    ) -> Result<Response<pb::ListSentHandoffsResponse>, Status> {
+        Ok(self.list_sent_inner(request).await?.into_response())
+    }
+
     async fn withdraw_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
@@ -756,6 +926,8 @@ impl Routing {
             Box::pin(async move {
                 // The referral's row before the event-log lock (the order every writer keeps).
                 access::mark_routed(txn, referral_id).await?;
+                // Routed by hand: off the triage list.
+                crate::triage::clear(txn, referral_id).await?;
                 crate::worker::insert_handoff(
                     txn,
                     crate::worker::NewHandoff {
@@ -879,4 +1051,140 @@ impl Routing {
             .ok_or(ServiceError::NotFound)?;
         self.handoff_reply(&principal, &call, &row).await
     }
+}
+
+/// Where a page of sent handoffs resumes: among those with a deadline due
+/// (earliest first), or among the rest (newest first).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SentCursor {
+    agency: String,
+    filter: String,
+    due_at: Option<chrono::DateTime<Utc>>,
+    id: Uuid,
+}
+
+impl Routing {
+    async fn list_sent_inner(
+        &self,
+        request: Request<pb::ListSentHandoffsRequest>,
+    ) -> ServiceResult<Reply<pb::ListSentHandoffsResponse>> {
+        let principal = Principal::of(&request)?.clone();
+        let call = CallInfo::of(&request);
+        principal.require_any(READERS)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
+        let states = parse_states(&mut v, &req.states);
+        let mut canonical = req.clone();
+        canonical.page_token.clear();
+        canonical.page_size = 0;
+        let digest = paging::filter_digest(&canonical.encode_to_vec());
+        let cursor = if req.page_token.is_empty() {
+            None
+        } else {
+            let c = self
+                .ctx
+                .keys()
+                .tokens
+                .open(&req.page_token)
+                .and_then(|raw| serde_json::from_slice::<SentCursor>(&raw).ok())
+                .filter(|c| c.agency == principal.agency_id && c.filter == digest);
+            if c.is_none() {
+                v.add(
+                    "page_token",
+                    "is not a page token for this caller and filter",
+                );
+            }
+            c
+        };
+        let page_size = v.finish(|| page_size)?;
+        let base = || {
+            let mut q = handoff::Entity::find()
+                .filter(handoff::Column::FromAgencyId.eq(principal.agency_id.as_str()));
+            if !states.is_empty() {
+                q = q.filter(handoff::Column::State.is_in(states.clone()));
+            }
+            q
+        };
+        let mut rows = Vec::new();
+        // First those with a deadline due, earliest (most overdue) first.
+        if cursor.as_ref().is_none_or(|c| c.due_at.is_some()) {
+            let mut q = base().filter(handoff::Column::DueAt.is_not_null());
+            if let Some(SentCursor {
+                due_at: Some(due),
+                id,
+                ..
+            }) = &cursor
+            {
+                q = q.filter(
+                    sea_orm::Condition::any()
+                        .add(handoff::Column::DueAt.gt(*due))
+                        .add(
+                            sea_orm::Condition::all()
+                                .add(handoff::Column::DueAt.eq(*due))
+                                .add(handoff::Column::Id.gt(*id)),
+                        ),
+                );
+            }
+            rows = q
+                .order_by_asc(handoff::Column::DueAt)
+                .order_by_asc(handoff::Column::Id)
+                .limit(page_size + 1)
+                .all(self.ctx.db())
+                .await?;
+        }
+        // Then the decided and ended ones, newest first.
+        if (rows.len() as u64) <= page_size {
+            let mut q = base().filter(handoff::Column::DueAt.is_null());
+            if let Some(SentCursor {
+                due_at: None, id, ..
+            }) = &cursor
+            {
+                q = q.filter(handoff::Column::Id.lt(*id));
+            }
+            let room = page_size + 1 - rows.len() as u64;
+            rows.extend(
+                q.order_by_desc(handoff::Column::Id)
+                    .limit(room)
+                    .all(self.ctx.db())
+                    .await?,
+            );
+        }
+        let more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => {
+                let raw = serde_json::to_vec(&SentCursor {
+                    agency: principal.agency_id.clone(),
+                    filter: digest.clone(),
+                    due_at: last.due_at,
+                    id: last.id,
+                })
+                .map_err(|e| ServiceError::internal("cursor", e))?;
+                self.ctx.keys().tokens.seal(&raw)
+            }
+            _ => String::new(),
+        };
+        let response = pb::ListSentHandoffsResponse {
+            handoffs: rows.iter().map(to_proto).collect::<ServiceResult<_>>()?,
+            next_page_token,
+            redactions: Vec::new(),
+        };
+        reply(&self.ctx, &principal, &call, None, response).await
+    }
+}
+
+/// Checks a list of handoff states (each known and specified); their stored names.
+fn parse_states(v: &mut Violations, states: &[i32]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, s) in states.iter().enumerate() {
+        match pb::HandoffState::try_from(*s) {
+            Ok(state) if *s != 0 => out.push(state.as_str_name().to_owned()),
+            _ => v.add(
+                format!("states[{i}]"),
+                format!("unknown or unspecified value {s}"),
+            ),
+        }
+    }
+    out
 }

@@ -82,17 +82,23 @@ fn item(
     })
 }
 
-/// The events of `referral` after `after`, at most `limit`.
+/// The events of `referral` after `after`, at most `limit`, that `agency`
+/// may follow: a former recipient (its accepted handoff was withdrawn) sees
+/// the events up to its withdrawal, nothing newer.
 pub async fn events_after(
     ctx: &AppContext,
     referral: Uuid,
+    agency: &str,
     after: i64,
     limit: u64,
 ) -> ServiceResult<Vec<event::Model>> {
-    Ok(event::Entity::find()
+    let mut q = event::Entity::find()
         .filter(event::Column::ReferralId.eq(referral))
-        .filter(event::Column::Seq.gt(after))
-        .order_by_asc(event::Column::Seq)
+        .filter(event::Column::Seq.gt(after));
+    if let Some(until) = refnet_core::access::former_since(ctx.db(), referral, agency).await? {
+        q = q.filter(event::Column::OccurredAt.lte(until));
+    }
+    Ok(q.order_by_asc(event::Column::Seq)
         .limit(limit)
         .all(ctx.db())
         .await?)
@@ -116,9 +122,15 @@ pub async fn items(
     referral: Uuid,
     events: &[event::Model],
 ) -> ServiceResult<Vec<pb::TimelineEvent>> {
-    let declined = EventKind::HandoffDeclined.as_str();
-    // Decline reasons are free text: redacted with the subject's identifiers.
-    let subject = if events.iter().any(|e| e.kind == declined) {
+    let with_reason = [
+        EventKind::HandoffDeclined.as_str(),
+        EventKind::HandoffWithdrawn.as_str(),
+    ];
+    // Decline and withdrawal reasons are free text: redacted with the subject's identifiers.
+    let subject = if events
+        .iter()
+        .any(|e| with_reason.contains(&e.kind.as_str()))
+    {
         Some(subjects::context_for(ctx, referral, &principal.agency_id).await?)
     } else {
         None
@@ -126,7 +138,7 @@ pub async fn items(
     let mut out = Vec::with_capacity(events.len());
     for ev in events {
         let mut it = item(ctx, referral, &principal.agency_id, ev)?;
-        if ev.kind == declined
+        if with_reason.contains(&ev.kind.as_str())
             && let Ok(id) = Uuid::parse_str(&it.handoff_id)
             && let Some(row) = handoff::Entity::find_by_id(id).one(ctx.db()).await?
         {
@@ -154,7 +166,7 @@ pub async fn run(
         let signal = ctx.event_signal().notified();
         tokio::pin!(signal);
         signal.as_mut().enable();
-        let batch = match events_after(&ctx, referral, after, 200).await {
+        let batch = match events_after(&ctx, referral, &principal.agency_id, after, 200).await {
             Ok(b) => b,
             Err(e) => {
                 let _ = tx.send(Err(e.into_status())).await;

@@ -10,6 +10,10 @@
 //! back). A worker that crashes mid-way rolls the batch back and handles it
 //! again; two workers that race on one batch create its handoffs once.
 //!
+//! A referral nothing routed waits in triage ([`crate::triage`]); the worker
+//! routes those again at start and every ten minutes with the rules and
+//! agencies in force then ([`RoutingWorker::reevaluate_triage`]).
+//!
 //! Wake-ups come from the in-process event signal, which PostgreSQL
 //! LISTEN/NOTIFY also raises for appends by other processes
 //! ([`refnet_core::events::listen`]), with polling as the fallback.
@@ -23,7 +27,7 @@ use refnet_core::{
     agencies::Agency,
     auth::agency_kind_name,
     domain::facts::RoutingFacts,
-    entities::{consumer_checkpoint, event, handoff, referral_party},
+    entities::{consumer_checkpoint, event, handoff},
     events::{Deferred, EventKind},
 };
 use sea_orm::{
@@ -35,13 +39,19 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::rules::RuleSet;
+use crate::{
+    rules::{Reach, RuleSet},
+    triage,
+};
 
 /// The checkpoint name of the routing worker.
 pub const CONSUMER: &str = "routing";
 
 /// Events handled per transaction batch.
 const BATCH: u64 = 100;
+
+/// How often the worker routes again what waits in triage.
+const REEVALUATE: Duration = Duration::from_secs(600);
 
 #[derive(Deserialize)]
 struct RoutedPayload {
@@ -82,10 +92,22 @@ impl RoutingWorker {
         }
     }
 
-    /// Runs until `shutdown` resolves, handling events as they arrive.
+    /// Runs until `shutdown` resolves, handling events as they arrive; at
+    /// start and every [`REEVALUATE`] it routes again what waits in triage.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut reevaluated: Option<std::time::Instant> = None;
         loop {
+            if reevaluated.is_none_or(|at| at.elapsed() >= REEVALUATE) {
+                match self.reevaluate_triage().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(routed = n, "referrals left triage on re-evaluation"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "triage re-evaluation failed; retrying later")
+                    }
+                }
+                reevaluated = Some(std::time::Instant::now());
+            }
             // Register interest before reading, so a commit in between is not missed.
             let signal = self.ctx.event_signal().notified();
             tokio::pin!(signal);
@@ -132,6 +154,68 @@ impl RoutingWorker {
             .metrics()
             .record_routing_events(u64::try_from(n).unwrap_or(0));
         Ok(n)
+    }
+
+    /// Routes again, with the rules and agencies in force now, every referral
+    /// waiting in triage because no rule routed it or no agency was in reach
+    /// (a rule-set change, a newly registered agency); one whose every handoff
+    /// ended is left to its supervisors. Returns how many left triage.
+    pub async fn reevaluate_triage(&self) -> ServiceResult<usize> {
+        let waiting = triage::entity::Entity::find()
+            .filter(triage::entity::Column::Reason.ne(triage::ALL_ENDED))
+            .order_by_asc(triage::entity::Column::Since)
+            .limit(1000)
+            .all(self.ctx.db())
+            .await?;
+        let mut left = 0;
+        for entry in waiting {
+            // The facts the referral was last routed on.
+            let Some(latest) = event::Entity::find()
+                .filter(event::Column::ReferralId.eq(entry.referral_id))
+                .filter(event::Column::Kind.is_in(["ReferralFiled", "ReferralAmended"]))
+                .order_by_desc(event::Column::Seq)
+                .one(self.ctx.db())
+                .await?
+            else {
+                continue;
+            };
+            let Some((referral_id, code, facts, _)) = plan(&latest)? else {
+                continue;
+            };
+            let rules = self.rules.clone();
+            let agencies = self.ctx.agencies().all();
+            let created = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
+                Box::pin(async move {
+                    lock_referrals(txn, std::iter::once(referral_id)).await?;
+                    let mut events = Deferred::default();
+                    let created = route(
+                        txn,
+                        &rules,
+                        &agencies,
+                        referral_id,
+                        code,
+                        &facts,
+                        &mut events,
+                    )
+                    .await?;
+                    events.flush(txn).await?;
+                    Ok(created)
+                })
+            })
+            .await?;
+            if created > 0
+                && triage::entity::Entity::find_by_id(entry.referral_id)
+                    .one(self.ctx.db())
+                    .await?
+                    .is_none()
+            {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            self.ctx.event_signal().notify_waiters();
+        }
+        Ok(left)
     }
 
     /// Routes `batch` and moves the checkpoint to `last`, in one transaction.
@@ -253,12 +337,29 @@ async fn advance(txn: &DatabaseTransaction, seq: i64) -> ServiceResult<()> {
     Ok(())
 }
 
-/// The agency of `kind` that serves `county`, else the national one.
-fn choose<'a>(agencies: &'a [Agency], kind: pb::AgencyKind, county: &str) -> Option<&'a Agency> {
-    let of_kind = || agencies.iter().filter(move |a| a.active && a.kind == kind);
-    of_kind()
-        .find(|a| a.county.as_deref() == Some(county))
-        .or_else(|| of_kind().find(|a| a.county.is_none()))
+/// The agency of `kind` for a referral in `county`, as far as `reach` looks:
+/// the county's own, else (national, anywhere) the national one, else
+/// (anywhere) the first in another county, by id. Never `exclude`.
+pub(crate) fn choose<'a>(
+    agencies: &'a [Agency],
+    kind: pb::AgencyKind,
+    county: &str,
+    reach: Reach,
+    exclude: Option<&str>,
+) -> Option<&'a Agency> {
+    let of_kind = || {
+        agencies
+            .iter()
+            .filter(move |a| a.active && a.kind == kind && Some(a.id.as_str()) != exclude)
+    };
+    let local = of_kind().find(|a| a.county.as_deref() == Some(county));
+    let national = || of_kind().find(|a| a.county.is_none());
+    let elsewhere = || of_kind().min_by(|a, b| a.id.cmp(&b.id));
+    match reach {
+        Reach::County => local,
+        Reach::National => local.or_else(national),
+        Reach::Anywhere => local.or_else(national).or_else(elsewhere),
+    }
 }
 
 async fn route(
@@ -271,20 +372,20 @@ async fn route(
     events: &mut Deferred,
 ) -> ServiceResult<usize> {
     let now = Utc::now();
-    let filer = referral_party::Entity::find()
-        .filter(referral_party::Column::ReferralId.eq(referral_id))
-        .filter(referral_party::Column::Relation.eq("FILER"))
-        .one(txn)
-        .await?
-        .map(|p| p.agency_id)
-        .unwrap_or_default();
+    let filer = triage::filer(txn, referral_id).await?;
     let code = code.unwrap_or_default();
     let deadlines = rules.deadlines(&facts.urgency);
+    let planned = rules.route(facts);
     let mut created = 0;
-    for planned in rules.route(facts) {
+    let mut gaps = Vec::new();
+    for planned in &planned {
         let kind = agency_kind_name(planned.to);
-        let Some(agency) = choose(agencies, planned.to, &facts.county) else {
-            tracing::warn!(referral_id = %referral_id, agency_kind = kind, rule_id = %planned.rule_id, "no agency of this kind to route to");
+        let Some(agency) = choose(agencies, planned.to, &facts.county, planned.reach, None) else {
+            // Not a gap when a supervisor already routed this kind by hand.
+            if open_handoff_of_kind(txn, referral_id, kind).await? {
+                continue;
+            }
+            tracing::warn!(referral_id = %referral_id, agency_kind = kind, rule_id = %planned.rule_id, "no agency of this kind in reach");
             events.push(
                 EventKind::RoutingGap,
                 Some(referral_id),
@@ -294,6 +395,10 @@ async fn route(
                     rule_id: &planned.rule_id,
                 },
             )?;
+            gaps.push(format!(
+                "no active {kind} agency in reach (rule {})",
+                planned.rule_id
+            ));
             continue;
         };
         let id = Uuid::now_v7();
@@ -333,8 +438,52 @@ async fn route(
     if created > 0 {
         // The referral is routed once it has an open handoff.
         refnet_core::access::mark_routed(txn, referral_id).await?;
+        if gaps.is_empty() {
+            triage::clear(txn, referral_id).await?;
+        }
+    }
+    // Nothing ends silently: a kind no agency serves, or no rule at all and
+    // no open handoff, sends the referral to its filing agency's supervisors.
+    let reason = if !gaps.is_empty() {
+        Some(gaps.join("; "))
+    } else if planned.is_empty()
+        && refnet_core::access::handoffs(txn, referral_id).await?
+            != refnet_core::access::Handoffs::Open
+    {
+        Some(triage::NO_RULE.to_owned())
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        triage::enter(
+            txn,
+            rules,
+            events,
+            triage::Entry {
+                referral_id,
+                reason,
+                ended_handoffs: Vec::new(),
+                audience: crate::decisions::SUPERVISORS,
+            },
+        )
+        .await?;
     }
     Ok(created)
+}
+
+/// Whether `referral_id` has an open handoff to an agency of `kind`.
+async fn open_handoff_of_kind(
+    txn: &DatabaseTransaction,
+    referral_id: Uuid,
+    kind: &str,
+) -> ServiceResult<bool> {
+    Ok(handoff::Entity::find()
+        .filter(handoff::Column::ReferralId.eq(referral_id))
+        .filter(handoff::Column::ToAgencyKind.eq(kind))
+        .filter(handoff::Column::State.is_not_in(refnet_core::access::ENDED_HANDOFF_STATES))
+        .one(txn)
+        .await?
+        .is_some())
 }
 
 /// A handoff to insert.
@@ -367,7 +516,7 @@ pub(crate) async fn insert_handoff(
 
 /// [`insert_handoff`] with its `HandoffCreated` added to `events`, for the
 /// caller to flush last.
-async fn insert_handoff_deferred(
+pub(crate) async fn insert_handoff_deferred(
     txn: &DatabaseTransaction,
     events: &mut Deferred,
     h: NewHandoff<'_>,
@@ -395,6 +544,7 @@ async fn insert_handoff_deferred(
         decide_by: Set(Some(h.decide_by)),
         acknowledged_at: Set(None),
         decline_reason_ct: Set(None),
+        due_at: Set(Some(h.acknowledge_by)),
     })
     .on_conflict(
         OnConflict::columns([
@@ -424,4 +574,78 @@ async fn insert_handoff_deferred(
         },
     )?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agency(id: &str, kind: pb::AgencyKind, county: Option<&str>) -> Agency {
+        Agency {
+            id: id.into(),
+            kind,
+            name: id.into(),
+            county: county.map(str::to_owned),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn reach_widens_from_the_county_to_the_nation_to_anywhere() {
+        use pb::AgencyKind::{Labour, Ngo};
+        let agencies = vec![
+            agency("ngo-mombasa", Ngo, Some("Mombasa")),
+            agency("ngo-busia", Ngo, Some("Busia")),
+            agency("labour-national", Labour, None),
+        ];
+        let id = |a: Option<&Agency>| a.map(|a| a.id.clone());
+        // In its own county, every reach finds the county's agency.
+        for reach in [Reach::County, Reach::National, Reach::Anywhere] {
+            assert_eq!(
+                id(choose(&agencies, Ngo, "Mombasa", reach, None)),
+                Some("ngo-mombasa".into())
+            );
+        }
+        // Nairobi has no NGO and there is no national one: only `anywhere`
+        // finds one (the first by id).
+        assert_eq!(
+            id(choose(&agencies, Ngo, "Nairobi", Reach::County, None)),
+            None
+        );
+        assert_eq!(
+            id(choose(&agencies, Ngo, "Nairobi", Reach::National, None)),
+            None
+        );
+        assert_eq!(
+            id(choose(&agencies, Ngo, "Nairobi", Reach::Anywhere, None)),
+            Some("ngo-busia".into())
+        );
+        // The national agency for `national`, not for `county`.
+        assert_eq!(
+            id(choose(&agencies, Labour, "Nairobi", Reach::National, None)),
+            Some("labour-national".into())
+        );
+        assert_eq!(
+            id(choose(&agencies, Labour, "Nairobi", Reach::County, None)),
+            None
+        );
+        // An agency that declined is never chosen again.
+        assert_eq!(
+            id(choose(
+                &agencies,
+                Ngo,
+                "Mombasa",
+                Reach::Anywhere,
+                Some("ngo-mombasa")
+            )),
+            Some("ngo-busia".into())
+        );
+        // An inactive agency is never chosen.
+        let mut inactive = agencies.clone();
+        inactive[0].active = false;
+        assert_eq!(
+            id(choose(&inactive, Ngo, "Mombasa", Reach::County, None)),
+            None
+        );
+    }
 }
