@@ -884,17 +884,8 @@ async fn as_supervisor(app: &TestApp, agency: &str, args: &[&str]) -> String {
 
 async fn triage_withdrawal_and_notifications_from_the_desk(app: &TestApp) {
     // No rule routes this one: an adult, exploitation unclear, no needs.
-    let mut draft = canary_draft();
-    draft.county = "Nairobi".into();
-    draft.needs.clear();
-    draft.classification = pb::Classification::Unclear as i32;
-    let case = draft.case_facts.as_mut().expect("case");
-    case.purposes = vec![pb::Purpose::SexualExploitation as i32];
-    case.other_purpose.clear();
-    draft.suspects[0].employer.clear();
-    draft.suspects[0].recruitment_agency.clear();
     let referral = app
-        .file("police-nairobi", draft)
+        .file("police-nairobi", crate::triage::unroutable())
         .await
         .referral
         .expect("referral");

@@ -44,7 +44,7 @@ async fn routing(app: &TestApp) -> RoutingServiceClient<Channel> {
 
 /// An adult Kenyan, sexual exploitation, classification UNCLEAR, no needs,
 /// filed by police in Nairobi: no default rule routes it.
-fn unroutable() -> pb::ReferralDraft {
+pub(crate) fn unroutable() -> pb::ReferralDraft {
     let mut draft = canary_draft();
     draft.county = "Nairobi".into();
     draft.needs.clear();

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 use crate::{
-    common::{CANARIES, TestApp, authed, canary_draft, violations},
+    common::{CANARIES, TestApp, authed, violations},
     on_both,
 };
 
@@ -120,24 +120,10 @@ impl Drop for Receiver {
     }
 }
 
-/// An adult in Nairobi no rule routes: its filing gives the police supervisors a notification.
-fn unroutable() -> pb::ReferralDraft {
-    let mut draft = canary_draft();
-    draft.county = "Nairobi".into();
-    draft.needs.clear();
-    draft.classification = pb::Classification::Unclear as i32;
-    let case = draft.case_facts.as_mut().expect("case");
-    case.purposes = vec![pb::Purpose::SexualExploitation as i32];
-    case.other_purpose.clear();
-    draft.suspects[0].employer.clear();
-    draft.suspects[0].recruitment_agency.clear();
-    draft
-}
-
 /// Files an unroutable referral and runs the routing worker until idle.
 async fn notify_police(app: &TestApp) -> pb::Referral {
     let referral = app
-        .file("police-nairobi", unroutable())
+        .file("police-nairobi", crate::triage::unroutable())
         .await
         .referral
         .expect("referral");

@@ -292,6 +292,15 @@ impl AgencyRegistry {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
+
+    /// The ids of the active agencies of `kind` (the WPA, the secretariat).
+    pub fn active_of_kind(&self, kind: AgencyKind) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|a| a.active && a.kind == kind)
+            .map(|a| a.id)
+            .collect()
+    }
 }
 
 #[cfg(test)]

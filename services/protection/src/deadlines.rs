@@ -218,14 +218,7 @@ impl DeadlineWorker {
             .limit(500)
             .all(self.ctx.db())
             .await?;
-        let wpa: Vec<String> = self
-            .ctx
-            .agencies()
-            .all()
-            .into_iter()
-            .filter(|a| a.active && a.kind == AgencyKind::Wpa)
-            .map(|a| a.id)
-            .collect();
+        let wpa = self.ctx.agencies().active_of_kind(AgencyKind::Wpa);
         let mut escalated = 0;
         for row in overdue {
             let missed = if row.decide_by.is_some_and(|d| d < now) {

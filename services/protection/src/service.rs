@@ -385,14 +385,7 @@ impl Protection {
             }
             return self.request_reply(&principal, &call, &existing).await;
         }
-        let wpa: Vec<String> = self
-            .ctx
-            .agencies()
-            .all()
-            .into_iter()
-            .filter(|a| a.active && a.kind == AgencyKind::Wpa)
-            .map(|a| a.id)
-            .collect();
+        let wpa = self.ctx.agencies().active_of_kind(AgencyKind::Wpa);
         if wpa.is_empty() {
             return Err(ServiceError::FailedPrecondition(
                 "no Witness Protection Agency is registered".into(),

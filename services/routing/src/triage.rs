@@ -436,13 +436,7 @@ pub(crate) async fn escalate_overdue(
         .limit(500)
         .all(ctx.db())
         .await?;
-    let escalate_to: Vec<String> = ctx
-        .agencies()
-        .all()
-        .iter()
-        .filter(|a| a.active && a.kind == rules.fallback().escalate_to)
-        .map(|a| a.id.clone())
-        .collect();
+    let escalate_to = ctx.agencies().active_of_kind(rules.fallback().escalate_to);
     let mut escalated = 0;
     for row in overdue {
         let targets = escalate_to.clone();

@@ -195,18 +195,15 @@ impl WebhookWorker {
             let attempt = row.attempts + 1;
             match self.send(&url, &secret, &row, now).await {
                 Ok(()) => {
-                    outbox::Entity::update_many()
-                        .col_expr(
-                            outbox::Column::DeliveredAt,
-                            sea_orm::sea_query::Expr::value(now),
-                        )
-                        .col_expr(
-                            outbox::Column::Attempts,
-                            sea_orm::sea_query::Expr::value(attempt),
-                        )
-                        .filter(outbox::Column::Id.eq(row.id))
-                        .exec(self.ctx.db())
-                        .await?;
+                    self.record(
+                        &row,
+                        outbox::ActiveModel {
+                            delivered_at: Set(Some(now)),
+                            attempts: Set(attempt),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                     step.delivered += 1;
                     tracing::info!(delivery_id = %row.id, agency = %row.agency_id, attempt, "webhook delivered");
                 }
@@ -215,22 +212,16 @@ impl WebhookWorker {
                     step.failed += 1;
                 }
                 Err(why) => {
-                    outbox::Entity::update_many()
-                        .col_expr(
-                            outbox::Column::Attempts,
-                            sea_orm::sea_query::Expr::value(attempt),
-                        )
-                        .col_expr(
-                            outbox::Column::NextAttemptAt,
-                            sea_orm::sea_query::Expr::value(now + backoff(row.attempts)),
-                        )
-                        .col_expr(
-                            outbox::Column::LastError,
-                            sea_orm::sea_query::Expr::value(why.clone()),
-                        )
-                        .filter(outbox::Column::Id.eq(row.id))
-                        .exec(self.ctx.db())
-                        .await?;
+                    self.record(
+                        &row,
+                        outbox::ActiveModel {
+                            attempts: Set(attempt),
+                            next_attempt_at: Set(now + backoff(row.attempts)),
+                            last_error: Set(Some(why.clone())),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                     step.retrying += 1;
                     tracing::warn!(delivery_id = %row.id, agency = %row.agency_id, attempt, error = %why, "webhook delivery failed; will retry");
                 }
@@ -239,24 +230,31 @@ impl WebhookWorker {
         Ok(step)
     }
 
+    /// Writes `changes` to the delivery `row`.
+    async fn record(&self, row: &outbox::Model, changes: outbox::ActiveModel) -> ServiceResult<()> {
+        outbox::Entity::update_many()
+            .set(changes)
+            .filter(outbox::Column::Id.eq(row.id))
+            .exec(self.ctx.db())
+            .await?;
+        Ok(())
+    }
+
     async fn give_up(
         &self,
         row: &outbox::Model,
         now: DateTime<Utc>,
         why: &str,
     ) -> ServiceResult<()> {
-        outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::FailedAt,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .col_expr(
-                outbox::Column::LastError,
-                sea_orm::sea_query::Expr::value(why.to_owned()),
-            )
-            .filter(outbox::Column::Id.eq(row.id))
-            .exec(self.ctx.db())
-            .await?;
+        self.record(
+            row,
+            outbox::ActiveModel {
+                failed_at: Set(Some(now)),
+                last_error: Set(Some(why.to_owned())),
+                ..Default::default()
+            },
+        )
+        .await?;
         tracing::warn!(delivery_id = %row.id, agency = %row.agency_id, reason = why, "webhook delivery given up");
         Ok(())
     }
