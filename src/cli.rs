@@ -15,16 +15,6 @@ use refnet_core::{
     db, devkeys,
 };
 
-/// How `refnet serve` announces its address on standard error (the first
-/// line), e.g. `refnet serving on 127.0.0.1:50051 (data in ...)`.
-const SERVING: &str = "refnet serving on";
-
-/// The address in `refnet serve`'s announcement line, if `line` is it (the
-/// load tool and the tests start servers on port 0 and read it).
-pub fn served_address(line: &str) -> Option<&str> {
-    line.strip_prefix(SERVING)?.split_whitespace().next()
-}
-
 /// The role names `refnet token` accepts (and its `--help` lists): every
 /// [`Role`] refnet knows.
 fn role_names() -> clap::builder::PossibleValuesParser {
@@ -101,6 +91,12 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// Who may call which RPC: prints the table (one line per RPC), or
+    /// checks an override file (it may only tighten).
+    Permissions {
+        #[command(subcommand)]
+        command: Option<PermissionsCommand>,
     },
     /// Routing rule files.
     Rules {
@@ -180,6 +176,15 @@ enum PolicyCommand {
     },
     /// Print the policy compiled into refnet.
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+enum PermissionsCommand {
+    /// Validate an override file (no wider than the built-in table) and print it.
+    Check {
+        /// The permissions file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,7 +372,8 @@ pub async fn run() -> anyhow::Result<()> {
             if log_format == LogFormat::Pretty {
                 let _ = writeln!(
                     std::io::stderr(),
-                    "{SERVING} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+                    "{} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+                    crate::announce::SERVING,
                     dir = data_dir.display()
                 );
             }
@@ -459,6 +465,20 @@ pub async fn run() -> anyhow::Result<()> {
                     "{}",
                     refnet_core::policy::Policy::default_policy()?.matrix()
                 );
+            }
+        },
+        Command::Permissions { command } => match command {
+            None => print!(
+                "{}",
+                refnet_core::permissions::Permissions::default_permissions()?.matrix()
+            ),
+            Some(PermissionsCommand::Check { file }) => {
+                let permissions = refnet_core::permissions::Permissions::load_override(&file)?;
+                println!(
+                    "{}: valid (no wider than the built-in permissions)\n",
+                    file.display()
+                );
+                print!("{}", permissions.matrix());
             }
         },
         Command::Rules { command } => match command {

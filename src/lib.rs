@@ -5,6 +5,7 @@
 //! [`serve_all`], which mounts every service on one port (the embedded default
 //! on SQLite). Each service also has its own crate and binary under `services/`.
 
+pub mod announce;
 pub mod bench;
 pub mod cli;
 pub mod demo;

@@ -13,6 +13,24 @@ use crate::{
     on_both,
 };
 
+/// A permissions override that takes GetReferral from auditors (an operator
+/// may only tighten), written where the test's configuration points.
+fn tighter_permissions(config: &mut refnet_core::config::Config) {
+    let path = std::env::temp_dir().join(format!(
+        "refnet-test-permissions-{}.toml",
+        std::process::id()
+    ));
+    let text = refnet_core::permissions::DEFAULT_PERMISSIONS.replace(
+        "[rpc.\"refnet.v1.IntakeService/GetReferral\"]\ngrants = [{ roles = [\"officer\", \"supervisor\", \"auditor\", \"data_protection\"] }]",
+        "[rpc.\"refnet.v1.IntakeService/GetReferral\"]\ngrants = [{ roles = [\"officer\", \"supervisor\", \"data_protection\"] }]",
+    );
+    assert_ne!(text, refnet_core::permissions::DEFAULT_PERMISSIONS);
+    std::fs::write(&path, text).expect("write permissions");
+    config.permissions_file = Some(path);
+}
+
+on_both!(config = super::tighter_permissions; an_operator_tightens_permissions_as_data);
+
 on_both!(
     bad_tokens_are_refused,
     unknown_roles_are_denied,
@@ -356,4 +374,67 @@ async fn remembered_tokens_are_checked_again() {
         .expect_err("the withdrawn key's token");
     assert_eq!(status.code(), Code::Unauthenticated);
     app.stop().await;
+}
+
+/// The permission table is data: an override that removes auditors from
+/// GetReferral refuses them before any handler runs (the same answer for a
+/// referral that does not exist), while the roles it keeps still read; a
+/// wider override refuses to load.
+async fn an_operator_tightens_permissions_as_data(app: &TestApp) {
+    let referral = app
+        .file("police-nairobi", crate::common::canary_draft())
+        .await
+        .referral
+        .expect("referral");
+    let mut client = app.intake().await;
+    for id in [referral.id.clone(), uuid::Uuid::now_v7().to_string()] {
+        let denied = client
+            .get_referral(authed(
+                pb::GetReferralRequest { referral: id },
+                &app.token("police-nairobi", &["auditor"]),
+            ))
+            .await
+            .expect_err("auditors are taken off GetReferral");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(
+            denied.message(),
+            "your role or agency may not call GetReferral"
+        );
+    }
+    assert!(
+        app.get_as("police-nairobi", &referral.id)
+            .await
+            .referral
+            .is_some()
+    );
+    let audit = pb::audit_service_client::AuditServiceClient::new(app.channel().await)
+        .list_audit_records(authed(
+            pb::ListAuditRecordsRequest {
+                referral: referral.id.clone(),
+                ..Default::default()
+            },
+            &app.token("police-nairobi", &["auditor"]),
+        ))
+        .await;
+    assert!(
+        audit.is_ok(),
+        "other RPCs keep the built-in grants: {audit:?}"
+    );
+
+    let wider = std::env::temp_dir().join(format!(
+        "refnet-test-permissions-wider-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &wider,
+        refnet_core::permissions::DEFAULT_PERMISSIONS.replace(
+            r#"grants = [{ roles = ["auditor"] }]"#,
+            r#"grants = [{ roles = ["auditor", "officer"] }]"#,
+        ),
+    )
+    .expect("write");
+    let refused = refnet_core::permissions::Permissions::load_override(&wider)
+        .expect_err("an override may only tighten")
+        .to_string();
+    assert!(refused.contains("ListAuditRecords"), "{refused}");
 }

@@ -85,7 +85,7 @@ pub(crate) async fn spawn_serve(
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(addr) = refnet::cli::served_address(&line)
+            if let Some(addr) = refnet::announce::served_address(&line)
                 && let Some(tx) = tx.take()
             {
                 let _ = tx.send(addr.to_owned());
@@ -793,4 +793,184 @@ fn token_help_and_errors_list_every_role() {
             "{role:?} missing from:\n{unknown}"
         );
     }
+}
+
+/// `SIGHUP` reloads the routing rules (and the redaction policy) after
+/// validation: the worker routes the next referral under the new version and
+/// the handlers accept its new purposes at once (one version in the process);
+/// a broken file is refused, the version in force stays, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_rules_and_a_broken_file_keeps_the_old_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let rules = dir.path().join("rules.toml");
+    let write_rules = |version: &str, extra: &str| {
+        let text: String = refnet_routing::rules::DEFAULT_RULES
+            .lines()
+            .map(|l| {
+                if l.starts_with("version = ") {
+                    format!("version = \"{version}\"")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&rules, text + extra).expect("write rules");
+    };
+    write_rules("hup-1", "");
+    let policy = dir.path().join("redaction.toml");
+    std::fs::write(&policy, refnet_core::policy::DEFAULT_POLICY).expect("write policy");
+    let (server, addr, log) = spawn_serve(
+        data,
+        &[
+            (
+                "REFNET_ROUTING_RULES_FILE",
+                rules.to_str().expect("utf-8 path"),
+            ),
+            (
+                "REFNET_REDACTION_POLICY_FILE",
+                policy.to_str().expect("utf-8 path"),
+            ),
+        ],
+    )
+    .await;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let police = officer_token(data, "police-nairobi");
+    let supervisor = refnet(&[
+        "token",
+        "--data-dir",
+        data,
+        "--agency",
+        "police-nairobi",
+        "--role",
+        "supervisor",
+    ])
+    .trim()
+    .to_owned();
+    let ngo = officer_token(data, "ngo-shelter-nairobi");
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
+    // Files a referral routed to the NGO and returns its handoff's rule-set version.
+    let routed_under = async || {
+        let mut intake = pb::intake_service_client::IntakeServiceClient::new(channel.clone());
+        let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
+        let referral = intake
+            .file_referral(authed(
+                pb::FileReferralRequest {
+                    idempotency_key: new_key(),
+                    draft: Some(crate::routing::foreign_child_in_forced_labour()),
+                },
+                &police,
+            ))
+            .await
+            .expect("file")
+            .into_inner()
+            .referral
+            .expect("referral");
+        for _ in 0..400 {
+            let inbox = routing
+                .list_inbox(authed(pb::ListInboxRequest::default(), &ngo))
+                .await
+                .expect("inbox")
+                .into_inner()
+                .handoffs;
+            if let Some(h) = inbox.iter().find(|h| h.referral_id == referral.id) {
+                return (referral.id, h.rule_set_version.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no handoff to the NGO");
+    };
+    let new_purpose = "hotline follow-up";
+    let create = |referral: &str| {
+        authed(
+            pb::CreateHandoffRequest {
+                referral: referral.to_owned(),
+                to_agency_id: "health-nairobi".into(),
+                purpose: new_purpose.into(),
+                idempotency_key: new_key(),
+            },
+            &supervisor,
+        )
+    };
+    let (first, version) = routed_under().await;
+    assert_eq!(version, "hup-1");
+    let unknown = routing
+        .create_handoff(create(&first))
+        .await
+        .expect_err("not a purpose yet");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+
+    let hangup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &server.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    write_rules(
+        "hup-2",
+        &format!(
+            "\n\n[[rule]]\nid = \"hotline\"\ndescription = \"A hotline follow-up purpose for manual handoffs.\"\nneeds = [\"MEDICAL\"]\nto = \"HEALTH\"\npurpose = \"{new_purpose}\"\n"
+        ),
+    );
+    hangup();
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if routing.create_handoff(create(&first)).await.is_ok() {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        reloaded,
+        "the handlers see the reloaded rules: {}",
+        log.lock().expect("log")
+    );
+    assert_eq!(routed_under().await.1, "hup-2", "and so does the worker");
+
+    // Broken files: refused, logged, and the versions in force stay.
+    std::fs::write(&rules, "version = \"hup-3\"\n[[rule]]\nid = \"broken\"\n").expect("write");
+    std::fs::write(&policy, "this is not a policy").expect("write");
+    hangup();
+    for _ in 0..200 {
+        if log.lock().expect("log").matches("reload refused").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let said = log.lock().expect("log").clone();
+    assert!(
+        said.contains("reload refused")
+            && said.contains("routing rules")
+            && said.contains("redaction policy"),
+        "{said}"
+    );
+    // The policy in force still applies: Labour (no consent) reads a redacted view.
+    let seen = pb::intake_service_client::IntakeServiceClient::new(channel.clone())
+        .get_referral(authed(
+            pb::GetReferralRequest {
+                referral: first.clone(),
+            },
+            &officer_token(data, "labour-nairobi"),
+        ))
+        .await
+        .expect("labour reads")
+        .into_inner();
+    assert!(
+        !seen.redactions.is_empty(),
+        "the policy in force still redacts"
+    );
+    assert_eq!(routed_under().await.1, "hup-2");
+    routing
+        .create_handoff(create(&first))
+        .await
+        .expect("the hup-2 purposes still hold");
+    drop(server);
 }

@@ -13,8 +13,8 @@ use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, sea_query::OnCo
 use serde::Deserialize;
 
 use crate::{
-    auth::{agency_kind_name, parse_agency_kind},
     entities::agency,
+    principal::{agency_kind_name, parse_agency_kind},
 };
 
 /// A registered agency.

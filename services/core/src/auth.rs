@@ -28,96 +28,13 @@ use jsonwebtoken::{
     Algorithm, DecodingKey, Validation,
     jwk::{JwkSet, KeyAlgorithm},
 };
-use refnet_api::v1::AgencyKind;
 use serde::Deserialize;
 use sha2::Digest as _;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::{agencies::AgencyRegistry, config::AuthConfig, error::ServiceError};
 
-/// A role an officer holds inside their agency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// A desk officer: the agency's column of the policy.
-    Officer,
-    /// An officer who may also reassign and escalate.
-    Supervisor,
-    /// Operational data and the audit log only.
-    Auditor,
-    /// A data-protection officer: operational data only; erases the subjects
-    /// of the filing agency's referrals (`EraseSubject`).
-    DataProtection,
-}
-
-impl Role {
-    /// Every role refnet knows, in the order help texts list them.
-    pub const ALL: [Self; 4] = [
-        Self::Officer,
-        Self::Supervisor,
-        Self::Auditor,
-        Self::DataProtection,
-    ];
-
-    /// Parses a role claim; `None` for a role refnet does not know.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "officer" => Some(Self::Officer),
-            "supervisor" => Some(Self::Supervisor),
-            "auditor" => Some(Self::Auditor),
-            "data_protection" => Some(Self::DataProtection),
-            _ => None,
-        }
-    }
-
-    /// The claim spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Officer => "officer",
-            Self::Supervisor => "supervisor",
-            Self::Auditor => "auditor",
-            Self::DataProtection => "data_protection",
-        }
-    }
-}
-
-/// The verified caller of an RPC.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// The officer (`sub`).
-    pub officer_id: String,
-    /// The officer's agency.
-    pub agency_id: String,
-    /// The agency's kind, as registered.
-    pub agency_kind: AgencyKind,
-    /// Roles held; never empty.
-    pub roles: BTreeSet<Role>,
-}
-
-impl Principal {
-    /// True when the principal holds any of `roles`.
-    pub fn has_any(&self, roles: &[Role]) -> bool {
-        roles.iter().any(|r| self.roles.contains(r))
-    }
-
-    /// `Ok` when the principal holds one of `roles`, else PERMISSION_DENIED.
-    pub fn require_any(&self, roles: &[Role]) -> Result<(), ServiceError> {
-        if self.has_any(roles) {
-            Ok(())
-        } else {
-            Err(ServiceError::PermissionDenied(
-                "your role does not allow this operation".into(),
-            ))
-        }
-    }
-
-    /// The principal put into a request's extensions by [`AuthLayer`].
-    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Principal, ServiceError> {
-        request
-            .extensions()
-            .get::<Principal>()
-            .ok_or_else(|| ServiceError::Unauthenticated("missing credentials".into()))
-    }
-}
+pub use crate::principal::{Principal, Role, agency_kind_name, parse_agency_kind};
 
 /// The gRPC method path of the call (`/package.Service/Method`), put into the
 /// request's extensions by [`AuthLayer`] for the audit record.
@@ -133,18 +50,6 @@ struct Claims {
     agency_kind: String,
     #[serde(default)]
     roles: Vec<String>,
-}
-
-/// The agency kind spelled as in tokens and data files ("POLICE").
-pub fn parse_agency_kind(s: &str) -> Option<AgencyKind> {
-    AgencyKind::from_str_name(&format!("AGENCY_KIND_{s}")).filter(|k| *k != AgencyKind::Unspecified)
-}
-
-/// The spelling of `kind` in tokens and data files ("POLICE").
-pub fn agency_kind_name(kind: AgencyKind) -> &'static str {
-    kind.as_str_name()
-        .strip_prefix("AGENCY_KIND_")
-        .unwrap_or("UNSPECIFIED")
 }
 
 /// Where keys come from.
@@ -481,12 +386,25 @@ fn is_public(path: &str) -> bool {
 pub struct AuthLayer {
     auth: Arc<Authenticator>,
     limits: Arc<crate::limits::RateLimits>,
+    permissions: Permissions,
 }
 
+/// The process's permission table, as the layer reads it.
+type Permissions = Arc<crate::reload::Shared<crate::permissions::Permissions>>;
+
 impl AuthLayer {
-    /// A layer verifying with `auth` and limiting with `limits`.
-    pub fn new(auth: Arc<Authenticator>, limits: Arc<crate::limits::RateLimits>) -> Self {
-        Self { auth, limits }
+    /// A layer verifying with `auth`, limiting with `limits` and checking the
+    /// caller's roles and agency kind against `permissions`.
+    pub fn new(
+        auth: Arc<Authenticator>,
+        limits: Arc<crate::limits::RateLimits>,
+        permissions: Permissions,
+    ) -> Self {
+        Self {
+            auth,
+            limits,
+            permissions,
+        }
     }
 }
 
@@ -498,6 +416,7 @@ impl<S> tower::Layer<S> for AuthLayer {
             inner,
             auth: self.auth.clone(),
             limits: self.limits.clone(),
+            permissions: self.permissions.clone(),
         }
     }
 }
@@ -508,6 +427,7 @@ pub struct AuthService<S> {
     inner: S,
     auth: Arc<Authenticator>,
     limits: Arc<crate::limits::RateLimits>,
+    permissions: Permissions,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -535,6 +455,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         let limits = self.limits.clone();
+        let permissions = self.permissions.clone();
         Box::pin(async move {
             let path = request.uri().path().to_owned();
             request.extensions_mut().insert(RpcPath(path));
@@ -564,6 +485,15 @@ where
                         "refnet.agency_kind",
                         agency_kind_name(principal.agency_kind),
                     );
+                    // Roles and agency kind, from the permission table,
+                    // before any handler runs.
+                    if let Err(denied) = permissions
+                        .current()
+                        .check(request.uri().path(), &principal)
+                    {
+                        tracing::info!(path = request.uri().path(), "call refused: permissions");
+                        return Ok(denied.into_status().into_http());
+                    }
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }

@@ -27,6 +27,7 @@ pub const ENV_KEYS: &[&str] = &[
     "migrate_on_start",
     "agencies_file",
     "redaction_policy_file",
+    "permissions_file",
     "routing_rules_file",
     "routing_worker",
     "event_poll_ms",
@@ -133,6 +134,9 @@ pub struct Config {
     pub agencies_file: Option<PathBuf>,
     /// Redaction policy file (TOML); default: the policy compiled into refnet.
     pub redaction_policy_file: Option<PathBuf>,
+    /// Permissions override (TOML): who may call which RPC; it may only
+    /// tighten the permissions compiled into refnet.
+    pub permissions_file: Option<PathBuf>,
     /// Routing rules file (TOML); default: the rules compiled into refnet.
     pub routing_rules_file: Option<PathBuf>,
     /// Run the routing worker in processes that serve RoutingService.
@@ -236,6 +240,7 @@ impl Default for Config {
             migrate_on_start: true,
             agencies_file: None,
             redaction_policy_file: None,
+            permissions_file: None,
             routing_rules_file: None,
             routing_worker: true,
             event_poll_ms: 500,

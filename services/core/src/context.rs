@@ -39,6 +39,9 @@ pub enum StartError {
     /// The redaction policy file is invalid.
     #[error("redaction policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// The permissions file is invalid or wider than the built-in permissions.
+    #[error("permissions: {0}")]
+    Permissions(#[from] crate::permissions::PermissionsError),
     /// The keyring's root could not be loaded.
     #[error("keys: {0}")]
     Keys(#[from] crate::keys::KeysError),
@@ -65,7 +68,9 @@ struct Inner {
     keys: Keyring,
     agencies: Arc<AgencyRegistry>,
     auth: Arc<Authenticator>,
-    policy: Arc<Policy>,
+    policy: crate::reload::Shared<Policy>,
+    permissions: Arc<crate::reload::Shared<crate::permissions::Permissions>>,
+    shared: crate::reload::Registry,
     audit: AuditLog,
     matchers: crate::detect::MatcherCache,
     metrics: Arc<crate::metrics::Metrics>,
@@ -90,10 +95,13 @@ impl AppContext {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         }
-        let policy = Arc::new(match &config.redaction_policy_file {
+        let policy = crate::reload::Shared::new(match &config.redaction_policy_file {
             Some(file) => Policy::load(file)?,
             None => Policy::default_policy()?,
         });
+        let permissions = Arc::new(crate::reload::Shared::new(load_permissions(
+            config.permissions_file.as_deref(),
+        )?));
         let db = db::connect(&config.database_url()).await?;
         if config.migrate_on_start {
             db::migrate(&db).await?;
@@ -142,6 +150,8 @@ impl AppContext {
                 agencies: registry,
                 auth,
                 policy,
+                permissions,
+                shared: crate::reload::Registry::default(),
                 audit: AuditLog::default(),
                 matchers: crate::detect::MatcherCache::new(
                     MATCHER_CACHE_CAPACITY,
@@ -185,9 +195,75 @@ impl AppContext {
         &self.inner.matchers
     }
 
-    /// The redaction policy.
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.inner.policy
+    /// The redaction policy in force (replaced by [`AppContext::reload`]).
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.policy.current()
+    }
+
+    /// Who may call which RPC (replaced by [`AppContext::reload`]); the auth layer holds this handle.
+    pub fn permissions(&self) -> &Arc<crate::reload::Shared<crate::permissions::Permissions>> {
+        &self.inner.permissions
+    }
+
+    /// The process's one value of type `T` (a service's rule set), made by
+    /// `init` the first time any part of the process asks for it.
+    pub fn shared<T: std::any::Any + Send + Sync, E>(
+        &self,
+        init: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        self.inner.shared.get_or_init(init)
+    }
+
+    /// Registers a reload hook (a service's data file), run by [`AppContext::reload`].
+    /// The hook must not hold this context (it would never be dropped).
+    pub fn on_reload(
+        &self,
+        name: &'static str,
+        hook: impl Fn() -> crate::reload::Outcome + Send + Sync + 'static,
+    ) {
+        self.inner.shared.on_reload(name, hook);
+    }
+
+    /// Reloads the redaction policy file (when one is configured) and every
+    /// registered data file: each is validated first, and one that fails keeps
+    /// the version in force. Logged, and returned, per file. `SIGHUP` runs it.
+    pub fn reload(&self) -> Vec<(&'static str, crate::reload::Outcome)> {
+        let mut outcomes = Vec::new();
+        if let Some(file) = &self.inner.config.redaction_policy_file {
+            outcomes.push((
+                "redaction policy",
+                match Policy::load(file) {
+                    Ok(policy) => {
+                        self.inner.policy.replace(policy);
+                        Ok(file.display().to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            ));
+        }
+        if let Some(file) = &self.inner.config.permissions_file {
+            outcomes.push((
+                "permissions",
+                match load_permissions(Some(file)) {
+                    Ok(permissions) => {
+                        let version = permissions.version().to_owned();
+                        self.inner.permissions.replace(permissions);
+                        Ok(version)
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            ));
+        }
+        outcomes.extend(self.inner.shared.run_hooks());
+        for (name, outcome) in &outcomes {
+            match outcome {
+                Ok(version) => tracing::info!(file = name, version = %version, "reloaded"),
+                Err(why) => {
+                    tracing::warn!(file = name, error = %why, "reload refused; the version in force stays")
+                }
+            }
+        }
+        outcomes
     }
 
     /// The audit log.
@@ -226,5 +302,16 @@ impl AppContext {
     /// The authenticator.
     pub fn authenticator(&self) -> &Arc<Authenticator> {
         &self.inner.auth
+    }
+}
+
+/// The configured permissions override (validated: it may only tighten),
+/// else the compiled-in permissions.
+fn load_permissions(
+    file: Option<&std::path::Path>,
+) -> Result<crate::permissions::Permissions, crate::permissions::PermissionsError> {
+    match file {
+        Some(file) => crate::permissions::Permissions::load_override(file),
+        None => crate::permissions::Permissions::default_permissions(),
     }
 }

@@ -2,8 +2,8 @@
 //! to one service alone.
 //!
 //! - [`config`]: layered configuration (defaults, file, `REFNET_...` environment).
-//! - [`auth`]: JWT verification against a JWKS, the [`auth::Principal`] and the
-//!   tower layer that authenticates every call before any handler runs.
+//! - [`auth`]: JWT verification against a JWKS and the tower layer that
+//!   authenticates every call before any handler runs; [`principal`]: who is calling.
 //! - [`devkeys`]: the development signing key that `refnet serve` generates.
 //! - [`crypto`]: envelope encryption of identity and location (per-subject data
 //!   keys wrapped by a master key), the blind index and authenticated page tokens.
@@ -12,7 +12,9 @@
 //! - [`db`], [`entities`], [`events`]: storage, the shared tables and the event log.
 //! - [`notify`]: notifications to an agency's supervisors or everyone in it.
 //! - [`error`]: the one error type every service returns and its gRPC mapping.
+//! - [`permissions`]: who may call which RPC, as data, checked before any handler.
 //! - [`server`]: health, reflection, auth and graceful shutdown around a set of services.
+//! - [`reload`]: data files loaded once per process, reloaded on SIGHUP.
 //! - [`telemetry`]: tracing set-up.
 
 pub mod access;
@@ -36,8 +38,11 @@ pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod paging;
+pub mod permissions;
 pub mod policy;
+pub mod principal;
 pub mod redact;
+pub mod reload;
 pub mod revocation;
 pub mod server;
 pub mod subjects;

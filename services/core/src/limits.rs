@@ -21,7 +21,7 @@ use governor::{
 };
 use serde::Deserialize;
 
-use crate::auth::Principal;
+use crate::principal::Principal;
 
 /// Rate limits (`[limits]` in the configuration). A rate of 0 turns that
 /// limit off.
@@ -140,7 +140,7 @@ mod tests {
     use refnet_api::v1::AgencyKind;
 
     use super::*;
-    use crate::auth::Role;
+    use crate::principal::Role;
 
     fn officer(agency: &str, id: &str) -> Principal {
         Principal {

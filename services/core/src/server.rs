@@ -69,6 +69,12 @@ pub async fn serve(
         },
     ));
 
+    // Data files (policy, rules) reloaded on SIGHUP, for as long as we serve.
+    let (stop_reloading, reloading_stopped) = tokio::sync::oneshot::channel::<()>();
+    let reload_task = tokio::spawn(crate::reload::on_hangup(ctx.clone(), async move {
+        let _ = reloading_stopped.await;
+    }));
+
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
     let (drain_started, drain_begun) = tokio::sync::oneshot::channel::<()>();
     let stopping = ctx.clone();
@@ -103,6 +109,7 @@ pub async fn serve(
         .layer(AuthLayer::new(
             ctx.authenticator().clone(),
             ctx.limits().clone(),
+            ctx.permissions().clone(),
         ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -131,6 +138,8 @@ pub async fn serve(
     let _ = listener_task.await;
     let _ = stop_refreshing.send(());
     let _ = refresh_task.await;
+    let _ = stop_reloading.send(());
+    let _ = reload_task.await;
     served?;
     Ok(())
 }

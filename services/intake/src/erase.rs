@@ -73,21 +73,6 @@ fn ground_words(ground: pb::ErasureGround) -> &'static str {
     }
 }
 
-/// Who may erase the subject of a referral, checked before anything is read:
-/// the `data_protection` role, or a WPA supervisor.
-pub fn require_eraser(principal: &Principal) -> ServiceResult<()> {
-    use refnet_core::auth::Role;
-    let wpa_supervisor =
-        principal.agency_kind == pb::AgencyKind::Wpa && principal.roles.contains(&Role::Supervisor);
-    if principal.roles.contains(&Role::DataProtection) || wpa_supervisor {
-        Ok(())
-    } else {
-        Err(ServiceError::PermissionDenied(
-            "erasing a subject takes the data_protection role or a WPA supervisor".into(),
-        ))
-    }
-}
-
 /// The checks that depend on the referral, for a caller its agency is party
 /// to: a data-protection officer erases only its own agency's filings, a
 /// protected witness is erased only by the WPA, and not while a protection
@@ -138,7 +123,6 @@ pub async fn erase_for(
     reference: &refnet_core::domain::ReferralRef,
     ground: pb::ErasureGround,
 ) -> ServiceResult<(Uuid, bool)> {
-    require_eraser(principal)?;
     let row = crate::store::find_visible(ctx.db(), &principal.agency_id, reference).await?;
     let erased = erase(ctx, row.id, ground, Some(principal)).await?;
     let already = match erased {

@@ -4,8 +4,8 @@
 use prost::Message;
 use refnet_api::v1::{self as pb, intake_service_server::IntakeService};
 use refnet_core::{
-    AppContext, ServiceError, ServiceResult,
-    auth::{Principal, Role, agency_kind_name},
+    AppContext, ServiceResult,
+    auth::Principal,
     boundary::{CallInfo, Reply, reply},
     crypto::sha256,
     domain::{IdempotencyKey, ReferralRef, canonical_county, referral::ReferralContent},
@@ -19,17 +19,6 @@ use crate::store::{self, ConsentChange, FileCommand, ListFilter};
 /// Default and largest page sizes of `ListReferrals`.
 const DEFAULT_PAGE: u64 = 50;
 const MAX_PAGE: u64 = 200;
-
-/// Roles that may write (file, amend, consent).
-const WRITERS: &[Role] = &[Role::Officer, Role::Supervisor];
-/// Roles that may read referrals (auditors and data-protection officers get
-/// the operational view the policy gives them).
-const READERS: &[Role] = &[
-    Role::Officer,
-    Role::Supervisor,
-    Role::Auditor,
-    Role::DataProtection,
-];
 
 /// The IntakeService.
 #[derive(Clone)]
@@ -46,15 +35,6 @@ impl Intake {
 
 fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
-}
-
-/// Agency kinds that identify and file victims. The WPA receives requests,
-/// the Trust Fund receives applications and the secretariat sees statistics.
-fn may_file(kind: pb::AgencyKind) -> bool {
-    !matches!(
-        kind,
-        pb::AgencyKind::Wpa | pb::AgencyKind::TrustFund | pb::AgencyKind::Secretariat
-    )
 }
 
 fn referral_ref(v: &mut Violations, field: &str, raw: &str) -> Option<ReferralRef> {
@@ -113,13 +93,6 @@ impl Intake {
     ) -> ServiceResult<Reply<pb::FileReferralResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(WRITERS)?;
-        if !may_file(principal.agency_kind) {
-            return Err(ServiceError::PermissionDenied(format!(
-                "{} agencies do not file referrals",
-                agency_kind_name(principal.agency_kind)
-            )));
-        }
         let req = request.into_inner();
         let mut v = Violations::new();
         let key = v.check(
@@ -154,7 +127,6 @@ impl Intake {
     ) -> ServiceResult<Reply<pb::GetReferralResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(READERS)?;
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &request.get_ref().referral);
         let reference = v.finish(|| reference)?;
@@ -179,7 +151,6 @@ impl Intake {
     ) -> ServiceResult<Reply<pb::ListReferralsResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
@@ -243,7 +214,6 @@ impl Intake {
     ) -> ServiceResult<Reply<pb::AmendReferralResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
@@ -271,7 +241,6 @@ impl Intake {
     ) -> ServiceResult<Reply<pb::RecordConsentResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
@@ -309,7 +278,6 @@ impl Intake {
     ) -> ServiceResult<Reply<pb::WithdrawConsentResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(WRITERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
@@ -349,7 +317,6 @@ impl Intake {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
         // The role first: a caller who may never erase learns nothing of the referral.
-        crate::erase::require_eraser(&principal)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);

@@ -13,7 +13,7 @@ use prost::Message;
 use refnet_api::v1::{self as pb, AgencyKind, ProtectionMeasure, ProtectionState as S};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
-    auth::{Principal, Role},
+    auth::Principal,
     boundary::{CallInfo, Reply, reply},
     domain::{
         IdempotencyKey, ReferralRef, new_pseudonym, parse_pseudonym, parse_text, pseudonym_key,
@@ -30,8 +30,6 @@ use uuid::Uuid;
 
 use crate::store::{self, Note, SealedRequest, measure, request};
 
-const ACTORS: &[Role] = &[Role::Officer, Role::Supervisor];
-const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
 /// Longest grounds, assessment, analysis, note or details, in characters.
 const MAX_TEXT: usize = 5_000;
 /// Longest reason or threat-sources text, in characters.
@@ -323,15 +321,6 @@ impl Protection {
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        if !matches!(
-            principal.agency_kind,
-            AgencyKind::Police | AgencyKind::Prosecution
-        ) {
-            return Err(ServiceError::PermissionDenied(
-                "only police or prosecution may request witness protection".into(),
-            ));
-        }
-        principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let reference = v.check("referral_id", ReferralRef::parse(&req.referral_id));
@@ -486,7 +475,6 @@ impl Protection {
         request: tonic::Request<pb::GetProtectionRequestRequest>,
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(READERS)?;
         let call = CallInfo::of(&request);
         let row = self.visible(&principal, &request.get_ref().id).await?;
         self.request_reply(&principal, &call, &row).await
@@ -498,7 +486,6 @@ impl Protection {
         request: tonic::Request<pb::ListProtectionRequestsRequest>,
     ) -> ServiceResult<Reply<pb::ListProtectionRequestsResponse>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(READERS)?;
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -580,13 +567,6 @@ impl Protection {
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        if step != Step::Withdraw && !Self::is_wpa(&principal) {
-            return Err(ServiceError::PermissionDenied(format!(
-                "only the Witness Protection Agency may {}",
-                step.name()
-            )));
-        }
-        principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let id = request_ref(&mut v, &req.id, req.expected_version);
@@ -797,12 +777,6 @@ impl Protection {
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        if !Self::is_wpa(&principal) {
-            return Err(ServiceError::PermissionDenied(
-                "only the Witness Protection Agency may record measures".into(),
-            ));
-        }
-        principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let id = request_ref(&mut v, &req.id, req.expected_version);

@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::{
     decisions,
     lifecycle::Transition,
-    service::{Effects, Routing},
+    transition::{self, Effects},
 };
 
 /// How often the worker looks for overdue handoffs.
@@ -38,16 +38,12 @@ const INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct DeadlineWorker {
     ctx: AppContext,
-    routing: Routing,
 }
 
 impl DeadlineWorker {
     /// A worker over `ctx`.
     pub fn new(ctx: AppContext) -> Self {
-        Self {
-            routing: Routing::new(ctx.clone()),
-            ctx,
-        }
+        Self { ctx }
     }
 
     /// Runs until `shutdown` resolves, checking every 30 seconds.
@@ -138,9 +134,7 @@ impl DeadlineWorker {
                 ],
             };
             // None: someone acted on it (or another worker escalated it) first.
-            if self
-                .routing
-                .record(&system, row, Transition::Escalate, effects)
+            if transition::record(&self.ctx, &system, row, Transition::Escalate, effects)
                 .await?
                 .is_some()
             {

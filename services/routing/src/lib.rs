@@ -4,7 +4,8 @@
 //! - [`rules`]: the rule set, as data.
 //! - [`worker`]: consumes the event log and creates handoffs, exactly once
 //!   per referral, agency kind and rule-set version.
-//! - [`service`]: the inbox, the handoff transitions and reassignment;
+//! - [`service`]: the inbox, the handoff transitions and reassignment, each
+//!   state change through one `transition` module, handoffs on the wire by [`wire`];
 //!   [`decisions`] (declines, checklists, notifications), [`messages`],
 //!   [`timeline`] and [`watch`] (the live streams).
 //! - [`triage`]: referrals nothing routed (no rule, no agency in reach,
@@ -26,9 +27,11 @@ pub mod rules;
 pub mod sampler;
 pub mod service;
 pub mod timeline;
+pub(crate) mod transition;
 pub mod triage;
 pub mod watch;
 pub mod webhooks;
+pub mod wire;
 pub mod worker;
 
 use std::sync::Arc;
@@ -45,12 +48,37 @@ pub fn service(ctx: &AppContext) -> RoutingServiceServer<service::Routing> {
         .max_decoding_message_size(ctx.config().max_request_bytes)
 }
 
-/// The rule set in force: the configured file, else the compiled-in rules.
+/// The process's rule set: loaded once, replaced by [`AppContext::reload`] (SIGHUP).
+struct Rules(Arc<refnet_core::reload::Shared<rules::RuleSet>>);
+
+/// Reads the configured rule file, else the compiled-in rules.
+fn load_rules(file: Option<&std::path::Path>) -> Result<rules::RuleSet, rules::RulesError> {
+    match file {
+        Some(file) => rules::RuleSet::load(file),
+        None => rules::RuleSet::default_rules(),
+    }
+}
+
+/// The rule set in force in this process: the configured file (else the
+/// compiled-in rules), loaded the first time any part of the process asks,
+/// and replaced on reload only by a file that validates. The routing worker,
+/// the deadline worker and every handler read this one version.
 pub fn rules(ctx: &AppContext) -> Result<Arc<rules::RuleSet>, rules::RulesError> {
-    Ok(Arc::new(match &ctx.config().routing_rules_file {
-        Some(file) => rules::RuleSet::load(file)?,
-        None => rules::RuleSet::default_rules()?,
-    }))
+    let handle = ctx.shared(|| {
+        let file = ctx.config().routing_rules_file.clone();
+        let handle = Arc::new(refnet_core::reload::Shared::new(load_rules(
+            file.as_deref(),
+        )?));
+        let reloaded = handle.clone();
+        ctx.on_reload("routing rules", move || {
+            let rules = load_rules(file.as_deref()).map_err(|e| e.to_string())?;
+            let version = rules.version().to_owned();
+            reloaded.replace(rules);
+            Ok(version)
+        });
+        Ok::<_, rules::RulesError>(Rules(handle))
+    })?;
+    Ok(handle.0.current())
 }
 
 /// Starts the background tasks of a process serving RoutingService: the
@@ -66,7 +94,9 @@ pub fn background(ctx: &AppContext) -> Result<Vec<tokio::task::JoinHandle<()>>, 
     };
     let mut tasks = vec![tokio::spawn(sampler::run(ctx.clone()))];
     if ctx.config().routing_worker {
-        let worker = worker::RoutingWorker::new(ctx.clone(), rules(ctx)?);
+        // Loaded (and validated) now, so a bad file stops the process at start.
+        rules(ctx)?;
+        let worker = worker::RoutingWorker::in_force(ctx.clone());
         let deadlines = deadlines::DeadlineWorker::new(ctx.clone());
         tasks.push(tokio::spawn(worker.run(stop(ctx))));
         tasks.push(tokio::spawn(deadlines.run(stop(ctx))));

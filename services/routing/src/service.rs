@@ -9,27 +9,26 @@ use prost::Message;
 use refnet_api::v1::{self as pb, routing_service_server::RoutingService};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
-    auth::{Principal, Role, parse_agency_kind},
+    auth::Principal,
     boundary::{CallInfo, Reply, reply},
-    domain::{ReferralRef, parse_text, referral::timestamp},
+    domain::{ReferralRef, parse_text},
     entities::handoff,
     error::Violations,
     events, paging, subjects,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Serialize;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
     decisions,
     lifecycle::{Transition, check_row},
+    transition::{Effects, apply_in},
+    wire::to_proto,
 };
 
 const DEFAULT_PAGE: u64 = 50;
 const MAX_PAGE: u64 = 200;
-const ACTORS: &[Role] = &[Role::Officer, Role::Supervisor];
-const READERS: &[Role] = &[Role::Officer, Role::Supervisor, Role::Auditor];
 
 /// The RoutingService.
 #[derive(Clone)]
@@ -47,36 +46,6 @@ impl Routing {
             hub: Arc::new(crate::hub::InboxHub::new()),
         }
     }
-
-    /// The inbox hub.
-    pub(crate) fn hub(&self) -> &crate::hub::InboxHub {
-        &self.hub
-    }
-}
-
-/// The wire form of a handoff (without its decline reason, which
-/// [`Routing::handoff_reply`] adds where the contract carries it).
-pub fn to_proto(h: &handoff::Model) -> ServiceResult<pb::Handoff> {
-    let checklist = decisions::checklist(h)?;
-    Ok(pb::Handoff {
-        id: h.id.to_string(),
-        referral_id: h.referral_id.to_string(),
-        reference_code: h.reference_code.clone(),
-        to_agency_id: h.to_agency_id.clone(),
-        to_agency_kind: parse_agency_kind(&h.to_agency_kind).map_or(0, |k| k as i32),
-        purpose: h.purpose.clone(),
-        state: pb::HandoffState::from_str_name(&h.state).map_or(0, |s| s as i32),
-        version: h.version,
-        acknowledge_by: Some(timestamp(h.acknowledge_by)),
-        rule_id: h.rule_id.clone(),
-        rule_set_version: h.rule_set_version.clone(),
-        decline_reason: String::new(),
-        redactions: Vec::new(),
-        decide_by: h.decide_by.map(timestamp),
-        checklist_complete: decisions::complete(&checklist),
-        checklist: decisions::checklist_proto(&checklist),
-        from_agency_id: h.from_agency_id.clone(),
-    })
 }
 
 /// Checks a handoff id and the version the caller read (both required).
@@ -97,85 +66,6 @@ fn expect_version(row: &handoff::Model, expected: i64) -> ServiceResult<()> {
 /// Another change to the handoff committed first.
 fn concurrent() -> ServiceError {
     refnet_core::error::changed_concurrently("handoff")
-}
-
-/// Side effects of a transition beyond the state change and its event, made
-/// in the same transaction.
-#[derive(Debug, Default)]
-pub(crate) struct Effects {
-    /// The sealed decline reason to store.
-    pub(crate) reason_ct: Option<Vec<u8>>,
-    /// Operational detail for the event and the notifications ("acknowledge").
-    pub(crate) detail: Option<String>,
-    /// Agencies to notify, each with its audience.
-    pub(crate) notify: Vec<(String, &'static str)>,
-}
-
-/// Within `txn`: moves `row` to `to` by `t` if its version is still current,
-/// appends the event and makes the `effects`; `None` when another change won.
-async fn apply_in(
-    txn: &sea_orm::DatabaseTransaction,
-    actor: &Principal,
-    row: &handoff::Model,
-    t: Transition,
-    to: pb::HandoffState,
-    effects: Effects,
-) -> ServiceResult<Option<handoff::Model>> {
-    let now = Utc::now();
-    let mut changes = handoff::ActiveModel {
-        state: Set(to.as_str_name().to_owned()),
-        version: Set(row.version + 1),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    match t {
-        Transition::Deliver => changes.delivered_at = Set(Some(now)),
-        Transition::Acknowledge => {
-            changes.acknowledged_at = Set(Some(now));
-            changes.due_at = Set(row.decide_by);
-        }
-        // The missed deadline stays due: the sender's list shows it first.
-        Transition::Escalate => {}
-        Transition::Accept
-        | Transition::Decline
-        | Transition::Complete
-        | Transition::Withdraw
-        | Transition::Reassign => changes.due_at = Set(None),
-    }
-    if let Some(sealed) = effects.reason_ct {
-        changes.decline_reason_ct = Set(Some(sealed));
-    }
-    let result = handoff::Entity::update_many()
-        .set(changes)
-        .filter(handoff::Column::Id.eq(row.id))
-        .filter(handoff::Column::Version.eq(row.version))
-        .exec(txn)
-        .await?;
-    if result.rows_affected != 1 {
-        return Ok(None);
-    }
-    events::append(
-        txn,
-        t.event(),
-        Some(row.referral_id),
-        // Deadlines act as refnet itself, not as an agency.
-        (!actor.agency_id.is_empty()).then_some(actor),
-        &TransitionPayload {
-            handoff_id: row.id,
-            version: row.version + 1,
-            state: to.as_str_name(),
-            detail: effects.detail.clone(),
-        },
-    )
-    .await?;
-    let updated = handoff::Entity::find_by_id(row.id).one(txn).await?;
-    if let Some(updated) = &updated {
-        let detail = effects.detail.as_deref().unwrap_or_default();
-        for (agency, audience) in &effects.notify {
-            decisions::notify(txn, agency, audience, t.event(), updated, detail).await?;
-        }
-    }
-    Ok(updated)
 }
 
 /// The reference code and deadlines of a handoff of `referral_id` made now.
@@ -251,15 +141,6 @@ async fn second_choice(
     Ok(inserted)
 }
 
-#[derive(Serialize)]
-struct TransitionPayload {
-    handoff_id: Uuid,
-    version: i64,
-    state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-}
-
 impl Routing {
     async fn list_inbox_inner(
         &self,
@@ -267,7 +148,6 @@ impl Routing {
     ) -> ServiceResult<Reply<pb::ListInboxResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
@@ -306,14 +186,14 @@ impl Routing {
             .iter_mut()
             .filter(|r| r.state == pb::HandoffState::Pending.as_str_name())
         {
-            if let Some(updated) = self
-                .transition(
-                    &principal,
-                    row.clone(),
-                    Transition::Deliver,
-                    Effects::default(),
-                )
-                .await?
+            if let Some(updated) = crate::transition::apply(
+                &self.ctx,
+                &principal,
+                row.clone(),
+                Transition::Deliver,
+                Effects::default(),
+            )
+            .await?
             {
                 *row = updated;
                 delivered_any = true;
@@ -336,38 +216,6 @@ impl Routing {
         reply(&self.ctx, &principal, &call, None, response).await
     }
 
-    /// Records `t` on `row` if its version is still current (delivery by a stream).
-    pub(crate) async fn record(
-        &self,
-        principal: &Principal,
-        row: handoff::Model,
-        t: Transition,
-        effects: Effects,
-    ) -> ServiceResult<Option<handoff::Model>> {
-        let updated = self.transition(principal, row, t, effects).await?;
-        if updated.is_some() {
-            self.ctx.event_signal().notify_waiters();
-        }
-        Ok(updated)
-    }
-
-    /// Applies `t` to `row` if its version is still current; `None` when another
-    /// change won (only used for delivery, which is then someone else's).
-    async fn transition(
-        &self,
-        principal: &Principal,
-        row: handoff::Model,
-        t: Transition,
-        effects: Effects,
-    ) -> ServiceResult<Option<handoff::Model>> {
-        let to = check_row(&row, t)?;
-        let actor = principal.clone();
-        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move { apply_in(txn, &actor, &row, t, to, effects).await })
-        })
-        .await
-    }
-
     async fn act(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
@@ -375,7 +223,6 @@ impl Routing {
     ) -> ServiceResult<Reply<pb::Handoff>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(ACTORS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
@@ -517,7 +364,6 @@ impl Routing {
         request: Request<pb::UpdateChecklistRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(ACTORS)?;
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -560,36 +406,18 @@ impl Routing {
         let actor = principal.clone();
         let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
             Box::pin(async move {
-                let result = handoff::Entity::update_many()
-                    .set(handoff::ActiveModel {
-                        checklist: Set(stored),
-                        version: Set(row.version + 1),
-                        updated_at: Set(now),
-                        ..Default::default()
-                    })
-                    .filter(handoff::Column::Id.eq(row.id))
-                    .filter(handoff::Column::Version.eq(row.version))
-                    .exec(txn)
-                    .await?;
-                if result.rows_affected != 1 {
-                    return Ok(None);
-                }
-                events::append(
+                crate::transition::versioned_update(
                     txn,
-                    events::EventKind::HandoffChecklistUpdated,
-                    Some(row.referral_id),
-                    Some(&actor),
-                    &TransitionPayload {
-                        handoff_id: row.id,
-                        version: row.version + 1,
-                        state: pb::HandoffState::from_str_name(&row.state)
-                            .unwrap_or_default()
-                            .as_str_name(),
-                        detail: Some(detail),
+                    &actor,
+                    &row,
+                    handoff::ActiveModel {
+                        checklist: Set(stored),
+                        ..Default::default()
                     },
+                    events::EventKind::HandoffChecklistUpdated,
+                    Some(detail),
                 )
-                .await?;
-                Ok(handoff::Entity::find_by_id(row.id).one(txn).await?)
+                .await
             })
         })
         .await?
@@ -605,7 +433,6 @@ impl Routing {
         request: Request<pb::GetTimelineRequest>,
     ) -> ServiceResult<Reply<pb::GetTimelineResponse>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(READERS)?;
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -664,7 +491,6 @@ impl RoutingService for Routing {
         request: Request<pb::WatchReferralRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::TimelineEvent>>, Status> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(READERS)?;
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let reference =
@@ -698,15 +524,13 @@ impl RoutingService for Routing {
         request: Request<pb::WatchInboxRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::InboxEvent>>, Status> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(READERS)?;
         let call = CallInfo::of(&request);
         let after = crate::watch::start(&self.ctx, &principal, request.get_ref()).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let open = self.ctx.metrics().stream_opened("WatchInbox");
-        let routing = self.clone();
+        let (ctx, hub) = (self.ctx.clone(), self.hub.clone());
         tokio::spawn(async move {
-            let ctx = routing.ctx.clone();
-            crate::watch::run(ctx, principal, call, after, routing, tx).await;
+            crate::watch::run(ctx, principal, call, after, hub, tx).await;
             drop(open);
         });
         Ok(Response::new(Box::pin(
@@ -891,7 +715,6 @@ impl Routing {
         request: Request<pb::CreateHandoffRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(&[Role::Supervisor])?;
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let rules =
@@ -965,7 +788,6 @@ impl Routing {
         request: Request<pb::ReassignHandoffRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(&[Role::Supervisor])?;
         let call = CallInfo::of(&request);
         let req = request.into_inner();
         let mut v = Violations::new();
@@ -1035,7 +857,6 @@ impl Routing {
         request: Request<pb::GetHandoffRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
         let principal = Principal::of(&request)?.clone();
-        principal.require_any(READERS)?;
         let call = CallInfo::of(&request);
         let id = Uuid::parse_str(request.get_ref().handoff_id.trim())
             .map_err(|_| ServiceError::invalid("handoff_id", "must be a handoff id"))?;
@@ -1070,7 +891,6 @@ impl Routing {
     ) -> ServiceResult<Reply<pb::ListSentHandoffsResponse>> {
         let principal = Principal::of(&request)?.clone();
         let call = CallInfo::of(&request);
-        principal.require_any(READERS)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);

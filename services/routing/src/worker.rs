@@ -78,17 +78,37 @@ struct GapPayload<'a> {
 #[derive(Clone)]
 pub struct RoutingWorker {
     ctx: AppContext,
-    rules: Arc<RuleSet>,
+    /// A fixed rule set (tests, benchmarks); `None`: the process's, as in force at each batch.
+    rules: Option<Arc<RuleSet>>,
     poll: Duration,
 }
 
 impl RoutingWorker {
-    /// A worker over `ctx` applying `rules`.
+    /// A worker over `ctx` applying `rules`, always these (tests, benchmarks).
     pub fn new(ctx: AppContext, rules: Arc<RuleSet>) -> Self {
         Self {
             poll: ctx.event_poll_interval(),
             ctx,
-            rules,
+            rules: Some(rules),
+        }
+    }
+
+    /// A worker over `ctx` applying the process's rule set as in force at
+    /// each batch ([`crate::rules`]): the same version the handlers use,
+    /// including after a reload.
+    pub fn in_force(ctx: AppContext) -> Self {
+        Self {
+            poll: ctx.event_poll_interval(),
+            ctx,
+            rules: None,
+        }
+    }
+
+    /// The rule set this batch applies.
+    fn rules(&self) -> ServiceResult<Arc<RuleSet>> {
+        match &self.rules {
+            Some(fixed) => Ok(fixed.clone()),
+            None => crate::rules(&self.ctx).map_err(|e| ServiceError::internal("routing rules", e)),
         }
     }
 
@@ -182,7 +202,7 @@ impl RoutingWorker {
             let Some((referral_id, code, facts, _)) = plan(&latest)? else {
                 continue;
             };
-            let rules = self.rules.clone();
+            let rules = self.rules()?;
             let agencies = self.ctx.agencies().all();
             let created = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
                 Box::pin(async move {
@@ -223,7 +243,7 @@ impl RoutingWorker {
         let db = self.ctx.db();
         let planned = batch.iter().map(plan).collect::<ServiceResult<Vec<_>>>()?;
         let planned: Vec<_> = planned.into_iter().flatten().collect();
-        let rules = self.rules.clone();
+        let rules = self.rules()?;
         let agencies = self.ctx.agencies().all();
         let created = refnet_core::db::write_txn(db, move |txn| {
             Box::pin(async move {
