@@ -1,6 +1,6 @@
 //! The `refnet` command line: `serve`, `migrate`, `agencies` and `token`, and
 //! the desk client's commands (`referral`, `inbox`, `handoff`, `message`,
-//! `timeline`, `protection`; see `src/desk/`).
+//! `timeline`, `protection`, `triage`, `notifications`; the `refnet-desk` crate in `desk/`).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -149,22 +149,22 @@ enum Command {
     /// them with the health-check baseline of the same run (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
     /// Desk client: file a referral from JSON, show one, list them, close one (needs --token).
-    Referral(crate::desk::ReferralArgs),
+    Referral(refnet_desk::ReferralArgs),
     /// Desk client: your agency's inbox of handoffs, listed or watched live (needs --token).
-    Inbox(crate::desk::InboxArgs),
+    Inbox(refnet_desk::InboxArgs),
     /// Desk client: show, acknowledge, accept, decline, complete or withdraw a handoff;
     /// create one by hand; list those your agency sent (needs --token).
-    Handoff(crate::desk::HandoffArgs),
+    Handoff(refnet_desk::HandoffArgs),
     /// Desk client: post a message on a referral's thread (needs --token).
-    Message(crate::desk::MessageArgs),
+    Message(refnet_desk::MessageArgs),
     /// Desk client: a referral's events and messages, oldest first (needs --token).
-    Timeline(crate::desk::TimelineArgs),
+    Timeline(refnet_desk::TimelineArgs),
     /// Desk client: request, show and list witness protection (needs --token).
-    Protection(crate::desk::ProtectionArgs),
+    Protection(refnet_desk::ProtectionArgs),
     /// Desk client: referrals nothing routed, waiting for a supervisor (needs --token).
-    Triage(crate::desk::TriageArgs),
+    Triage(refnet_desk::TriageArgs),
     /// Desk client: your notifications, listed or marked read (needs --token).
-    Notifications(crate::desk::NotificationsArgs),
+    Notifications(refnet_desk::NotificationsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -598,14 +598,14 @@ pub async fn run() -> anyhow::Result<()> {
             crate::seed::run(&ctx, &fixtures, count, batch).await?;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
-        Command::Referral(args) => crate::desk::referral(args).await?,
-        Command::Inbox(args) => crate::desk::inbox(args).await?,
-        Command::Handoff(args) => crate::desk::handoff(args).await?,
-        Command::Message(args) => crate::desk::message(args).await?,
-        Command::Timeline(args) => crate::desk::timeline(args).await?,
-        Command::Protection(args) => crate::desk::protection(args).await?,
-        Command::Triage(args) => crate::desk::triage(args).await?,
-        Command::Notifications(args) => crate::desk::notifications(args).await?,
+        Command::Referral(args) => refnet_desk::referral(args).await?,
+        Command::Inbox(args) => refnet_desk::inbox(args).await?,
+        Command::Handoff(args) => refnet_desk::handoff(args).await?,
+        Command::Message(args) => refnet_desk::message(args).await?,
+        Command::Timeline(args) => refnet_desk::timeline(args).await?,
+        Command::Protection(args) => refnet_desk::protection(args).await?,
+        Command::Triage(args) => refnet_desk::triage(args).await?,
+        Command::Notifications(args) => refnet_desk::notifications(args).await?,
     }
     Ok(())
 }

@@ -9,7 +9,6 @@ pub mod announce;
 pub mod bench;
 pub mod cli;
 pub mod demo;
-mod desk;
 pub mod fixtures;
 pub mod insert_baseline;
 pub mod seed;

@@ -15,7 +15,7 @@ mod output;
 mod protection_watch;
 mod triage;
 
-pub(crate) use triage::{NotificationsArgs, TriageArgs, notifications, triage};
+pub use triage::{NotificationsArgs, TriageArgs, notifications, triage};
 
 use std::{io::Read as _, path::PathBuf, time::Duration};
 
@@ -80,7 +80,7 @@ pub(crate) struct Connection {
 
 /// `refnet referral ...`.
 #[derive(Debug, Args)]
-pub(crate) struct ReferralArgs {
+pub struct ReferralArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -129,7 +129,7 @@ enum ReferralCommand {
 
 /// `refnet inbox ...`.
 #[derive(Debug, Args)]
-pub(crate) struct InboxArgs {
+pub struct InboxArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -167,7 +167,7 @@ enum InboxCommand {
 
 /// `refnet handoff ...`.
 #[derive(Debug, Args)]
-pub(crate) struct HandoffArgs {
+pub struct HandoffArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -244,7 +244,7 @@ struct HandoffTarget {
 
 /// `refnet message ...`.
 #[derive(Debug, Args)]
-pub(crate) struct MessageArgs {
+pub struct MessageArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -267,7 +267,7 @@ enum MessageCommand {
 
 /// `refnet timeline REF`.
 #[derive(Debug, Args)]
-pub(crate) struct TimelineArgs {
+pub struct TimelineArgs {
     #[command(flatten)]
     connection: Connection,
     /// Referral id or reference code.
@@ -276,7 +276,7 @@ pub(crate) struct TimelineArgs {
 
 /// `refnet protection ...`.
 #[derive(Debug, Args)]
-pub(crate) struct ProtectionArgs {
+pub struct ProtectionArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -526,7 +526,7 @@ fn footer(next_page_token: &str, redactions: usize) -> String {
 }
 
 /// `refnet referral file|show|list|close`.
-pub(crate) async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
+pub async fn referral(args: ReferralArgs) -> anyhow::Result<()> {
     match args.command {
         ReferralCommand::File {
             file,
@@ -694,7 +694,7 @@ fn filed(reply: &pb::FileReferralResponse, key: &str) -> anyhow::Result<String> 
 }
 
 /// `refnet inbox list|watch`.
-pub(crate) async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
+pub async fn inbox(args: InboxArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     match args.command {
         InboxCommand::List {
@@ -874,7 +874,7 @@ fn print_inbox_event(desk: &Desk, event: &pb::InboxEvent) -> anyhow::Result<()> 
 }
 
 /// `refnet handoff show|ack|accept|decline|complete|withdraw|create|sent`.
-pub(crate) async fn handoff(args: HandoffArgs) -> anyhow::Result<()> {
+pub async fn handoff(args: HandoffArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     let (target, reason, transition) = match args.command {
         HandoffCommand::Show { id } => {
@@ -943,7 +943,7 @@ enum Transition {
 }
 
 /// `refnet message post`.
-pub(crate) async fn message(args: MessageArgs) -> anyhow::Result<()> {
+pub async fn message(args: MessageArgs) -> anyhow::Result<()> {
     match args.command {
         MessageCommand::Post {
             referral,
@@ -971,7 +971,7 @@ const MAX_PAGES: usize = 1000;
 
 /// `refnet timeline REF`: every event on the referral and every message on
 /// its thread, oldest first (messages in full where events only say one was posted).
-pub(crate) async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
+pub async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     let mut routing = desk.routing();
     let mut events: Vec<pb::TimelineEvent> = Vec::new();
@@ -1120,7 +1120,7 @@ fn prefixed(redactions: &[pb::Redaction], prefix: &str) -> Vec<pb::Redaction> {
 }
 
 /// `refnet protection request|show|list`.
-pub(crate) async fn protection(args: ProtectionArgs) -> anyhow::Result<()> {
+pub async fn protection(args: ProtectionArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     match args.command {
         ProtectionCommand::Request {

@@ -12,7 +12,7 @@ use super::{
 
 /// `refnet triage ...`.
 #[derive(Debug, Args)]
-pub(crate) struct TriageArgs {
+pub struct TriageArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -35,7 +35,7 @@ enum TriageCommand {
 
 /// `refnet notifications ...`.
 #[derive(Debug, Args)]
-pub(crate) struct NotificationsArgs {
+pub struct NotificationsArgs {
     #[command(flatten)]
     connection: Connection,
     #[command(subcommand)]
@@ -96,7 +96,7 @@ enum WebhookCommand {
 }
 
 /// `refnet triage list`.
-pub(crate) async fn triage(args: TriageArgs) -> anyhow::Result<()> {
+pub async fn triage(args: TriageArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     match args.command {
         TriageCommand::List { page, quiet } => {
@@ -145,7 +145,7 @@ pub(crate) async fn triage(args: TriageArgs) -> anyhow::Result<()> {
 }
 
 /// `refnet notifications list|read`.
-pub(crate) async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
+pub async fn notifications(args: NotificationsArgs) -> anyhow::Result<()> {
     let desk = Desk::connect(args.connection).await?;
     match args.command {
         NotificationsCommand::List {
