@@ -85,7 +85,7 @@ fn tokens(c: &mut Criterion) {
 }
 
 fn drafts() -> Vec<pb::ReferralDraft> {
-    refnet::fixtures::load(&refnet::fixtures::default_path())
+    refnet_devtools::fixtures::load(&refnet_devtools::fixtures::default_path())
         .expect("fixtures")
         .iter()
         .map(|f| f.draft())

@@ -181,7 +181,7 @@ async fn main() {
         .connect()
         .await
         .expect("connect");
-    refnet::insert_baseline::schema(ctx.db())
+    refnet_devtools::insert_baseline::schema(ctx.db())
         .await
         .expect("baseline schema");
     let clients = if pg { 16 } else { 1 };
@@ -209,10 +209,13 @@ async fn main() {
         let elapsed = start.elapsed();
         let handoffs = count(ctx.db(), "handoffs").await - handoffs_before;
         let per_s = n as f64 / elapsed.as_secs_f64();
-        let tps =
-            refnet::insert_baseline::run(ctx.db(), clients, elapsed.max(Duration::from_secs(3)))
-                .await
-                .expect("baseline");
+        let tps = refnet_devtools::insert_baseline::run(
+            ctx.db(),
+            clients,
+            elapsed.max(Duration::from_secs(3)),
+        )
+        .await
+        .expect("baseline");
         println!(
             "round {round}: {n} referrals ({handoffs} handoffs, {handled} events read) routed in {:.2} s = {per_s:.0} referrals/s, {:.0} events/s; baseline {tps:.0} tx/s; ratio {:.2}",
             elapsed.as_secs_f64(),

@@ -147,7 +147,7 @@ enum Command {
     },
     /// The load tool: drive RPCs against a fresh `refnet serve` and compare
     /// them with the health-check baseline of the same run (see BENCHMARKS.md).
-    Bench(crate::bench::BenchArgs),
+    Bench(refnet_devtools::bench::BenchArgs),
     /// Desk client: file a referral from JSON, show one, list them, close one (needs --token).
     Referral(refnet_desk::ReferralArgs),
     /// Desk client: your agency's inbox of handoffs, listed or watched live (needs --token).
@@ -373,7 +373,7 @@ pub async fn run() -> anyhow::Result<()> {
                 let _ = writeln!(
                     std::io::stderr(),
                     "{} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
-                    crate::announce::SERVING,
+                    refnet_core::announce::SERVING,
                     dir = data_dir.display()
                 );
             }
@@ -590,14 +590,15 @@ pub async fn run() -> anyhow::Result<()> {
         } => {
             apply_db_flags(&mut config, database_url, data_dir);
             refnet_core::telemetry::init(config.log_format, None, "refnet");
-            let fixtures =
-                crate::fixtures::load(&fixtures.unwrap_or_else(crate::fixtures::default_path))?;
+            let fixtures = refnet_devtools::fixtures::load(
+                &fixtures.unwrap_or_else(refnet_devtools::fixtures::default_path),
+            )?;
             // The same set-up as `refnet serve` (migrations, keys, demo
             // agencies), without serving.
             let ctx = AppContext::build(config.embedded()).await?;
-            crate::seed::run(&ctx, &fixtures, count, batch).await?;
+            refnet_devtools::seed::run(&ctx, &fixtures, count, batch).await?;
         }
-        Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Bench(args) => refnet_devtools::bench::run(args).await?,
         Command::Referral(args) => refnet_desk::referral(args).await?,
         Command::Inbox(args) => refnet_desk::inbox(args).await?,
         Command::Handoff(args) => refnet_desk::handoff(args).await?,

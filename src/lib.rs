@@ -5,13 +5,8 @@
 //! [`serve_all`], which mounts every service on one port (the embedded default
 //! on SQLite). Each service also has its own crate and binary under `services/`.
 
-pub mod announce;
-pub mod bench;
 pub mod cli;
 pub mod demo;
-pub mod fixtures;
-pub mod insert_baseline;
-pub mod seed;
 
 use std::future::Future;
 

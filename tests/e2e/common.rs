@@ -506,14 +506,14 @@ pub fn violations(status: &tonic::Status) -> Vec<String> {
 
 // ---- fixtures -------------------------------------------------------------
 
-pub use refnet::fixtures::Fixture;
+pub use refnet_devtools::fixtures::Fixture;
 
 /// The synthetic fixture referrals (a copy of shared/fixtures/referrals.jsonl).
 pub fn fixtures() -> &'static [Fixture] {
     static FIXTURES: OnceLock<Vec<Fixture>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let path = refnet::fixtures::default_path();
-        refnet::fixtures::load(&path)
+        let path = refnet_devtools::fixtures::default_path();
+        refnet_devtools::fixtures::load(&path)
             .unwrap_or_else(|e| panic!("fixtures at {}: {e}", path.display()))
     })
 }

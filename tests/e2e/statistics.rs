@@ -27,7 +27,7 @@ type Client = pb::statistics_service_client::StatisticsServiceClient<tonic::tran
 /// The synthetic fixture set, as filed history.
 async fn seed_fixtures(app: &TestApp) -> usize {
     let n = fixtures().len();
-    refnet::seed::run(&app.ctx, fixtures(), n as u64, n as u64)
+    refnet_devtools::seed::run(&app.ctx, fixtures(), n as u64, n as u64)
         .await
         .expect("seed the fixtures");
     n

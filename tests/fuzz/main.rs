@@ -75,7 +75,8 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 fn draft_seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let fixtures = refnet::fixtures::load(&refnet::fixtures::default_path()).expect("fixtures");
+        let fixtures = refnet_devtools::fixtures::load(&refnet_devtools::fixtures::default_path())
+            .expect("fixtures");
         let mut seeds: Vec<Vec<u8>> = fixtures
             .iter()
             .take(40)

@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod agencies;
+pub mod announce;
 pub mod audit;
 pub mod auth;
 pub mod boundary;

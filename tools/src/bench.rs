@@ -182,7 +182,7 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = crate::announce::served_address(&line)
+                if let Some(addr) = refnet_core::announce::served_address(&line)
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(addr.to_owned());

@@ -90,7 +90,7 @@ pub fn default_path() -> PathBuf {
     std::env::var_os("REFNET_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/referrals.jsonl")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/referrals.jsonl")
         })
 }
 
