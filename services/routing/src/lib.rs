@@ -19,12 +19,15 @@
 //! [`background`] starts the workers of a process that serves RoutingService.
 
 pub mod deadlines;
+pub(crate) mod decide;
 pub mod decisions;
 pub(crate) mod hub;
 pub mod lifecycle;
+pub(crate) mod manual;
 pub mod messages;
 pub mod rules;
 pub mod sampler;
+pub(crate) mod sent;
 pub mod service;
 pub mod timeline;
 pub(crate) mod transition;
