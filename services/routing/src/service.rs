@@ -163,7 +163,9 @@ impl RoutingService for Routing {
         &self,
         request: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
-        Ok(self.get_timeline_inner(request).await?.into_response())
+        Ok(crate::timeline::get(&self.ctx, request)
+            .await?
+            .into_response())
     }
 
     async fn watch_referral(

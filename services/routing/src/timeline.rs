@@ -217,52 +217,43 @@ pub async fn run(
     }
 }
 
-impl crate::service::Routing {
-    pub(crate) async fn get_timeline_inner(
-        &self,
-        request: Request<pb::GetTimelineRequest>,
-    ) -> ServiceResult<Reply<pb::GetTimelineResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
-        let mut v = Violations::new();
-        let reference = v.check("referral", ReferralRef::parse(&req.referral));
-        let page_size = v.page_size(req.page_size, 100, 500);
-        let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
-        let referral =
-            access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
-        let after = if req.page_token.is_empty() {
-            0
-        } else {
-            crate::timeline::open(&self.ctx, &req.page_token, referral, &principal.agency_id)
-                .ok_or_else(|| {
-                    ServiceError::invalid(
-                        "page_token",
-                        "is not a page token for this caller and referral",
-                    )
-                })?
-        };
-        let mut events = crate::timeline::events_after(
-            &self.ctx,
-            referral,
-            &principal.agency_id,
-            after,
-            page_size + 1,
-        )
-        .await?;
-        let more = events.len() as u64 > page_size;
-        events.truncate(page_size as usize);
-        let items = crate::timeline::items(&self.ctx, &principal, &call, referral, &events).await?;
-        let next_page_token = if more {
-            items.last().map(|i| i.cursor.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let response = pb::GetTimelineResponse {
-            events: items,
-            next_page_token,
-            redactions: Vec::new(),
-        };
-        reply(&self.ctx, &principal, &call, None, response).await
-    }
+/// GetTimeline: a referral's events for a party, oldest first, by pages.
+pub(crate) async fn get(
+    ctx: &AppContext,
+    request: Request<pb::GetTimelineRequest>,
+) -> ServiceResult<Reply<pb::GetTimelineResponse>> {
+    let principal = Principal::of(&request)?.clone();
+    let call = CallInfo::of(&request);
+    let req = request.into_inner();
+    let mut v = Violations::new();
+    let reference = v.check("referral", ReferralRef::parse(&req.referral));
+    let page_size = v.page_size(req.page_size, 100, 500);
+    let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
+    let referral = access::visible_referral(ctx.db(), &principal.agency_id, &reference).await?;
+    let after = if req.page_token.is_empty() {
+        0
+    } else {
+        open(ctx, &req.page_token, referral, &principal.agency_id).ok_or_else(|| {
+            ServiceError::invalid(
+                "page_token",
+                "is not a page token for this caller and referral",
+            )
+        })?
+    };
+    let mut events =
+        events_after(ctx, referral, &principal.agency_id, after, page_size + 1).await?;
+    let more = events.len() as u64 > page_size;
+    events.truncate(page_size as usize);
+    let items = items(ctx, &principal, &call, referral, &events).await?;
+    let next_page_token = if more {
+        items.last().map(|i| i.cursor.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let response = pb::GetTimelineResponse {
+        events: items,
+        next_page_token,
+        redactions: Vec::new(),
+    };
+    reply(ctx, &principal, &call, None, response).await
 }
