@@ -90,18 +90,18 @@ enum Command {
     /// Redaction policy files.
     Policy {
         #[command(subcommand)]
-        command: PolicyCommand,
+        command: crate::files::PolicyCommand,
     },
     /// Who may call which RPC: prints the table (one line per RPC), or
     /// checks an override file (it may only tighten).
     Permissions {
         #[command(subcommand)]
-        command: Option<PermissionsCommand>,
+        command: Option<crate::files::PermissionsCommand>,
     },
     /// Routing rule files.
     Rules {
         #[command(subcommand)]
-        command: RulesCommand,
+        command: crate::files::RulesCommand,
     },
     /// The audit log.
     Audit {
@@ -165,45 +165,6 @@ enum Command {
     Triage(refnet_desk::TriageArgs),
     /// Desk client: your notifications, listed or marked read (needs --token).
     Notifications(refnet_desk::NotificationsArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum PolicyCommand {
-    /// Validate a policy file and print its effective matrix.
-    Check {
-        /// The policy file (TOML).
-        file: PathBuf,
-    },
-    /// Print the policy compiled into refnet.
-    Show,
-}
-
-#[derive(Debug, Subcommand)]
-enum PermissionsCommand {
-    /// Validate an override file (no wider than the built-in table) and print it.
-    Check {
-        /// The permissions file (TOML).
-        file: PathBuf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum RulesCommand {
-    /// Validate a rule file and list its rules.
-    Check {
-        /// The rule file (TOML).
-        file: PathBuf,
-    },
-    /// Show which rules fire for a referral's routing facts given as JSON
-    /// (`child`, `nationality`, `purposes`, `needs`, `classification`, `county`,
-    /// `urgency`, `filing_agency_kind`, `employer_involved`).
-    Explain {
-        /// The facts (JSON file, or - for standard input).
-        facts: PathBuf,
-        /// A rule file instead of the built-in rules.
-        #[arg(long)]
-        rules: Option<PathBuf>,
-    },
 }
 
 /// Where the command's database is.
@@ -454,88 +415,9 @@ pub async fn run() -> anyhow::Result<()> {
                 export.dropped
             );
         }
-        Command::Policy { command } => match command {
-            PolicyCommand::Check { file } => {
-                let policy = refnet_core::policy::Policy::load(&file)?;
-                println!("{}: valid\n", file.display());
-                print!("{}", policy.matrix());
-            }
-            PolicyCommand::Show => {
-                print!(
-                    "{}",
-                    refnet_core::policy::Policy::default_policy()?.matrix()
-                );
-            }
-        },
-        Command::Permissions { command } => match command {
-            None => print!(
-                "{}",
-                refnet_core::permissions::Permissions::default_permissions()?.matrix()
-            ),
-            Some(PermissionsCommand::Check { file }) => {
-                let permissions = refnet_core::permissions::Permissions::load_override(&file)?;
-                println!(
-                    "{}: valid (no wider than the built-in permissions)\n",
-                    file.display()
-                );
-                print!("{}", permissions.matrix());
-            }
-        },
-        Command::Rules { command } => match command {
-            RulesCommand::Check { file } => {
-                let rules = refnet_routing::rules::RuleSet::load(&file)?;
-                println!("{}: valid", file.display());
-                print!("{}", rules.describe());
-            }
-            RulesCommand::Explain { facts, rules } => {
-                let rules = match rules {
-                    Some(file) => refnet_routing::rules::RuleSet::load(&file)?,
-                    None => refnet_routing::rules::RuleSet::default_rules()?,
-                };
-                let text = if facts.as_os_str() == "-" {
-                    std::io::read_to_string(std::io::stdin())?
-                } else {
-                    std::fs::read_to_string(&facts).with_context(|| facts.display().to_string())?
-                };
-                let facts: refnet_routing::rules::RoutingFacts =
-                    serde_json::from_str(&text).context("routing facts JSON")?;
-                println!("rule set {}", rules.version());
-                for (id, outcome) in rules.explain(&facts) {
-                    match outcome {
-                        Ok(h) => println!(
-                            "  fires   {id:<32} -> {} ({})",
-                            refnet_core::auth::agency_kind_name(h.to),
-                            h.purpose
-                        ),
-                        Err(why) => println!("  skipped {id:<32} {why}"),
-                    }
-                }
-                let routed: Vec<String> = rules
-                    .route(&facts)
-                    .into_iter()
-                    .map(|h| {
-                        format!(
-                            "{} (rule {})",
-                            refnet_core::auth::agency_kind_name(h.to),
-                            h.rule_id
-                        )
-                    })
-                    .collect();
-                if routed.is_empty() {
-                    let fallback = rules.fallback();
-                    println!(
-                        "handoffs: none\nfallback: NEEDS_ROUTING; the filing agency's supervisors are notified and must route it within {} h, then {} is told",
-                        fallback.route_within(&facts.urgency).num_hours(),
-                        refnet_core::auth::agency_kind_name(fallback.escalate_to)
-                    );
-                } else {
-                    println!("handoffs: {}", routed.join(", "));
-                    println!(
-                        "fallback: a kind with no active agency in reach sends the referral to triage (NEEDS_ROUTING) as well"
-                    );
-                }
-            }
-        },
+        Command::Policy { command } => crate::files::policy(command)?,
+        Command::Permissions { command } => crate::files::permissions(command)?,
+        Command::Rules { command } => crate::files::rules(command)?,
         Command::Audit {
             command:
                 AuditCommand::Verify {

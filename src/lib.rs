@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod demo;
+mod files;
 
 use std::future::Future;
 

@@ -8,6 +8,7 @@
 
 pub mod deadlines;
 pub mod service;
+pub mod steps;
 pub mod store;
 pub mod watch;
 
@@ -18,7 +19,8 @@ use refnet_api::v1::{
 use refnet_core::AppContext;
 use tonic::{Request, Response, Status};
 
-pub use service::{Protection, Step};
+pub use service::Protection;
+pub use steps::Step;
 
 /// Starts the background task of a process serving the
 /// WitnessProtectionService: the deadline worker (unless `routing_worker` is
