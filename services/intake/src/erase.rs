@@ -34,8 +34,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
+    changes::bump_version,
     entities::{referral, subject, subject_identifier},
-    store::{RELATION_FILER, bump_version},
+    store::RELATION_FILER,
 };
 
 /// What an erasure destroys, as the audit record's field paths.

@@ -6,8 +6,11 @@
 //! that this crate's own binary serves alone.
 
 pub mod audit_service;
+pub mod changes;
 pub mod entities;
 pub mod erase;
+pub mod filing;
+pub mod listing;
 pub mod seed;
 pub mod service;
 pub mod store;

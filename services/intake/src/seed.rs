@@ -17,7 +17,7 @@ use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
 
 use crate::{
     entities::{referral, subject, subject_identifier},
-    store::NewReferral,
+    filing::NewReferral,
 };
 
 /// Rows per INSERT statement: far below SQLite's 32,766 and PostgreSQL's

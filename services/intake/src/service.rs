@@ -14,7 +14,12 @@ use refnet_core::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::store::{self, ConsentChange, FileCommand, ListFilter};
+use crate::{
+    changes::{self, ConsentChange},
+    filing::{self, FileCommand},
+    listing::{self, ListFilter},
+    store,
+};
 
 /// Default and largest page sizes of `ListReferrals`.
 const DEFAULT_PAGE: u64 = 50;
@@ -102,7 +107,7 @@ impl Intake {
         let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
         let (key, content) = v.finish(|| Some((key?, content?)))?;
         let digest = sha256(&req.draft.unwrap_or_default().encode_to_vec());
-        let filed = store::file(
+        let filed = filing::file(
             &self.ctx,
             &principal,
             FileCommand {
@@ -192,7 +197,7 @@ impl Intake {
             filed_after,
             filed_before,
         };
-        let (rows, more) = store::list(&self.ctx, &principal, &filter, cursor, page_size).await?;
+        let (rows, more) = listing::list(&self.ctx, &principal, &filter, cursor, page_size).await?;
         let next_page_token = match (more, rows.last()) {
             (true, Some(last)) => {
                 paging::seal(self.ctx.keys(), &principal.agency_id, &digest, last.id)
@@ -220,7 +225,7 @@ impl Intake {
         let version = expected_version(&mut v, req.expected_version);
         let content = ReferralContent::from_draft(&mut v, "draft", req.draft.as_ref(), today());
         let (reference, version, content) = v.finish(|| Some((reference?, version?, content?)))?;
-        let loaded = store::amend(&self.ctx, &principal, reference, version, content).await?;
+        let loaded = changes::amend(&self.ctx, &principal, reference, version, content).await?;
         let response = pb::AmendReferralResponse {
             referral: Some(loaded.referral),
             redactions: Vec::new(),
@@ -250,7 +255,7 @@ impl Intake {
         }
         let (reference, version, consent) =
             v.finish(|| Some((reference?, version?, req.consent?)))?;
-        let loaded = store::change_consent(
+        let loaded = changes::change_consent(
             &self.ctx,
             &principal,
             reference,
@@ -286,7 +291,7 @@ impl Intake {
             e.as_str_name()
         });
         let (reference, version) = v.finish(|| Some((reference?, version?)))?;
-        let loaded = store::change_consent(
+        let loaded = changes::change_consent(
             &self.ctx,
             &principal,
             reference,
