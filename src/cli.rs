@@ -284,202 +284,41 @@ pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Demo { data_dir } => {
-            let (dir, temporary) = match data_dir {
-                Some(dir) => (dir, false),
-                None => (
-                    std::env::temp_dir()
-                        .join(format!("refnet-demo-{}", uuid::Uuid::new_v4().simple())),
-                    true,
-                ),
-            };
-            // No log subscriber: the demo prints its own story.
-            let result = crate::demo::run(dir.clone()).await;
-            if temporary {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            result?;
-        }
+        Command::Demo { data_dir } => demo(data_dir).await?,
         Command::Serve {
             listen,
             data_dir,
             database_url,
-        } => {
-            if let Some(listen) = listen {
-                config.listen = listen;
-            }
-            if let Some(dir) = data_dir {
-                config.data_dir = dir;
-            }
-            if let Some(url) = database_url {
-                config.database_url = Some(url.into());
-            }
-            let config = config.embedded();
-            let telemetry = refnet_core::telemetry::init(
-                config.log_format,
-                config.otlp_endpoint.as_deref(),
-                "refnet",
-            );
-            let data_dir = config.data_dir.clone();
-            let log_format = config.log_format;
-            let ctx = AppContext::build(config).await?;
-            let listener = tokio::net::TcpListener::bind(ctx.config().listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", ctx.config().listen))?;
-            let addr = listener.local_addr()?;
-            // For a person (JSON logs carry the address in their "serving"
-            // line instead, so a collector reads nothing but JSON). A closed
-            // stderr must not bring the server down: ignore write errors.
-            if log_format == LogFormat::Pretty {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
-                    refnet_core::announce::SERVING,
-                    dir = data_dir.display()
-                );
-            }
-            let served =
-                crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await;
-            telemetry.shutdown();
-            served?;
-        }
+        } => serve(config, listen, data_dir, database_url).await?,
         Command::Migrate {
             database_url,
             data_dir,
-        } => {
-            apply_db_flags(&mut config, database_url, data_dir);
-            refnet_core::telemetry::init(config.log_format, None, "refnet");
-            if config.is_sqlite() {
-                std::fs::create_dir_all(&config.data_dir)?;
-            }
-            let conn = db::connect(&config.database_url()).await?;
-            db::migrate(&conn).await?;
-            println!("migrations applied");
-        }
+        } => migrate(config, database_url, data_dir).await?,
         Command::Agencies {
             data_dir,
             database_url,
-        } => {
-            apply_db_flags(&mut config, database_url, data_dir);
-            let conn = existing_db(&config).await?;
-            for agency in agencies::load_all(&conn).await? {
-                println!(
-                    "{}\t{}\t{}",
-                    agency.id,
-                    agency_kind_name(agency.kind),
-                    agency.name
-                );
-            }
-        }
+        } => list_agencies(config, data_dir, database_url).await?,
         Command::Access { command } => run_access(&mut config, command).await?,
-        Command::Keys {
-            command:
-                KeysCommand::Rotate {
-                    to_key_file,
-                    batch,
-                    db,
-                },
-        } => {
-            apply_db_flags(&mut config, db.database_url, db.data_dir);
-            let conn = existing_db(&config).await?;
-            let (master, others) = refnet_core::keys::configured(&config, false)?;
-            let keys = refnet_core::keys::load(&conn, master, others).await?;
-            let to = refnet_core::crypto::MasterKey::load_or_generate(&to_key_file, false)?;
-            let done = refnet_core::keys::rotate(&conn, &keys, &to, batch).await?;
-            let left = refnet_core::keys::wrapped_by_others(&conn, to.id()).await?;
-            println!(
-                "re-wrapped {} data keys{} under master key {}; {left} left under other keys",
-                done.data_keys,
-                if done.root { " and the key root" } else { "" },
-                to.id()
-            );
-        }
-        Command::Export {
-            command: ExportCommand::Htcds { since, out, k, db },
-        } => {
-            apply_db_flags(&mut config, db.database_url, db.data_dir);
-            let conn = existing_db(&config).await?;
-            let k = k.unwrap_or(config.statistics.k).max(2);
-            let since = since
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|d| d.and_utc());
-            let export = refnet_statistics::export_htcds(&conn, since, k).await?;
-            std::fs::write(&out, refnet_statistics::export::to_csv(&export))
-                .with_context(|| out.display().to_string())?;
-            println!(
-                "wrote {} records to {} (k = {k}, generalisation level {} of {}); dropped {} that stayed in groups under k",
-                export.rows.len(),
-                out.display(),
-                export.level,
-                refnet_statistics::export::TOP_LEVEL,
-                export.dropped
-            );
-        }
+        Command::Keys { command } => rotate_keys(config, command).await?,
+        Command::Export { command } => export(config, command).await?,
         Command::Policy { command } => crate::files::policy(command)?,
         Command::Permissions { command } => crate::files::permissions(command)?,
         Command::Rules { command } => crate::files::rules(command)?,
-        Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    database_url,
-                    data_dir,
-                },
-        } => {
-            apply_db_flags(&mut config, database_url, data_dir);
-            let conn = existing_db(&config).await?;
-            match refnet_core::audit::verify(&conn).await? {
-                Ok(n) => println!("audit log intact: {n} records"),
-                Err(broken) => bail!("audit log broken: {broken}"),
-            }
-        }
+        Command::Audit { command } => audit(config, command).await?,
         Command::Token {
             data_dir,
             agency,
             role,
             officer,
             ttl,
-        } => {
-            apply_db_flags(&mut config, None, data_dir);
-            let roles = role;
-            let conn = existing_db(&config).await?;
-            let Some(found) = agencies::load_all(&conn)
-                .await?
-                .into_iter()
-                .find(|a| a.id == agency)
-            else {
-                bail!("no agency {agency:?}: see `refnet agencies`");
-            };
-            let signer = devkeys::DevSigner::load(
-                &config.data_dir,
-                &config.auth.issuer,
-                &config.auth.audience,
-            )?;
-            let token = signer.mint(&devkeys::TokenRequest {
-                officer_id: officer,
-                agency_id: found.id,
-                agency_kind: found.kind,
-                roles,
-                ttl: ttl.into(),
-            })?;
-            println!("{token}");
-        }
+        } => token(config, data_dir, agency, role, officer, ttl).await?,
         Command::Seed {
             count,
             batch,
             data_dir,
             database_url,
             fixtures,
-        } => {
-            apply_db_flags(&mut config, database_url, data_dir);
-            refnet_core::telemetry::init(config.log_format, None, "refnet");
-            let fixtures = refnet_devtools::fixtures::load(
-                &fixtures.unwrap_or_else(refnet_devtools::fixtures::default_path),
-            )?;
-            // The same set-up as `refnet serve` (migrations, keys, demo
-            // agencies), without serving.
-            let ctx = AppContext::build(config.embedded()).await?;
-            refnet_devtools::seed::run(&ctx, &fixtures, count, batch).await?;
-        }
+        } => seed(config, count, batch, data_dir, database_url, fixtures).await?,
         Command::Bench(args) => refnet_devtools::bench::run(args).await?,
         Command::Referral(args) => refnet_desk::referral(args).await?,
         Command::Inbox(args) => refnet_desk::inbox(args).await?,
@@ -490,6 +329,217 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Triage(args) => refnet_desk::triage(args).await?,
         Command::Notifications(args) => refnet_desk::notifications(args).await?,
     }
+    Ok(())
+}
+
+/// `refnet demo`.
+async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let (dir, temporary) = match data_dir {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("refnet-demo-{}", uuid::Uuid::new_v4().simple())),
+            true,
+        ),
+    };
+    // No log subscriber: the demo prints its own story.
+    let result = crate::demo::run(dir.clone()).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result?;
+    Ok(())
+}
+
+/// `refnet serve`: every service on one port until SIGTERM or Ctrl-C.
+async fn serve(
+    mut config: Config,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = database_url {
+        config.database_url = Some(url.into());
+    }
+    let config = config.embedded();
+    let telemetry =
+        refnet_core::telemetry::init(config.log_format, config.otlp_endpoint.as_deref(), "refnet");
+    let data_dir = config.data_dir.clone();
+    let log_format = config.log_format;
+    let ctx = AppContext::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(ctx.config().listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", ctx.config().listen))?;
+    let addr = listener.local_addr()?;
+    // For a person (JSON logs carry the address in their "serving"
+    // line instead, so a collector reads nothing but JSON). A closed
+    // stderr must not bring the server down: ignore write errors.
+    if log_format == LogFormat::Pretty {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+            refnet_core::announce::SERVING,
+            dir = data_dir.display()
+        );
+    }
+    let served = crate::serve_all(&ctx, listener, refnet_core::server::shutdown_signal()).await;
+    telemetry.shutdown();
+    served?;
+    Ok(())
+}
+
+/// `refnet migrate`.
+async fn migrate(
+    mut config: Config,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    apply_db_flags(&mut config, database_url, data_dir);
+    refnet_core::telemetry::init(config.log_format, None, "refnet");
+    if config.is_sqlite() {
+        std::fs::create_dir_all(&config.data_dir)?;
+    }
+    let conn = db::connect(&config.database_url()).await?;
+    db::migrate(&conn).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// `refnet agencies`: id, kind and name of each agency.
+async fn list_agencies(
+    mut config: Config,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    apply_db_flags(&mut config, database_url, data_dir);
+    let conn = existing_db(&config).await?;
+    for agency in agencies::load_all(&conn).await? {
+        println!(
+            "{}\t{}\t{}",
+            agency.id,
+            agency_kind_name(agency.kind),
+            agency.name
+        );
+    }
+    Ok(())
+}
+
+/// `refnet keys rotate`.
+async fn rotate_keys(mut config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Rotate {
+        to_key_file,
+        batch,
+        db,
+    } = command;
+    apply_db_flags(&mut config, db.database_url, db.data_dir);
+    let conn = existing_db(&config).await?;
+    let (master, others) = refnet_core::keys::configured(&config, false)?;
+    let keys = refnet_core::keys::load(&conn, master, others).await?;
+    let to = refnet_core::crypto::MasterKey::load_or_generate(&to_key_file, false)?;
+    let done = refnet_core::keys::rotate(&conn, &keys, &to, batch).await?;
+    let left = refnet_core::keys::wrapped_by_others(&conn, to.id()).await?;
+    println!(
+        "re-wrapped {} data keys{} under master key {}; {left} left under other keys",
+        done.data_keys,
+        if done.root { " and the key root" } else { "" },
+        to.id()
+    );
+    Ok(())
+}
+
+/// `refnet export htcds`.
+async fn export(mut config: Config, command: ExportCommand) -> anyhow::Result<()> {
+    let ExportCommand::Htcds { since, out, k, db } = command;
+    apply_db_flags(&mut config, db.database_url, db.data_dir);
+    let conn = existing_db(&config).await?;
+    let k = k.unwrap_or(config.statistics.k).max(2);
+    let since = since
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc());
+    let export = refnet_statistics::export_htcds(&conn, since, k).await?;
+    std::fs::write(&out, refnet_statistics::export::to_csv(&export))
+        .with_context(|| out.display().to_string())?;
+    println!(
+        "wrote {} records to {} (k = {k}, generalisation level {} of {}); dropped {} that stayed in groups under k",
+        export.rows.len(),
+        out.display(),
+        export.level,
+        refnet_statistics::export::TOP_LEVEL,
+        export.dropped
+    );
+    Ok(())
+}
+
+/// `refnet audit verify`.
+async fn audit(mut config: Config, command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify {
+        database_url,
+        data_dir,
+    } = command;
+    apply_db_flags(&mut config, database_url, data_dir);
+    let conn = existing_db(&config).await?;
+    match refnet_core::audit::verify(&conn).await? {
+        Ok(n) => println!("audit log intact: {n} records"),
+        Err(broken) => bail!("audit log broken: {broken}"),
+    }
+    Ok(())
+}
+
+/// `refnet token`: a development token `refnet serve` on this data directory accepts.
+async fn token(
+    mut config: Config,
+    data_dir: Option<PathBuf>,
+    agency: String,
+    role: Vec<String>,
+    officer: String,
+    ttl: humantime::Duration,
+) -> anyhow::Result<()> {
+    apply_db_flags(&mut config, None, data_dir);
+    let roles = role;
+    let conn = existing_db(&config).await?;
+    let Some(found) = agencies::load_all(&conn)
+        .await?
+        .into_iter()
+        .find(|a| a.id == agency)
+    else {
+        bail!("no agency {agency:?}: see `refnet agencies`");
+    };
+    let signer =
+        devkeys::DevSigner::load(&config.data_dir, &config.auth.issuer, &config.auth.audience)?;
+    let token = signer.mint(&devkeys::TokenRequest {
+        officer_id: officer,
+        agency_id: found.id,
+        agency_kind: found.kind,
+        roles,
+        ttl: ttl.into(),
+    })?;
+    println!("{token}");
+    Ok(())
+}
+
+/// `refnet seed`: synthetic closed history for the growth benchmark.
+async fn seed(
+    mut config: Config,
+    count: u64,
+    batch: u64,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    fixtures: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    apply_db_flags(&mut config, database_url, data_dir);
+    refnet_core::telemetry::init(config.log_format, None, "refnet");
+    let fixtures = refnet_devtools::fixtures::load(
+        &fixtures.unwrap_or_else(refnet_devtools::fixtures::default_path),
+    )?;
+    // The same set-up as `refnet serve` (migrations, keys, demo
+    // agencies), without serving.
+    let ctx = AppContext::build(config.embedded()).await?;
+    refnet_devtools::seed::run(&ctx, &fixtures, count, batch).await?;
     Ok(())
 }
 
