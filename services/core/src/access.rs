@@ -215,6 +215,16 @@ pub async fn visible_referral<C: ConnectionTrait>(
     agency_id: &str,
     reference: &crate::domain::ReferralRef,
 ) -> Result<Uuid, ServiceError> {
+    Ok(visible_party(db, agency_id, reference).await?.0)
+}
+
+/// [`visible_referral`], with when the agency stopped being a full party
+/// (a FORMER recipient, see [`former_since`]), read in the same query.
+pub async fn visible_party<C: ConnectionTrait>(
+    db: &C,
+    agency_id: &str,
+    reference: &crate::domain::ReferralRef,
+) -> Result<(Uuid, Option<chrono::DateTime<chrono::Utc>>), ServiceError> {
     use crate::{domain::ReferralRef, entities::referral_party};
     let id = match reference {
         ReferralRef::Id(id) => Some(*id),
@@ -236,7 +246,7 @@ pub async fn visible_referral<C: ConnectionTrait>(
     referral_party::Entity::find_by_id((id, agency_id.to_owned()))
         .one(db)
         .await?
-        .map(|_| id)
+        .map(|p| (id, (p.relation == FORMER).then_some(p.since)))
         .ok_or(ServiceError::NotFound)
 }
 

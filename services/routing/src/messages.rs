@@ -100,11 +100,9 @@ pub async fn post(
         v.add("body", "is required");
     }
     let (reference, key, body) = v.finish(|| Some((reference?, key?, body?)))?;
-    let referral_id = access::visible_referral(ctx.db(), &principal.agency_id, &reference).await?;
-    if access::former_since(ctx.db(), referral_id, &principal.agency_id)
-        .await?
-        .is_some()
-    {
+    let (referral_id, former) =
+        access::visible_party(ctx.db(), &principal.agency_id, &reference).await?;
+    if former.is_some() {
         return Err(ServiceError::FailedPrecondition(
             "your agency's handoff of this referral was withdrawn; it can no longer post".into(),
         ));
@@ -184,7 +182,8 @@ pub async fn list(
     let reference = v.check("referral", ReferralRef::parse(&req.referral));
     let page_size = v.page_size(req.page_size, 50, 200);
     let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
-    let referral_id = access::visible_referral(ctx.db(), &principal.agency_id, &reference).await?;
+    let (referral_id, former) =
+        access::visible_party(ctx.db(), &principal.agency_id, &reference).await?;
     let after = if req.page_token.is_empty() {
         None
     } else {
@@ -205,7 +204,7 @@ pub async fn list(
     };
     let mut q = message::Entity::find().filter(message::Column::ReferralId.eq(referral_id));
     // A former recipient keeps what was posted up to its withdrawal, and its own.
-    if let Some(until) = access::former_since(ctx.db(), referral_id, &principal.agency_id).await? {
+    if let Some(until) = former {
         q = q.filter(
             sea_orm::Condition::any()
                 .add(message::Column::PostedAt.lte(until))

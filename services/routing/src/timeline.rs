@@ -85,19 +85,19 @@ fn item(
 }
 
 /// The events of `referral` after `after`, at most `limit`, that `agency`
-/// may follow: a former recipient (its accepted handoff was withdrawn) sees
-/// the events up to its withdrawal, nothing newer.
+/// may follow: a former recipient (its accepted handoff was withdrawn at
+/// `until`) sees the events up to its withdrawal, nothing newer.
 pub async fn events_after(
     ctx: &AppContext,
     referral: Uuid,
-    agency: &str,
+    until: Option<chrono::DateTime<chrono::Utc>>,
     after: i64,
     limit: u64,
 ) -> ServiceResult<Vec<event::Model>> {
     let mut q = event::Entity::find()
         .filter(event::Column::ReferralId.eq(referral))
         .filter(event::Column::Seq.gt(after));
-    if let Some(until) = refnet_core::access::former_since(ctx.db(), referral, agency).await? {
+    if let Some(until) = until {
         q = q.filter(event::Column::OccurredAt.lte(until));
     }
     Ok(q.order_by_asc(event::Column::Seq)
@@ -155,6 +155,26 @@ pub async fn items(
     Ok(out)
 }
 
+/// The stream's next events after `after`; when they hold a withdrawal of a
+/// handoff to `agency`, its cutoff is read into `until` and applied.
+async fn next_events(
+    ctx: &AppContext,
+    referral: Uuid,
+    agency: &str,
+    until: &mut Option<chrono::DateTime<chrono::Utc>>,
+    after: i64,
+) -> ServiceResult<Vec<event::Model>> {
+    let mut batch = events_after(ctx, referral, *until, after, 200).await?;
+    let withdrawn = EventKind::HandoffWithdrawn.as_str();
+    if until.is_none() && batch.iter().any(|e| e.kind == withdrawn) {
+        *until = refnet_core::access::former_since(ctx.db(), referral, agency).await?;
+        if let Some(cutoff) = *until {
+            batch.retain(|e| e.occurred_at <= cutoff);
+        }
+    }
+    Ok(batch)
+}
+
 /// Feeds `tx` with `referral`'s events after `after` until the client goes away.
 pub async fn run(
     ctx: AppContext,
@@ -164,11 +184,22 @@ pub async fn run(
     mut after: i64,
     tx: mpsc::Sender<Result<pb::TimelineEvent, tonic::Status>>,
 ) {
+    // A former recipient's cutoff, read once, and again only when the stream
+    // meets a withdrawal (the only change that sets it).
+    let mut until =
+        match refnet_core::access::former_since(ctx.db(), referral, &principal.agency_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = tx.send(Err(e.into_status())).await;
+                return;
+            }
+        };
     loop {
         let signal = ctx.event_signal().notified();
         tokio::pin!(signal);
         signal.as_mut().enable();
-        let batch = match events_after(&ctx, referral, &principal.agency_id, after, 200).await {
+        let batch = match next_events(&ctx, referral, &principal.agency_id, &mut until, after).await
+        {
             Ok(b) => b,
             Err(e) => {
                 let _ = tx.send(Err(e.into_status())).await;
@@ -229,7 +260,8 @@ pub(crate) async fn get(
     let reference = v.check("referral", ReferralRef::parse(&req.referral));
     let page_size = v.page_size(req.page_size, 100, 500);
     let (reference, page_size) = v.finish(|| Some((reference?, page_size?)))?;
-    let referral = access::visible_referral(ctx.db(), &principal.agency_id, &reference).await?;
+    let (referral, until) =
+        access::visible_party(ctx.db(), &principal.agency_id, &reference).await?;
     let after = if req.page_token.is_empty() {
         0
     } else {
@@ -240,8 +272,7 @@ pub(crate) async fn get(
             )
         })?
     };
-    let mut events =
-        events_after(ctx, referral, &principal.agency_id, after, page_size + 1).await?;
+    let mut events = events_after(ctx, referral, until, after, page_size + 1).await?;
     let more = events.len() as u64 > page_size;
     events.truncate(page_size as usize);
     let items = items(ctx, &principal, &call, referral, &events).await?;
