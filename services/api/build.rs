@@ -121,6 +121,7 @@ fn redact_impls(encoded: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
         let mut body = String::new();
         let mut statics = String::new();
         let mut has_redactions = false;
+        let mut free: Vec<String> = Vec::new();
         for field in message.fields() {
             if field.containing_oneof().is_some() || field.is_map() {
                 return Err(format!(
@@ -173,17 +174,34 @@ fn redact_impls(encoded: &[u8]) -> Result<String, Box<dyn std::error::Error>> {
                 }
             };
             writeln!(body, "        v.{call}(&{info}, &mut self.{f});")?;
+            match call {
+                "string" if free_text => free.push(format!("!self.{f}.is_empty()")),
+                "strings" if free_text => {
+                    free.push(format!("self.{f}.iter().any(|s| !s.is_empty())"))
+                }
+                "message" => free.push(format!(
+                    "self.{f}.as_ref().is_some_and(Redact::holds_free_text)"
+                )),
+                "messages" => free.push(format!("self.{f}.iter().any(Redact::holds_free_text)")),
+                _ => {}
+            }
         }
         let redactions = if has_redactions {
             "    fn redactions_mut(&mut self) -> Option<&mut Vec<Redaction>> {\n        Some(&mut self.redactions)\n    }\n"
         } else {
             ""
         };
+        let holds = if free.is_empty() {
+            "false".to_owned()
+        } else {
+            free.join("\n            || ")
+        };
+        let holds = format!("    fn holds_free_text(&self) -> bool {{\n        {holds}\n    }}\n");
         // A message without fields (GetWebhookRequest) visits nothing.
         let visitor = if body.is_empty() { "_v" } else { "v" };
         write!(
             code,
-            "{statics}\nimpl Redact for {ty} {{\n    fn redact<V: Visitor>(&mut self, {visitor}: &mut V) {{\n{body}    }}\n{redactions}}}\n\n"
+            "{statics}\nimpl Redact for {ty} {{\n    fn redact<V: Visitor>(&mut self, {visitor}: &mut V) {{\n{body}    }}\n{holds}{redactions}}}\n\n"
         )?;
     }
     Ok(code)

@@ -174,7 +174,7 @@ async fn decline_needs_a_reason_and_is_redacted_per_viewer(app: &TestApp) {
             .await,
         1
     );
-    use refnet_core::entities::handoff;
+    use refnet_routing::entities::handoff;
     use sea_orm::EntityTrait;
     let row = handoff::Entity::find_by_id(uuid::Uuid::parse_str(&h.id).expect("id"))
         .one(&app.db().await)

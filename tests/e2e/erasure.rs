@@ -840,7 +840,10 @@ async fn retention_erases_long_closed_referrals(app: &TestApp) {
     // until a supervisor closes it, and the period counts from then.
     decline(app, &mut routing, &h, "health-nairobi", "no capacity").await;
     let row = referral_row(app, &guarded.id).await;
-    assert_eq!(row.status, "REFERRAL_STATUS_NEEDS_ROUTING");
+    assert_eq!(
+        row.status,
+        refnet_core::states::ReferralStatus::NeedsRouting
+    );
     assert_eq!(row.closed_at, None);
     close(app, &mut routing, &guarded.id).await;
     let row = referral_row(app, &guarded.id).await;

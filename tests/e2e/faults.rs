@@ -506,7 +506,8 @@ on_both!(duplicate_events_create_nothing_twice);
 /// consumer's redelivery). Nothing is created twice: handoffs, their events,
 /// parties and notifications stay as they were.
 async fn duplicate_events_create_nothing_twice(app: &TestApp) {
-    use refnet_core::entities::{consumer_checkpoint, event};
+    use refnet_core::entities::event;
+    use refnet_routing::entities::consumer_checkpoint;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
     let db = app.db().await;
     let mut filed = Vec::new();

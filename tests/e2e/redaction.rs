@@ -12,7 +12,8 @@ use crate::{
 on_both!(
     labour_sees_masks_and_the_reasons,
     consent_changes_the_next_reply,
-    policy_errors_and_unknown_roles
+    policy_errors_and_unknown_roles,
+    free_text_without_its_subject_is_refused
 );
 
 fn subject(reply: &pb::GetReferralResponse) -> pb::Subject {
@@ -243,5 +244,58 @@ async fn policy_errors_and_unknown_roles(app: &TestApp) {
             .redactions
             .iter()
             .all(|r| r.reason == pb::RedactionReason::Role as i32)
+    );
+}
+
+/// The boundary refuses a reply that holds free text but names no subject
+/// (it could only be redacted by pattern, so a name would pass); about the
+/// referral, it resolves the subject itself and the name is withheld.
+async fn free_text_without_its_subject_is_refused(app: &TestApp) {
+    use refnet_core::{
+        ServiceError,
+        auth::Principal,
+        boundary::{CallInfo, Concerning, reply},
+        principal::Role,
+    };
+    let filed = app.file("police-nairobi", canary_draft()).await;
+    let referral = filed.referral.expect("referral");
+    let id: uuid::Uuid = referral.id.parse().expect("uuid");
+    app.make_party(&referral.id, "labour-nairobi").await;
+    let viewer = Principal {
+        officer_id: "officer-labour-nairobi".into(),
+        agency_id: "labour-nairobi".into(),
+        agency_kind: pb::AgencyKind::Labour,
+        roles: [Role::Officer].into_iter().collect(),
+    };
+    let call = CallInfo {
+        rpc: "/refnet.v1.RoutingService/GetHandoff".into(),
+        trace_id: None,
+    };
+    let handoff = || pb::Handoff {
+        referral_id: referral.id.clone(),
+        decline_reason: "Canarygiven Zqx has no shelter place here".into(),
+        ..Default::default()
+    };
+    let refused = reply(&app.ctx, &viewer, &call, Concerning::Nothing, handoff()).await;
+    assert!(
+        matches!(refused, Err(ServiceError::Internal(_))),
+        "free text about nothing must be refused: {refused:?}"
+    );
+    // Without free text the same message is about nothing and passes.
+    let plain = pb::Handoff {
+        decline_reason: String::new(),
+        ..handoff()
+    };
+    reply(&app.ctx, &viewer, &call, Concerning::Nothing, plain)
+        .await
+        .expect("no free text");
+    let redacted = reply(&app.ctx, &viewer, &call, Concerning::Referral(id), handoff())
+        .await
+        .expect("about the referral")
+        .into_inner();
+    assert!(
+        !redacted.decline_reason.contains("Canarygiven"),
+        "the subject's name is withheld from labour: {}",
+        redacted.decline_reason
     );
 }

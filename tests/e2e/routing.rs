@@ -62,7 +62,7 @@ pub(crate) async fn inbox(app: &TestApp, agency: &str) -> Vec<pb::Handoff> {
 
 /// Waits (bounded) until `referral` has `n` handoffs.
 pub(crate) async fn await_handoffs(app: &TestApp, referral: &str, n: i64) {
-    use refnet_core::entities::handoff;
+    use refnet_routing::entities::handoff;
     let db = app.db().await;
     let id = uuid::Uuid::parse_str(referral).expect("id");
     for _ in 0..200 {
@@ -750,7 +750,7 @@ async fn complete_withdraw_and_closing(app: &TestApp) {
         reason: String::new(),
     };
     let handoff_ids = {
-        use refnet_core::entities::handoff;
+        use refnet_routing::entities::handoff;
         let id = uuid::Uuid::parse_str(&referral.id).expect("id");
         handoff::Entity::find()
             .filter(handoff::Column::ReferralId.eq(id))

@@ -265,7 +265,7 @@ async fn aggregates_are_k_anonymous_and_scoped(app: &TestApp) {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // The busiest recipient acknowledges and accepts every handoff it got.
     let mut per_agency: HashMap<String, i64> = HashMap::new();
-    for h in refnet_core::entities::handoff::Entity::find()
+    for h in refnet_routing::entities::handoff::Entity::find()
         .all(&db)
         .await
         .expect("handoffs")

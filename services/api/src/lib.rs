@@ -66,6 +66,10 @@ pub mod redact {
     pub trait Redact {
         /// Hands every field to `v`.
         fn redact<V: Visitor>(&mut self, v: &mut V);
+        /// Whether any free-text field (here or in a nested message) is
+        /// non-empty: such a reply can only be redacted with its subject's
+        /// identifiers, so the boundary refuses it without one.
+        fn holds_free_text(&self) -> bool;
         /// The reply's list of redactions, for messages that carry one.
         fn redactions_mut(&mut self) -> Option<&mut Vec<Redaction>> {
             None

@@ -3,35 +3,46 @@
 //! the redaction policy's location exception depends on).
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Alias, Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
-use crate::{entities::handoff, error::ServiceError, policy::Relation};
+use crate::{
+    error::ServiceError,
+    policy::Relation,
+    states::{HandoffState, ProtectionState, ReferralStatus},
+};
 
-/// The viewer agency's relation to a referral: its most recent handoff's state and purpose.
+/// The viewer agency's relation to a referral: its most recent handoff's state
+/// and purpose. Routing owns the handoffs table; this is the one query outside
+/// routing that reads it, by name, and only these two columns.
 pub async fn relation<C: ConnectionTrait>(
     db: &C,
     referral_id: Uuid,
     agency_id: &str,
 ) -> Result<Relation, ServiceError> {
-    let latest = handoff::Entity::find()
-        .filter(handoff::Column::ReferralId.eq(referral_id))
-        .filter(handoff::Column::ToAgencyId.eq(agency_id))
-        .order_by_desc(handoff::Column::Id)
-        .one(db)
-        .await?;
-    Ok(Relation {
-        handoff: latest.map(|h| {
-            let state = h
-                .state
-                .strip_prefix("HANDOFF_STATE_")
-                .unwrap_or(&h.state)
-                .to_owned();
-            (state, h.purpose)
-        }),
-    })
+    let query = Query::select()
+        .columns([Alias::new("state"), Alias::new("purpose")])
+        .from(Alias::new("handoffs"))
+        .and_where(Expr::col(Alias::new("referral_id")).eq(referral_id))
+        .and_where(Expr::col(Alias::new("to_agency_id")).eq(agency_id))
+        .order_by(Alias::new("id"), sea_orm::sea_query::Order::Desc)
+        .limit(1)
+        .to_owned();
+    let handoff = match db.query_one(&query).await? {
+        Some(row) => {
+            let stored: String = row.try_get("", "state")?;
+            let state = <HandoffState as sea_orm::ActiveEnum>::try_from_value(&stored)
+                .map_err(|e| ServiceError::Internal(format!("stored handoff state: {e}")))?;
+            Some((
+                state.label().to_owned(),
+                row.try_get::<String>("", "purpose")?,
+            ))
+        }
+        None => None,
+    };
+    Ok(Relation { handoff })
 }
 
 /// Marks a referral as routed (it has an open handoff): a filed one, one
@@ -44,16 +55,16 @@ pub async fn mark_routed<C: ConnectionTrait>(
 ) -> Result<(), ServiceError> {
     let statement = Query::update()
         .table(Alias::new("referrals"))
-        .value(Alias::new("status"), "REFERRAL_STATUS_ROUTED")
+        .value(Alias::new("status"), ReferralStatus::Routed.stored())
         .value(
             Alias::new("closed_at"),
             Option::<chrono::DateTime<chrono::Utc>>::None,
         )
         .and_where(Expr::col(Alias::new("id")).eq(referral_id))
         .and_where(Expr::col(Alias::new("status")).is_in([
-            "REFERRAL_STATUS_FILED",
-            "REFERRAL_STATUS_CLOSED",
-            "REFERRAL_STATUS_NEEDS_ROUTING",
+            ReferralStatus::Filed.stored(),
+            ReferralStatus::Closed.stored(),
+            ReferralStatus::NeedsRouting.stored(),
         ]))
         .to_owned();
     db.execute(&statement).await?;
@@ -86,12 +97,12 @@ pub async fn mark_needs_routing<C: ConnectionTrait>(
 ) -> Result<bool, ServiceError> {
     let statement = Query::update()
         .table(Alias::new("referrals"))
-        .value(Alias::new("status"), "REFERRAL_STATUS_NEEDS_ROUTING")
+        .value(Alias::new("status"), ReferralStatus::NeedsRouting.stored())
         .and_where(Expr::col(Alias::new("id")).eq(referral_id))
-        .and_where(
-            Expr::col(Alias::new("status"))
-                .is_in(["REFERRAL_STATUS_FILED", "REFERRAL_STATUS_ROUTED"]),
-        )
+        .and_where(Expr::col(Alias::new("status")).is_in([
+            ReferralStatus::Filed.stored(),
+            ReferralStatus::Routed.stored(),
+        ]))
         .to_owned();
     Ok(db.execute(&statement).await?.rows_affected() == 1)
 }
@@ -104,57 +115,13 @@ pub async fn mark_closed<C: ConnectionTrait>(
     // Only on the change to CLOSED: `closed_at` is when it closed.
     let statement = Query::update()
         .table(Alias::new("referrals"))
-        .value(Alias::new("status"), "REFERRAL_STATUS_CLOSED")
+        .value(Alias::new("status"), ReferralStatus::Closed.stored())
         .value(Alias::new("closed_at"), chrono::Utc::now())
         .and_where(Expr::col(Alias::new("id")).eq(referral_id))
-        .and_where(Expr::col(Alias::new("status")).ne("REFERRAL_STATUS_CLOSED"))
+        .and_where(Expr::col(Alias::new("status")).ne(ReferralStatus::Closed.stored()))
         .to_owned();
     db.execute(&statement).await?;
     Ok(())
-}
-
-/// Handoff states after which the receiving agency has nothing left to do.
-pub const ENDED_HANDOFF_STATES: [&str; 4] = [
-    "HANDOFF_STATE_COMPLETED",
-    "HANDOFF_STATE_DECLINED",
-    "HANDOFF_STATE_WITHDRAWN",
-    "HANDOFF_STATE_REASSIGNED",
-];
-
-/// Where a referral's handoffs stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handoffs {
-    /// At least one is open.
-    Open,
-    /// None is open and at least one was completed.
-    Completed,
-    /// None is open and none was completed (declined, withdrawn, or none at all).
-    NoneCompleted,
-}
-
-/// Where `referral_id`'s handoffs stand.
-pub async fn handoffs<C: ConnectionTrait>(
-    db: &C,
-    referral_id: Uuid,
-) -> Result<Handoffs, ServiceError> {
-    let open = handoff::Entity::find()
-        .filter(handoff::Column::ReferralId.eq(referral_id))
-        .filter(handoff::Column::State.is_not_in(ENDED_HANDOFF_STATES))
-        .one(db)
-        .await?;
-    if open.is_some() {
-        return Ok(Handoffs::Open);
-    }
-    let completed = handoff::Entity::find()
-        .filter(handoff::Column::ReferralId.eq(referral_id))
-        .filter(handoff::Column::State.eq("HANDOFF_STATE_COMPLETED"))
-        .one(db)
-        .await?;
-    Ok(if completed.is_some() {
-        Handoffs::Completed
-    } else {
-        Handoffs::NoneCompleted
-    })
 }
 
 /// The party relation of an agency whose accepted handoff was withdrawn: it
@@ -178,33 +145,25 @@ pub async fn former_since<C: ConnectionTrait>(
     )
 }
 
-/// Makes a recipient whose accepted handoff was withdrawn a FORMER party,
-/// unless another handoff to it is still live.
-pub async fn retire_recipient<C: ConnectionTrait>(
+/// Makes a recipient a FORMER party (its accepted handoff was withdrawn and
+/// routing found no other live handoff to it): it keeps what it saw up to now.
+pub async fn make_former<C: ConnectionTrait>(
     db: &C,
     referral_id: Uuid,
     agency_id: &str,
 ) -> Result<(), ServiceError> {
     use crate::entities::referral_party;
-    let live = handoff::Entity::find()
-        .filter(handoff::Column::ReferralId.eq(referral_id))
-        .filter(handoff::Column::ToAgencyId.eq(agency_id))
-        .filter(handoff::Column::State.is_not_in(ENDED_HANDOFF_STATES))
-        .one(db)
+    referral_party::Entity::update_many()
+        .col_expr(referral_party::Column::Relation, Expr::value(FORMER))
+        .col_expr(
+            referral_party::Column::Since,
+            Expr::value(chrono::Utc::now()),
+        )
+        .filter(referral_party::Column::ReferralId.eq(referral_id))
+        .filter(referral_party::Column::AgencyId.eq(agency_id))
+        .filter(referral_party::Column::Relation.eq("RECIPIENT"))
+        .exec(db)
         .await?;
-    if live.is_none() {
-        referral_party::Entity::update_many()
-            .col_expr(referral_party::Column::Relation, Expr::value(FORMER))
-            .col_expr(
-                referral_party::Column::Since,
-                Expr::value(chrono::Utc::now()),
-            )
-            .filter(referral_party::Column::ReferralId.eq(referral_id))
-            .filter(referral_party::Column::AgencyId.eq(agency_id))
-            .filter(referral_party::Column::Relation.eq("RECIPIENT"))
-            .exec(db)
-            .await?;
-    }
     Ok(())
 }
 
@@ -250,28 +209,20 @@ pub async fn visible_party<C: ConnectionTrait>(
         .ok_or(ServiceError::NotFound)
 }
 
-/// Removes `agency_id` as a recipient party of `referral_id` when no other
-/// handoff to it remains live (a handoff withdrawn before delivery).
-pub async fn drop_recipient<C: ConnectionTrait>(
+/// Removes `agency_id` as a recipient party of `referral_id` (routing found no
+/// other handoff to it after one was withdrawn before delivery).
+pub async fn remove_recipient<C: ConnectionTrait>(
     db: &C,
     referral_id: Uuid,
     agency_id: &str,
 ) -> Result<(), ServiceError> {
     use crate::entities::referral_party;
-    let live = handoff::Entity::find()
-        .filter(handoff::Column::ReferralId.eq(referral_id))
-        .filter(handoff::Column::ToAgencyId.eq(agency_id))
-        .filter(handoff::Column::State.ne("HANDOFF_STATE_WITHDRAWN"))
-        .one(db)
+    referral_party::Entity::delete_many()
+        .filter(referral_party::Column::ReferralId.eq(referral_id))
+        .filter(referral_party::Column::AgencyId.eq(agency_id))
+        .filter(referral_party::Column::Relation.eq("RECIPIENT"))
+        .exec(db)
         .await?;
-    if live.is_none() {
-        referral_party::Entity::delete_many()
-            .filter(referral_party::Column::ReferralId.eq(referral_id))
-            .filter(referral_party::Column::AgencyId.eq(agency_id))
-            .filter(referral_party::Column::Relation.eq("RECIPIENT"))
-            .exec(db)
-            .await?;
-    }
     Ok(())
 }
 
@@ -287,11 +238,10 @@ pub async fn open_protection_request<C: ConnectionTrait>(
         .column(Alias::new("id"))
         .from(Alias::new("protection_requests"))
         .and_where(Expr::col(Alias::new("referral_id")).eq(referral_id))
-        .and_where(Expr::col(Alias::new("state")).is_not_in([
-            "PROTECTION_STATE_DECLINED",
-            "PROTECTION_STATE_CLOSED",
-            "PROTECTION_STATE_WITHDRAWN",
-        ]))
+        .and_where(
+            Expr::col(Alias::new("state"))
+                .is_not_in(ProtectionState::ENDED.map(ProtectionState::stored)),
+        )
         .limit(1)
         .to_owned();
     Ok(db.query_one(&query).await?.is_some())

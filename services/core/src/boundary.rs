@@ -1,7 +1,11 @@
 //! The service boundary: every reply leaves through [`reply`].
 //!
-//! Handlers build full replies from domain data and hand them here with the
-//! subject they concern; this applies the viewer's policy through the
+//! Handlers build full replies from domain data and hand them here with what
+//! they are [`Concerning`]: a referral (the boundary resolves its subject, the
+//! viewer's relation and the identifiers free text is scanned for), a subject
+//! context already resolved for a batch, or nothing. A reply that holds free
+//! text and is about nothing is refused (INTERNAL): free text can only be
+//! redacted with its subject's identifiers. This applies the viewer's policy through the
 //! [`Redactor`](crate::redact::Redactor), appends the audit record when
 //! identity or location was revealed, and returns a [`Reply`], the only value
 //! a service's RPC method can turn into a response. A handler cannot skip it:
@@ -30,10 +34,34 @@ impl<T> Reply<T> {
         tonic::Response::new(self.0)
     }
 
-    /// The redacted message (tests and streams).
+    /// The redacted message, for a reply built of redacted parts (a page of
+    /// stream items) or a test.
     pub fn into_inner(self) -> T {
         self.0
     }
+}
+
+/// What a reply concerns, for its redaction.
+#[derive(Debug, Clone, Copy)]
+pub enum Concerning<'a> {
+    /// One referral: the boundary resolves its subject for the viewer.
+    Referral(Uuid),
+    /// A subject already resolved (by filing, or once for a batch of stream
+    /// items about one referral).
+    Subject(&'a SubjectContext),
+    /// No one person (lists of codes and states, settings, statistics): the
+    /// reply must hold no free text.
+    Nothing,
+}
+
+/// A server stream whose items can only come from [`reply`]: handlers send
+/// `Reply<T>` into the channel and this turns them into the stream tonic
+/// sends, so no item leaves unredacted.
+pub fn stream<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<Result<Reply<T>, tonic::Status>>,
+) -> tonic::codegen::BoxStream<T> {
+    use tokio_stream::StreamExt;
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map(|r| r.0)))
 }
 
 /// The subject a reply concerns, as redaction needs it.
@@ -82,11 +110,25 @@ pub async fn reply<T: Redact>(
     ctx: &AppContext,
     viewer: &Principal,
     call: &CallInfo,
-    subject: Option<&SubjectContext>,
+    about: Concerning<'_>,
     mut message: T,
 ) -> ServiceResult<Reply<T>> {
+    let resolved;
     let empty = SubjectContext::default();
-    let subject = subject.unwrap_or(&empty);
+    let subject = match about {
+        Concerning::Referral(id) => {
+            resolved = crate::subjects::context_for(ctx, id, &viewer.agency_id).await?;
+            &resolved
+        }
+        Concerning::Subject(subject) => subject,
+        Concerning::Nothing if message.holds_free_text() => {
+            return Err(ServiceError::Internal(format!(
+                "{}: a reply holding free text was built without its subject",
+                call.rpc
+            )));
+        }
+        Concerning::Nothing => &empty,
+    };
     if let Some(id) = subject.referral_id {
         tracing::Span::current().record("refnet.referral_id", tracing::field::display(id));
     }

@@ -271,6 +271,23 @@ impl AppContext {
         &self.inner.audit
     }
 
+    /// Runs `work` in one write transaction ([`crate::db::write_txn`]) and,
+    /// once it has committed, wakes this process's streams: every handler
+    /// that appends events writes through here and never wakes them itself.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, crate::ServiceError>
+    where
+        T: Send,
+        F: for<'c> FnOnce(
+                &'c sea_orm::DatabaseTransaction,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, crate::ServiceError>> + Send + 'c>,
+            > + Send,
+    {
+        let value = crate::db::write_txn(self.db(), work).await?;
+        self.event_signal().notify_waiters();
+        Ok(value)
+    }
+
     /// Signalled (in this process) after a transaction that appended events
     /// commits, so consumers wake without waiting for their next poll.
     pub fn event_signal(&self) -> &tokio::sync::Notify {

@@ -1,6 +1,14 @@
-//! sea-orm entities of the tables every service reads: the agency registry,
-//! who is party to a referral, and the event log. Service-owned tables live in
-//! their service's crate.
+//! sea-orm entities of the shared tables: the agency registry and keys, who is
+//! party to a referral, the event log, the audit log, notifications, and the
+//! case record (referrals, subjects and their blind index).
+//!
+//! Who writes what: intake files and amends referrals, subjects and
+//! identifiers; routing changes a referral's status only through
+//! [`crate::access`] (`mark_routed`, `mark_needs_routing`, `mark_closed`);
+//! protection sets a subject's pseudonym only through [`crate::subjects`];
+//! notifications are written only by [`crate::notify`]. Tables one service
+//! owns (handoffs, triage, webhooks, protection requests and measures) live in
+//! that service's crate.
 
 /// The agency registry.
 pub mod agency {
@@ -216,67 +224,6 @@ pub mod audit_head {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Handoffs of referrals to receiving agencies (owned by routing; read by the access model).
-pub mod handoff {
-    use sea_orm::entity::prelude::*;
-
-    /// One handoff.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "handoffs")]
-    pub struct Model {
-        /// Id (UUIDv7).
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        /// The referral.
-        pub referral_id: Uuid,
-        /// Its reference code.
-        pub reference_code: String,
-        /// The sending agency (the filer, or the supervisor's agency for manual handoffs).
-        pub from_agency_id: String,
-        /// The receiving agency.
-        pub to_agency_id: String,
-        /// Its kind ("CHILDREN").
-        pub to_agency_kind: String,
-        /// Why it was sent.
-        pub purpose: String,
-        /// State (proto name).
-        pub state: String,
-        /// Version for optimistic concurrency.
-        pub version: i64,
-        /// The rule that produced it.
-        pub rule_id: String,
-        /// The rule set's version.
-        pub rule_set_version: String,
-        /// Supporting documents checklist, JSON.
-        pub checklist: String,
-        /// Acknowledge-by deadline.
-        pub acknowledge_by: DateTimeUtc,
-        /// First delivered to the receiving agency.
-        pub delivered_at: Option<DateTimeUtc>,
-        /// Created.
-        pub created_at: DateTimeUtc,
-        /// Updated.
-        pub updated_at: DateTimeUtc,
-        /// Decide-by deadline (accept or decline); absent on handoffs routed before it existed.
-        pub decide_by: Option<DateTimeUtc>,
-        /// When the receiving agency acknowledged it.
-        pub acknowledged_at: Option<DateTimeUtc>,
-        /// The decline reason (or the reason for a withdrawal after
-        /// acceptance), sealed under the subject's data key.
-        pub decline_reason_ct: Option<Vec<u8>>,
-        /// The deadline the receiving agency must meet next (acknowledge-by,
-        /// then decide-by; the missed one while ESCALATED); none once
-        /// decided or ended.
-        pub due_at: Option<DateTimeUtc>,
-    }
-
-    /// No relations are navigated through sea-orm.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
 /// Notifications to an agency (its supervisors, or all its officers) about a
 /// handoff: escalations and declines. Hold ids and codes, never identifying values.
 pub mod notification {
@@ -308,30 +255,6 @@ pub mod notification {
         pub created_at: DateTimeUtc,
         /// Act by (a referral's routing deadline), if any.
         pub due_by: Option<DateTimeUtc>,
-    }
-
-    /// No relations are navigated through sea-orm.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// Where each event-log consumer has got to.
-pub mod consumer_checkpoint {
-    use sea_orm::entity::prelude::*;
-
-    /// One consumer's checkpoint.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "consumer_checkpoints")]
-    pub struct Model {
-        /// Consumer name, e.g. `routing`.
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub consumer: String,
-        /// Last event sequence number fully handled.
-        pub seq: i64,
-        /// When it last moved.
-        pub updated_at: DateTimeUtc,
     }
 
     /// No relations are navigated through sea-orm.
@@ -410,8 +333,8 @@ pub mod referral {
         pub reference_code: String,
         /// Version.
         pub version: i64,
-        /// Status (proto name).
-        pub status: String,
+        /// Status.
+        pub status: crate::states::ReferralStatus,
         /// Subject.
         pub subject_id: Uuid,
         /// Filing agency.
@@ -458,6 +381,8 @@ pub mod referral {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    crate::versioned_entity!();
 }
 
 /// The blind index: keyed hashes of normalised identifiers.

@@ -248,6 +248,28 @@ impl Violations {
         }
     }
 
+    /// A repeated enum field of a list or filter: each value through `parse`
+    /// (which gives `None` for UNSPECIFIED or unknown), a violation on
+    /// `field[i]` for each it refuses.
+    pub fn enum_list<T>(
+        &mut self,
+        field: &str,
+        raw: &[i32],
+        parse: impl Fn(i32) -> Option<T>,
+    ) -> Vec<T> {
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            match parse(*r) {
+                Some(value) => out.push(value),
+                None => self.add(
+                    format!("{field}[{i}]"),
+                    format!("unknown or unspecified value {r}"),
+                ),
+            }
+        }
+        out
+    }
+
     /// Records a violation.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         self.0.push(FieldViolation {

@@ -11,9 +11,11 @@
 //! - [`agencies`]: the registry of agencies that may call refnet.
 //! - [`db`], [`entities`], [`events`]: storage, the shared tables and the event log.
 //! - [`notify`]: notifications to an agency's supervisors or everyone in it.
+//! - [`states`]: the stored states (referral, handoff, protection request) as enums.
 //! - [`error`]: the one error type every service returns and its gRPC mapping.
 //! - [`permissions`]: who may call which RPC, as data, checked before any handler.
 //! - [`server`]: health, reflection, auth and graceful shutdown around a set of services.
+//! - [`versioned`]: the one versioned change (update where version, event, reread).
 //! - [`reload`]: data files loaded once per process, reloaded on SIGHUP.
 //! - [`telemetry`]: tracing set-up.
 
@@ -42,12 +44,15 @@ pub mod paging;
 pub mod permissions;
 pub mod policy;
 pub mod principal;
+pub mod protected;
 pub mod redact;
 pub mod reload;
 pub mod revocation;
 pub mod server;
+pub mod states;
 pub mod subjects;
 pub mod telemetry;
+pub mod versioned;
 
 pub use context::AppContext;
 pub use error::{ServiceError, ServiceResult};

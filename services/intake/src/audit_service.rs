@@ -6,7 +6,7 @@ use refnet_core::{
     AppContext, ServiceResult,
     audit::{self, AuditEntry},
     auth::{Principal, parse_agency_kind},
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::{ReferralRef, referral::timestamp},
     error::Violations,
 };
@@ -104,7 +104,7 @@ impl Audit {
             next_page_token,
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 }
 

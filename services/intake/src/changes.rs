@@ -68,16 +68,9 @@ pub(crate) async fn bump_version(
     row: &referral::Model,
     changes: referral::ActiveModel,
 ) -> ServiceResult<()> {
-    let mut changes = changes;
-    changes.version = Set(row.version + 1);
-    changes.updated_at = Set(Utc::now());
-    let result = referral::Entity::update_many()
-        .set(changes)
-        .filter(referral::Column::Id.eq(row.id))
-        .filter(referral::Column::Version.eq(row.version))
-        .exec(txn)
-        .await?;
-    if result.rows_affected == 1 {
+    if refnet_core::versioned::bump::<referral::Entity, _>(txn, row.id, row.version, changes)
+        .await?
+    {
         Ok(())
     } else {
         Err(refnet_core::error::changed_concurrently("referral"))
@@ -94,86 +87,86 @@ pub async fn amend(
 ) -> ServiceResult<Loaded> {
     let keys = ctx.keys().clone();
     let actor = principal.clone();
-    let id = refnet_core::db::write_txn(ctx.db(), move |txn| {
-        Box::pin(async move {
-            let row = for_change(txn, &actor, &reference, expected_version, true).await?;
-            let old = load_content(txn, &keys, &row).await?;
-            // Text written before this amendment may repeat what it corrects:
-            // every identifier the record ever held stays known to redaction.
-            let former = old.record_identifiers();
-            // Protection never lapses by amendment; an identifier that now
-            // matches a protected witness protects this subject too.
-            let protected_pseudonym = match old.protected_pseudonym {
-                Some(p) => Some(p),
-                None => protected_match(txn, &digests(&keys, &content)).await?,
-            };
-            let mut sealed = content.sealed;
-            sealed.former = former;
-            let content = ReferralContent {
-                consent: old.consent,
-                protected_pseudonym,
-                sealed,
-                ..content
-            };
-            let subj = subject::Entity::find_by_id(row.subject_id)
-                .one(txn)
-                .await?
-                .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
-            if subj.erased_at.is_some() {
-                return Err(refnet_core::subjects::erased_error());
-            }
-            let dek = keys
-                .unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
-                .map_err(|e| ServiceError::internal("unwrap data key", e))?;
-            subject::Entity::update(subject::ActiveModel {
-                protected_pseudonym: Set(content.protected_pseudonym.clone()),
-                ..subject_columns(&dek, subj.id, &content, Utc::now())?
-            })
-            .exec(txn)
-            .await?;
-            let missing: Vec<&str> = content
-                .missing_elements()
-                .iter()
-                .map(|e| e.as_str_name())
-                .collect();
-            bump_version(
-                txn,
-                &row,
-                referral::ActiveModel {
-                    urgency: Set(content.urgency.as_str_name().to_owned()),
-                    classification: Set(content.classification.as_str_name().to_owned()),
-                    identified_by: Set(content.identified_by.as_str_name().to_owned()),
-                    county: Set(content.county.clone()),
-                    is_child: Set(content.is_child),
-                    case_facts: Set(json(&content.case_facts)?),
-                    needs: Set(json(&content.needs)?),
-                    missing_elements: Set(json(&missing)?),
-                    sealed: Set(seal(&dek, row.id, "sealed", &content.sealed)?),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            subject_identifier::Entity::delete_many()
-                .filter(subject_identifier::Column::ReferralId.eq(row.id))
+    let id = ctx
+        .write(move |txn| {
+            Box::pin(async move {
+                let row = for_change(txn, &actor, &reference, expected_version, true).await?;
+                let old = load_content(txn, &keys, &row).await?;
+                // Text written before this amendment may repeat what it corrects:
+                // every identifier the record ever held stays known to redaction.
+                let former = old.record_identifiers();
+                // Protection never lapses by amendment; an identifier that now
+                // matches a protected witness protects this subject too.
+                let protected_pseudonym = match old.protected_pseudonym {
+                    Some(p) => Some(p),
+                    None => protected_match(txn, &digests(&keys, &content)).await?,
+                };
+                let mut sealed = content.sealed;
+                sealed.former = former;
+                let content = ReferralContent {
+                    consent: old.consent,
+                    protected_pseudonym,
+                    sealed,
+                    ..content
+                };
+                let subj = subject::Entity::find_by_id(row.subject_id)
+                    .one(txn)
+                    .await?
+                    .ok_or_else(|| ServiceError::Internal("referral without subject".into()))?;
+                if subj.erased_at.is_some() {
+                    return Err(refnet_core::subjects::erased_error());
+                }
+                let dek = keys
+                    .unwrap_data_key(subj.id, &subj.key_id, &subj.wrapped_key)
+                    .map_err(|e| ServiceError::internal("unwrap data key", e))?;
+                subject::Entity::update(subject::ActiveModel {
+                    protected_pseudonym: Set(content.protected_pseudonym.clone()),
+                    ..subject_columns(&dek, subj.id, &content, Utc::now())?
+                })
                 .exec(txn)
                 .await?;
-            insert_identifiers(txn, &digests(&keys, &content), row.id, subj.id).await?;
-            events::append(
-                txn,
-                EventKind::ReferralAmended,
-                Some(row.id),
-                Some(&actor),
-                &AmendedPayload {
-                    version: row.version + 1,
-                    facts: RoutingFacts::of(&content, &row.filing_agency_kind),
-                },
-            )
-            .await?;
-            Ok(row.id)
+                let missing: Vec<&str> = content
+                    .missing_elements()
+                    .iter()
+                    .map(|e| e.as_str_name())
+                    .collect();
+                bump_version(
+                    txn,
+                    &row,
+                    referral::ActiveModel {
+                        urgency: Set(content.urgency.as_str_name().to_owned()),
+                        classification: Set(content.classification.as_str_name().to_owned()),
+                        identified_by: Set(content.identified_by.as_str_name().to_owned()),
+                        county: Set(content.county.clone()),
+                        is_child: Set(content.is_child),
+                        case_facts: Set(json(&content.case_facts)?),
+                        needs: Set(json(&content.needs)?),
+                        missing_elements: Set(json(&missing)?),
+                        sealed: Set(seal(&dek, row.id, "sealed", &content.sealed)?),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                subject_identifier::Entity::delete_many()
+                    .filter(subject_identifier::Column::ReferralId.eq(row.id))
+                    .exec(txn)
+                    .await?;
+                insert_identifiers(txn, &digests(&keys, &content), row.id, subj.id).await?;
+                events::append(
+                    txn,
+                    EventKind::ReferralAmended,
+                    Some(row.id),
+                    Some(&actor),
+                    &AmendedPayload {
+                        version: row.version + 1,
+                        facts: RoutingFacts::of(&content, &row.filing_agency_kind),
+                    },
+                )
+                .await?;
+                Ok(row.id)
+            })
         })
-    })
-    .await?;
-    ctx.event_signal().notify_waiters();
+        .await?;
     get(ctx, principal, &ReferralRef::Id(id)).await
 }
 
@@ -194,68 +187,68 @@ pub async fn change_consent(
     change: ConsentChange,
 ) -> ServiceResult<Loaded> {
     let actor = principal.clone();
-    let id = refnet_core::db::write_txn(ctx.db(), move |txn| {
-        Box::pin(async move {
-            let row = for_change(txn, &actor, &reference, expected_version, false).await?;
-            let erased = subject::Entity::find_by_id(row.subject_id)
-                .one(txn)
-                .await?
-                .is_some_and(|s| s.erased_at.is_some());
-            if erased {
-                return Err(refnet_core::subjects::erased_error());
-            }
-            let mut consent: ConsentRecord = from_json(&row.consent, "consent")?;
-            let kind = match change {
-                ConsentChange::Record(wire) => {
-                    let mut v = refnet_core::error::Violations::new();
-                    let parsed =
-                        ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
-                    if !v.is_empty() {
-                        return Err(ServiceError::InvalidArgument(v.into_vec()));
-                    }
-                    consent = parsed;
-                    EventKind::ConsentRecorded
+    let id = ctx
+        .write(move |txn| {
+            Box::pin(async move {
+                let row = for_change(txn, &actor, &reference, expected_version, false).await?;
+                let erased = subject::Entity::find_by_id(row.subject_id)
+                    .one(txn)
+                    .await?
+                    .is_some_and(|s| s.erased_at.is_some());
+                if erased {
+                    return Err(refnet_core::subjects::erased_error());
                 }
-                ConsentChange::Withdraw(kinds) => {
-                    if kinds.is_empty() {
-                        consent.given = false;
-                        consent.agency_kinds.clear();
-                    } else {
-                        consent.agency_kinds.retain(|k| !kinds.contains(k));
-                        if consent.agency_kinds.is_empty() {
-                            consent.given = false;
+                let mut consent: ConsentRecord = from_json(&row.consent, "consent")?;
+                let kind = match change {
+                    ConsentChange::Record(wire) => {
+                        let mut v = refnet_core::error::Violations::new();
+                        let parsed =
+                            ConsentRecord::from_proto(&mut v, "consent", Some(&wire), row.is_child);
+                        if !v.is_empty() {
+                            return Err(ServiceError::InvalidArgument(v.into_vec()));
                         }
+                        consent = parsed;
+                        EventKind::ConsentRecorded
                     }
-                    EventKind::ConsentWithdrawn
-                }
-            };
-            consent.recorded_at = Some(Utc::now());
-            consent.recorded_by_officer.clone_from(&actor.officer_id);
-            bump_version(
-                txn,
-                &row,
-                referral::ActiveModel {
-                    consent: Set(json(&consent)?),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            events::append(
-                txn,
-                kind,
-                Some(row.id),
-                Some(&actor),
-                &ConsentPayload {
-                    version: row.version + 1,
-                    given: consent.given,
-                    agency_kinds: &consent.agency_kinds,
-                },
-            )
-            .await?;
-            Ok(row.id)
+                    ConsentChange::Withdraw(kinds) => {
+                        if kinds.is_empty() {
+                            consent.given = false;
+                            consent.agency_kinds.clear();
+                        } else {
+                            consent.agency_kinds.retain(|k| !kinds.contains(k));
+                            if consent.agency_kinds.is_empty() {
+                                consent.given = false;
+                            }
+                        }
+                        EventKind::ConsentWithdrawn
+                    }
+                };
+                consent.recorded_at = Some(Utc::now());
+                consent.recorded_by_officer.clone_from(&actor.officer_id);
+                bump_version(
+                    txn,
+                    &row,
+                    referral::ActiveModel {
+                        consent: Set(json(&consent)?),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                events::append(
+                    txn,
+                    kind,
+                    Some(row.id),
+                    Some(&actor),
+                    &ConsentPayload {
+                        version: row.version + 1,
+                        given: consent.given,
+                        agency_kinds: &consent.agency_kinds,
+                    },
+                )
+                .await?;
+                Ok(row.id)
+            })
         })
-    })
-    .await?;
-    ctx.event_signal().notify_waiters();
+        .await?;
     get(ctx, principal, &ReferralRef::Id(id)).await
 }

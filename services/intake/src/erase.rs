@@ -192,13 +192,13 @@ pub async fn erase(
             return Ok(Erased::Refused(refused));
         }
         let actor = by.cloned();
-        let result = refnet_core::db::write_txn(ctx.db(), move |txn| {
-            Box::pin(async move { erase_in(txn, &row, ground, actor.as_ref()).await })
-        })
-        .await;
+        let result = ctx
+            .write(move |txn| {
+                Box::pin(async move { erase_in(txn, &row, ground, actor.as_ref()).await })
+            })
+            .await;
         match result {
             Ok(true) => {
-                ctx.event_signal().notify_waiters();
                 if by.is_some() {
                     refnet_core::db::purge_freed(ctx.db()).await?;
                 }

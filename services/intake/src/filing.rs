@@ -4,7 +4,6 @@
 //! filing (a different request under that key is refused).
 
 use chrono::Utc;
-use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, agency_kind_name},
@@ -109,7 +108,7 @@ impl NewReferral {
             id: Set(referral_id),
             reference_code: sea_orm::ActiveValue::NotSet,
             version: Set(1),
-            status: Set(pb::ReferralStatus::Filed.as_str_name().to_owned()),
+            status: Set(refnet_core::states::ReferralStatus::Filed),
             subject_id: Set(subject_id),
             filing_agency_id: Set(principal.agency_id.clone()),
             filing_agency_kind: Set(agency_kind_name(principal.agency_kind).to_owned()),
@@ -214,39 +213,39 @@ pub async fn file(
         let written = rows.clone();
         let code = reference_code.clone();
         let row_to_write = referral_row.clone();
-        let result = refnet_core::db::write_txn(ctx.db(), move |txn| {
-            Box::pin(async move {
-                let rows = &*written;
-                subject::Entity::insert(rows.subject.clone())
-                    .exec_without_returning(txn)
-                    .await?;
-                referral::Entity::insert(row_to_write)
-                    .exec_without_returning(txn)
-                    .await?;
-                let identifiers = rows.identifier_rows();
-                if !identifiers.is_empty() {
-                    subject_identifier::Entity::insert_many(identifiers)
+        let result = ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    let rows = &*written;
+                    subject::Entity::insert(rows.subject.clone())
                         .exec_without_returning(txn)
                         .await?;
-                }
-                referral_party::Entity::insert(rows.filer_party(&actor.agency_id))
-                    .exec_without_returning(txn)
+                    referral::Entity::insert(row_to_write)
+                        .exec_without_returning(txn)
+                        .await?;
+                    let identifiers = rows.identifier_rows();
+                    if !identifiers.is_empty() {
+                        subject_identifier::Entity::insert_many(identifiers)
+                            .exec_without_returning(txn)
+                            .await?;
+                    }
+                    referral_party::Entity::insert(rows.filer_party(&actor.agency_id))
+                        .exec_without_returning(txn)
+                        .await?;
+                    events::append(
+                        txn,
+                        EventKind::ReferralFiled,
+                        Some(rows.referral_id),
+                        Some(&actor),
+                        &rows.filed_payload(&code, kind),
+                    )
                     .await?;
-                events::append(
-                    txn,
-                    EventKind::ReferralFiled,
-                    Some(rows.referral_id),
-                    Some(&actor),
-                    &rows.filed_payload(&code, kind),
-                )
-                .await?;
-                Ok(())
+                    Ok(())
+                })
             })
-        })
-        .await;
+            .await;
         match result {
             Ok(()) => {
-                ctx.event_signal().notify_waiters();
                 tracing::info!(reference_code = %reference_code, referral_id = %rows.referral_id, "referral filed");
                 // The row as written (no read back: every column was set here).
                 let row: referral::Model = sea_orm::TryIntoModel::try_into_model(referral_row)

@@ -14,7 +14,7 @@ use crate::store::*;
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
     /// Statuses (proto names).
-    pub statuses: Vec<String>,
+    pub statuses: Vec<refnet_core::states::ReferralStatus>,
     /// Urgencies (proto names).
     pub urgencies: Vec<String>,
     /// County.

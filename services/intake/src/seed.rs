@@ -6,7 +6,6 @@
 //! so the routing worker has nothing to route, and no handoff.
 
 use chrono::Utc;
-use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceResult,
     auth::Principal,
@@ -54,7 +53,7 @@ pub async fn write_batch(
         )?;
         let mut referral_row = rows.referral.clone();
         referral_row.reference_code = Set(seeded_reference_code(year, n));
-        referral_row.status = Set(pb::ReferralStatus::Closed.as_str_name().to_owned());
+        referral_row.status = Set(refnet_core::states::ReferralStatus::Closed);
         referral_row.closed_at = Set(Some(now));
         identifiers.extend(rows.identifier_rows());
         parties.push(rows.filer_party(&principal.agency_id));

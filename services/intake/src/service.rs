@@ -6,11 +6,12 @@ use refnet_api::v1::{self as pb, intake_service_server::IntakeService};
 use refnet_core::{
     AppContext, ServiceResult,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     crypto::sha256,
     domain::{IdempotencyKey, ReferralRef, canonical_county, referral::ReferralContent},
     error::Violations,
     paging,
+    states::ReferralStatus,
 };
 use tonic::{Request, Response, Status};
 
@@ -72,23 +73,15 @@ fn timestamp(
     parsed
 }
 
-fn enum_names<E: TryFrom<i32>>(
-    v: &mut Violations,
-    field: &str,
-    raw: &[i32],
+/// The proto name of a specified enum value, for a filter on a stored column.
+fn proto_name<E: TryFrom<i32> + Copy>(
+    raw: i32,
     name: impl Fn(E) -> &'static str,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, r) in raw.iter().enumerate() {
-        match E::try_from(*r) {
-            Ok(e) if *r != 0 => out.push(name(e).to_owned()),
-            _ => v.add(
-                format!("{field}[{i}]"),
-                format!("unknown or unspecified value {r}"),
-            ),
-        }
-    }
-    out
+) -> Option<String> {
+    (raw != 0)
+        .then(|| E::try_from(raw).ok())
+        .flatten()
+        .map(|e| name(e).to_owned())
 }
 
 impl Intake {
@@ -123,7 +116,14 @@ impl Intake {
             possible_duplicates: filed.possible_duplicates,
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, Some(&filed.subject), response).await
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Concerning::Subject(&filed.subject),
+            response,
+        )
+        .await
     }
 
     async fn get_referral_inner(
@@ -144,7 +144,7 @@ impl Intake {
             &self.ctx,
             &principal,
             &call,
-            Some(&loaded.subject),
+            Concerning::Subject(&loaded.subject),
             response,
         )
         .await
@@ -159,11 +159,10 @@ impl Intake {
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let statuses = enum_names::<pb::ReferralStatus>(&mut v, "statuses", &req.statuses, |e| {
-            e.as_str_name()
+        let statuses = v.enum_list("statuses", &req.statuses, ReferralStatus::from_wire);
+        let urgencies = v.enum_list("urgencies", &req.urgencies, |r| {
+            proto_name(r, |e: pb::Urgency| e.as_str_name())
         });
-        let urgencies =
-            enum_names::<pb::Urgency>(&mut v, "urgencies", &req.urgencies, |e| e.as_str_name());
         let county = if req.county.trim().is_empty() {
             None
         } else {
@@ -210,7 +209,7 @@ impl Intake {
             redactions: Vec::new(),
         };
         // Summaries carry no subject detail; the policy still applies per class.
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 
     async fn amend_referral_inner(
@@ -234,7 +233,7 @@ impl Intake {
             &self.ctx,
             &principal,
             &call,
-            Some(&loaded.subject),
+            Concerning::Subject(&loaded.subject),
             response,
         )
         .await
@@ -271,7 +270,7 @@ impl Intake {
             &self.ctx,
             &principal,
             &call,
-            Some(&loaded.subject),
+            Concerning::Subject(&loaded.subject),
             response,
         )
         .await
@@ -287,8 +286,8 @@ impl Intake {
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
         let version = expected_version(&mut v, req.expected_version);
-        let kinds = enum_names::<pb::AgencyKind>(&mut v, "agency_kinds", &req.agency_kinds, |e| {
-            e.as_str_name()
+        let kinds = v.enum_list("agency_kinds", &req.agency_kinds, |r| {
+            proto_name(r, |e: pb::AgencyKind| e.as_str_name())
         });
         let (reference, version) = v.finish(|| Some((reference?, version?)))?;
         let loaded = changes::change_consent(
@@ -307,7 +306,7 @@ impl Intake {
             &self.ctx,
             &principal,
             &call,
-            Some(&loaded.subject),
+            Concerning::Subject(&loaded.subject),
             response,
         )
         .await
@@ -363,7 +362,7 @@ impl Intake {
             &self.ctx,
             &principal,
             &call,
-            Some(&loaded.subject),
+            Concerning::Subject(&loaded.subject),
             response,
         )
         .await

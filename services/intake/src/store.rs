@@ -128,7 +128,7 @@ pub(crate) fn to_proto(row: &referral::Model, content: &ReferralContent) -> pb::
         id: row.id.to_string(),
         reference_code: row.reference_code.clone(),
         version: row.version,
-        status: pb::ReferralStatus::from_str_name(&row.status).map_or(0, |s| s as i32),
+        status: row.status.into(),
         draft: Some(content.to_proto()),
         missing_elements: content
             .missing_elements()
@@ -153,7 +153,7 @@ pub fn to_summary(row: &referral::Model) -> pb::ReferralSummary {
         id: row.id.to_string(),
         reference_code: row.reference_code.clone(),
         version: row.version,
-        status: pb::ReferralStatus::from_str_name(&row.status).map_or(0, |s| s as i32),
+        status: row.status.into(),
         urgency: pb::Urgency::from_str_name(&row.urgency).map_or(0, |s| s as i32),
         classification: pb::Classification::from_str_name(&row.classification)
             .map_or(0, |s| s as i32),

@@ -13,7 +13,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use refnet_api::v1::{AgencyKind, ProtectionState as S};
+use refnet_api::v1::AgencyKind;
+use refnet_core::states::ProtectionState as S;
 use refnet_core::{
     AppContext, ServiceResult,
     events::{self, EventKind},
@@ -192,8 +193,8 @@ impl DeadlineWorker {
 
     /// Escalates every request overdue at `now`, once per missed deadline; returns how many.
     pub async fn step_at(&self, now: DateTime<Utc>) -> ServiceResult<usize> {
-        let submitted = S::Submitted.as_str_name();
-        let undecided = [submitted, S::UnderAssessment.as_str_name()];
+        let submitted = S::Submitted;
+        let undecided = [submitted, S::UnderAssessment];
         let overdue = request::Entity::find()
             .filter(
                 Condition::any()
@@ -227,82 +228,81 @@ impl DeadlineWorker {
                 Missed::Assess
             };
             let wpa = wpa.clone();
-            let done = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-                Box::pin(async move {
-                    // Only the first of two workers escalates, and only if no step came first.
-                    let marked = request::Entity::update_many()
-                        .col_expr(request::Column::Escalated, Expr::value(missed.stored()))
-                        .filter(request::Column::Id.eq(row.id))
-                        .filter(request::Column::Version.eq(row.version))
-                        .filter(match missed {
-                            Missed::Assess => {
-                                Condition::all().add(request::Column::Escalated.is_null())
-                            }
-                            Missed::Decide => Condition::any()
-                                .add(request::Column::Escalated.is_null())
-                                .add(request::Column::Escalated.eq(Missed::Assess.stored())),
-                        })
-                        .exec(txn)
-                        .await?;
-                    if marked.rows_affected != 1 {
-                        return Ok(false);
-                    }
-                    let detail = format!("{} (request {})", missed.detail(), row.id);
-                    let about = About {
-                        referral_id: row.referral_id,
-                        reference_code: row.reference_code.clone(),
-                        handoff_id: Uuid::nil(),
-                        due_by: match missed {
-                            Missed::Assess => row.assess_by,
-                            Missed::Decide => row.decide_by,
-                        },
-                    };
-                    for agency in &wpa {
+            let done = self
+                .ctx
+                .write(move |txn| {
+                    Box::pin(async move {
+                        // Only the first of two workers escalates, and only if no step came first.
+                        let marked = request::Entity::update_many()
+                            .col_expr(request::Column::Escalated, Expr::value(missed.stored()))
+                            .filter(request::Column::Id.eq(row.id))
+                            .filter(request::Column::Version.eq(row.version))
+                            .filter(match missed {
+                                Missed::Assess => {
+                                    Condition::all().add(request::Column::Escalated.is_null())
+                                }
+                                Missed::Decide => Condition::any()
+                                    .add(request::Column::Escalated.is_null())
+                                    .add(request::Column::Escalated.eq(Missed::Assess.stored())),
+                            })
+                            .exec(txn)
+                            .await?;
+                        if marked.rows_affected != 1 {
+                            return Ok(false);
+                        }
+                        let detail = format!("{} (request {})", missed.detail(), row.id);
+                        let about = About {
+                            referral_id: row.referral_id,
+                            reference_code: row.reference_code.clone(),
+                            handoff_id: Uuid::nil(),
+                            due_by: match missed {
+                                Missed::Assess => row.assess_by,
+                                Missed::Decide => row.decide_by,
+                            },
+                        };
+                        for agency in &wpa {
+                            notify::notify_about(
+                                txn,
+                                agency,
+                                notify::SUPERVISORS,
+                                EventKind::ProtectionEscalated,
+                                &about,
+                                &detail,
+                            )
+                            .await?;
+                        }
                         notify::notify_about(
                             txn,
-                            agency,
-                            notify::SUPERVISORS,
+                            &row.requester_agency_id,
+                            notify::ALL,
                             EventKind::ProtectionEscalated,
                             &about,
                             &detail,
                         )
                         .await?;
-                    }
-                    notify::notify_about(
-                        txn,
-                        &row.requester_agency_id,
-                        notify::ALL,
-                        EventKind::ProtectionEscalated,
-                        &about,
-                        &detail,
-                    )
-                    .await?;
-                    // Not on the referral's timeline: other parties learn nothing of a request.
-                    events::append(
-                        txn,
-                        EventKind::ProtectionEscalated,
-                        None,
-                        None,
-                        &EscalatedPayload {
-                            request_id: row.id,
-                            referral_id: row.referral_id,
-                            state: &row.state,
-                            version: row.version,
-                            detail: missed.detail(),
-                        },
-                    )
-                    .await?;
-                    Ok(true)
+                        // Not on the referral's timeline: other parties learn nothing of a request.
+                        events::append(
+                            txn,
+                            EventKind::ProtectionEscalated,
+                            None,
+                            None,
+                            &EscalatedPayload {
+                                request_id: row.id,
+                                referral_id: row.referral_id,
+                                state: row.state.stored(),
+                                version: row.version,
+                                detail: missed.detail(),
+                            },
+                        )
+                        .await?;
+                        Ok(true)
+                    })
                 })
-            })
-            .await?;
+                .await?;
             if done {
                 escalated += 1;
                 tracing::info!(request_id = %row.id, missed = missed.detail(), "protection request escalated");
             }
-        }
-        if escalated > 0 {
-            self.ctx.event_signal().notify_waiters();
         }
         Ok(escalated)
     }

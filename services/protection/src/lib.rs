@@ -137,9 +137,7 @@ impl WitnessProtectionService for Protection {
             watch::run(protection, principal, call, after, tx).await;
             drop(open);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(refnet_core::boundary::stream(rx)))
     }
 
     async fn close_protection(

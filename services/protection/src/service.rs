@@ -10,11 +10,12 @@
 
 use chrono::Utc;
 use prost::Message;
-use refnet_api::v1::{self as pb, AgencyKind, ProtectionMeasure, ProtectionState as S};
+use refnet_api::v1::{self as pb, AgencyKind, ProtectionMeasure};
+use refnet_core::states::ProtectionState as S;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::{IdempotencyKey, ReferralRef, parse_text, referral::timestamp},
     entities::referral,
     error::Violations,
@@ -162,7 +163,7 @@ impl Protection {
         let mut out = pb::ProtectionRequest {
             id: row.id.to_string(),
             referral_id: row.referral_id.to_string(),
-            state: S::from_str_name(&row.state).map_or(0, |s| s as i32),
+            state: row.state.into(),
             version: row.version,
             measures_requested: measure_values(&row.measures_requested)?,
             submitted_at: Some(timestamp(row.submitted_at)),
@@ -173,7 +174,11 @@ impl Protection {
             interim_measures: measure_values(&row.interim_measures)?,
             decided_at: row.decided_at.map(timestamp),
             closed_at: row.closed_at.map(timestamp),
-            identity_suppressed: store::is_protected(self.ctx.db(), row.subject_id).await?,
+            identity_suppressed: refnet_core::protected::is_protected(
+                self.ctx.db(),
+                row.subject_id,
+            )
+            .await?,
             assess_by: row.assess_by.map(timestamp),
             decide_by: row.decide_by.map(timestamp),
             escalated: row.escalated.is_some(),
@@ -235,9 +240,14 @@ impl Protection {
         row: &request::Model,
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
         let message = self.to_proto(principal, row, true).await?;
-        let subject =
-            subjects::context_for(&self.ctx, row.referral_id, &principal.agency_id).await?;
-        reply(&self.ctx, principal, call, Some(&subject), message).await
+        reply(
+            &self.ctx,
+            principal,
+            call,
+            Concerning::Referral(row.referral_id),
+            message,
+        )
+        .await
     }
 
     /// SubmitProtectionRequest.
@@ -336,7 +346,7 @@ impl Protection {
             requester_officer: principal.officer_id.clone(),
             idempotency_key: key.as_str().to_owned(),
             request_digest: digest,
-            state: S::Submitted.as_str_name().to_owned(),
+            state: S::Submitted,
             version: 1,
             urgency,
             measures_requested: subjects::json(&measures)?,
@@ -354,43 +364,43 @@ impl Protection {
         };
         let insert = row.clone();
         let actor = principal.clone();
-        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move {
-                // One open request per subject: the referral's row is locked
-                // first, so two submissions at once see each other.
-                access::lock_referral(txn, insert.referral_id).await?;
-                if let Some(open) = store::open_request_for(txn, insert.subject_id).await? {
-                    return Err(ServiceError::AlreadyExists(format!(
-                        "protection request {open} for this subject is still open; \
+        self.ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    // One open request per subject: the referral's row is locked
+                    // first, so two submissions at once see each other.
+                    access::lock_referral(txn, insert.referral_id).await?;
+                    if let Some(open) = store::open_request_for(txn, insert.subject_id).await? {
+                        return Err(ServiceError::AlreadyExists(format!(
+                            "protection request {open} for this subject is still open; \
                          follow it (GetProtectionRequest) or withdraw it first"
-                    )));
-                }
-                request::Entity::insert(request::ActiveModel::from(insert.clone()))
-                    .exec_without_returning(txn)
-                    .await?;
-                // The WPA becomes a party to the referral.
-                for agency in &wpa {
-                    access::add_party(txn, insert.referral_id, agency, "PROTECTION").await?;
-                }
-                // Not on the referral's timeline: other parties learn of
-                // protection only when it applies, and then without detail.
-                events::append(
-                    txn,
-                    EventKind::ProtectionRequested,
-                    None,
-                    Some(&actor),
-                    &StatePayload {
-                        request_id: insert.id,
-                        referral_id: insert.referral_id,
-                        state: S::Submitted.as_str_name(),
-                        version: 1,
-                    },
-                )
-                .await
+                        )));
+                    }
+                    request::Entity::insert(request::ActiveModel::from(insert.clone()))
+                        .exec_without_returning(txn)
+                        .await?;
+                    // The WPA becomes a party to the referral.
+                    for agency in &wpa {
+                        access::add_party(txn, insert.referral_id, agency, "PROTECTION").await?;
+                    }
+                    // Not on the referral's timeline: other parties learn of
+                    // protection only when it applies, and then without detail.
+                    events::append(
+                        txn,
+                        EventKind::ProtectionRequested,
+                        None,
+                        Some(&actor),
+                        &StatePayload {
+                            request_id: insert.id,
+                            referral_id: insert.referral_id,
+                            state: S::Submitted.stored(),
+                            version: 1,
+                        },
+                    )
+                    .await
+                })
             })
-        })
-        .await?;
-        self.ctx.event_signal().notify_waiters();
+            .await?;
         tracing::info!(request_id = %id, reference_code = %row.reference_code, "protection requested");
         self.request_reply(&principal, &call, &row).await
     }
@@ -416,16 +426,7 @@ impl Protection {
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, 50, 200);
-        let mut states = Vec::new();
-        for (i, s) in req.states.iter().enumerate() {
-            match S::try_from(*s) {
-                Ok(state) if state != S::Unspecified => states.push(state.as_str_name()),
-                _ => v.add(
-                    format!("states[{i}]"),
-                    format!("unknown or unspecified value {s}"),
-                ),
-            }
-        }
+        let states = v.enum_list("states", &req.states, S::from_wire);
         let reference = if req.referral.trim().is_empty() {
             None
         } else {
@@ -482,6 +483,6 @@ impl Protection {
             next_page_token,
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 }

@@ -5,15 +5,18 @@
 //! protected witness is known by, and the measures in force.
 
 use chrono::{NaiveDate, Utc};
-use refnet_api::v1::{self as pb, ProtectionMeasure, ProtectionState as S};
+use refnet_api::v1::{self as pb, ProtectionMeasure};
+use refnet_core::states::ProtectionState as S;
+pub use refnet_core::states::{Lifecycle, check};
 use refnet_core::{
     ServiceError, ServiceResult,
     auth::Principal,
     boundary::{CallInfo, Reply},
     domain::{new_pseudonym, parse_pseudonym, parse_text, pseudonym_key},
     error::Violations,
-    events::{self, EventKind},
+    events::EventKind,
     subjects,
+    versioned::{self, Appended},
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
@@ -43,9 +46,11 @@ pub enum Step {
     Close,
 }
 
-impl Step {
-    /// The event and log name.
-    pub fn name(self) -> &'static str {
+impl Lifecycle for Step {
+    type State = S;
+    const WHAT: &'static str = "protection request";
+
+    fn name(self) -> &'static str {
         match self {
             Self::Withdraw => "WithdrawProtectionRequest",
             Self::BeginAssessment => "BeginAssessment",
@@ -56,8 +61,7 @@ impl Step {
         }
     }
 
-    /// The states it may start from.
-    pub fn from(self) -> &'static [S] {
+    fn from(self) -> &'static [S] {
         match self {
             Self::Withdraw => &[S::Submitted, S::UnderAssessment],
             Self::BeginAssessment => &[S::Submitted],
@@ -67,8 +71,7 @@ impl Step {
         }
     }
 
-    /// The state it leads to.
-    pub fn target(self) -> S {
+    fn target(self) -> S {
         match self {
             Self::Withdraw => S::Withdrawn,
             Self::BeginAssessment => S::UnderAssessment,
@@ -77,27 +80,6 @@ impl Step {
             Self::Decline => S::Declined,
             Self::Close => S::Closed,
         }
-    }
-}
-
-fn state_name(s: S) -> &'static str {
-    s.as_str_name()
-        .strip_prefix("PROTECTION_STATE_")
-        .unwrap_or("UNSPECIFIED")
-}
-
-/// The state `step` leads to from `current`, or FAILED_PRECONDITION naming both.
-pub fn check(current: &str, step: Step) -> ServiceResult<S> {
-    let state = S::from_str_name(current).unwrap_or(S::Unspecified);
-    if step.from().contains(&state) {
-        Ok(step.target())
-    } else {
-        Err(ServiceError::FailedPrecondition(format!(
-            "protection request is {}; {} cannot make it {}",
-            state_name(state),
-            step.name(),
-            state_name(step.target())
-        )))
     }
 }
 
@@ -184,7 +166,7 @@ impl Protection {
             return Err(ServiceError::NotFound);
         }
         expect_version(&row, req.expected_version)?;
-        let to = check(&row.state, step)?;
+        let to = check(row.state, step)?;
 
         // The pseudonym: kept from interim measures, chosen by the WPA, or generated.
         let pseudonym = match step {
@@ -231,10 +213,8 @@ impl Protection {
         let protect = matches!(step, Step::GrantInterimMeasures | Step::Admit);
         let lift = matches!(step, Step::Decline | Step::Close) && req.restore_identity;
         let mut changes = request::ActiveModel {
-            state: Set(to.as_str_name().to_owned()),
-            version: Set(row.version + 1),
+            state: Set(to),
             sealed_ct: Set(sealed_ct),
-            updated_at: Set(now),
             ..Default::default()
         };
         match step {
@@ -256,43 +236,28 @@ impl Protection {
         let actor = principal.clone();
         let (request_id, referral_id, subject_id, version) =
             (row.id, row.referral_id, row.subject_id, row.version);
-        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move {
-                let result = request::Entity::update_many()
-                    .set(changes)
-                    .filter(request::Column::Id.eq(request_id))
-                    .filter(request::Column::Version.eq(version))
-                    .exec(txn)
-                    .await?;
-                if result.rows_affected != 1 {
-                    return Ok(None);
-                }
-                if let (true, Some(p)) = (protect, pseudonym.as_deref()) {
-                    store::protect(txn, subject_id, p).await?;
-                }
-                if let (true, Some(p)) = (lift, pseudonym.as_deref()) {
-                    store::lift(txn, p).await?;
-                }
-                events::append(
-                    txn,
-                    EventKind::ProtectionStateChanged,
-                    None,
-                    Some(&actor),
-                    &StatePayload {
-                        request_id,
-                        referral_id,
-                        state: to.as_str_name(),
-                        version: version + 1,
-                    },
-                )
-                .await?;
-                Ok(request::Entity::find_by_id(request_id).one(txn).await?)
+        let updated = self
+            .ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    let Some(updated) =
+                        state_change(txn, &actor, request_id, referral_id, version, changes, to)
+                            .await?
+                    else {
+                        return Ok(None);
+                    };
+                    if let (true, Some(p)) = (protect, pseudonym.as_deref()) {
+                        refnet_core::protected::protect(txn, subject_id, p).await?;
+                    }
+                    if let (true, Some(p)) = (lift, pseudonym.as_deref()) {
+                        refnet_core::protected::lift(txn, p).await?;
+                    }
+                    Ok(Some(updated))
+                })
             })
-        })
-        .await?
-        .ok_or_else(concurrent)?;
-        self.ctx.event_signal().notify_waiters();
-        tracing::info!(request_id = %updated.id, step = step.name(), state = state_name(to), "protection request step");
+            .await?
+            .ok_or_else(concurrent)?;
+        tracing::info!(request_id = %updated.id, step = step.name(), state = %to, "protection request step");
         self.request_reply(&principal, &call, &updated).await
     }
 
@@ -362,14 +327,12 @@ impl Protection {
             .await?
             .ok_or(ServiceError::NotFound)?;
         expect_version(&row, req.expected_version)?;
-        let current = S::from_str_name(&row.state).unwrap_or(S::Unspecified);
-        let to = match current {
+        let to = match row.state {
             S::Admitted | S::Active => S::Active,
             S::InterimMeasures => S::InterimMeasures,
             other => {
                 return Err(ServiceError::FailedPrecondition(format!(
-                    "protection request is {}; measures are recorded under interim measures or after admission",
-                    state_name(other)
+                    "protection request is {other}; measures are recorded under interim measures or after admission"
                 )));
             }
         };
@@ -393,43 +356,58 @@ impl Protection {
         let (request_id, referral_id, version) = (row.id, row.referral_id, row.version);
         let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
             Box::pin(async move {
-                let result = request::Entity::update_many()
-                    .set(request::ActiveModel {
-                        state: Set(to.as_str_name().to_owned()),
-                        version: Set(version + 1),
-                        updated_at: Set(now),
-                        ..Default::default()
-                    })
-                    .filter(request::Column::Id.eq(request_id))
-                    .filter(request::Column::Version.eq(version))
-                    .exec(txn)
-                    .await?;
-                if result.rows_affected != 1 {
+                let changes = request::ActiveModel {
+                    state: Set(to),
+                    ..Default::default()
+                };
+                let Some(updated) =
+                    state_change(txn, &actor, request_id, referral_id, version, changes, to)
+                        .await?
+                else {
                     return Ok(None);
-                }
+                };
                 measure::Entity::insert(measure::ActiveModel::from(new_measure))
                     .exec_without_returning(txn)
                     .await?;
-                events::append(
-                    txn,
-                    EventKind::ProtectionStateChanged,
-                    None,
-                    Some(&actor),
-                    &StatePayload {
-                        request_id,
-                        referral_id,
-                        state: to.as_str_name(),
-                        version: version + 1,
-                    },
-                )
-                .await?;
-                Ok(request::Entity::find_by_id(request_id).one(txn).await?)
+                Ok(Some(updated))
             })
         })
         .await?
         .ok_or_else(concurrent)?;
         self.request_reply(&principal, &call, &updated).await
     }
+}
+
+/// Within `txn`: the one versioned change of a request to state `to`
+/// (update where version, the `ProtectionStateChanged` event, reread);
+/// `None` when another change won.
+async fn state_change(
+    txn: &sea_orm::DatabaseTransaction,
+    actor: &Principal,
+    request_id: Uuid,
+    referral_id: Uuid,
+    version: i64,
+    changes: request::ActiveModel,
+    to: S,
+) -> ServiceResult<Option<request::Model>> {
+    versioned::change::<request::Entity, _, _>(
+        txn,
+        request_id,
+        version,
+        changes,
+        Appended {
+            kind: EventKind::ProtectionStateChanged,
+            referral: None,
+            actor: Some(actor),
+            payload: &StatePayload {
+                request_id,
+                referral_id,
+                state: to.stored(),
+                version: version + 1,
+            },
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -440,30 +418,19 @@ mod tests {
     #[test]
     fn steps_follow_the_wpa_states() {
         assert_eq!(
-            check("PROTECTION_STATE_SUBMITTED", Step::BeginAssessment).unwrap(),
+            check(S::Submitted, Step::BeginAssessment).unwrap(),
             S::UnderAssessment
         );
-        assert_eq!(
-            check("PROTECTION_STATE_UNDER_ASSESSMENT", Step::Admit).unwrap(),
-            S::Admitted
-        );
-        assert_eq!(
-            check("PROTECTION_STATE_INTERIM_MEASURES", Step::Admit).unwrap(),
-            S::Admitted
-        );
-        let err = check("PROTECTION_STATE_SUBMITTED", Step::Admit)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(check(S::UnderAssessment, Step::Admit).unwrap(), S::Admitted);
+        assert_eq!(check(S::InterimMeasures, Step::Admit).unwrap(), S::Admitted);
+        let err = check(S::Submitted, Step::Admit).unwrap_err().to_string();
         assert!(
             err.contains("SUBMITTED") && err.contains("ADMITTED"),
             "{err}"
         );
-        assert!(check("PROTECTION_STATE_ADMITTED", Step::Withdraw).is_err());
-        assert!(check("PROTECTION_STATE_CLOSED", Step::Close).is_err());
-        assert!(check("PROTECTION_STATE_DECLINED", Step::Admit).is_err());
-        assert_eq!(
-            check("PROTECTION_STATE_ACTIVE", Step::Close).unwrap(),
-            S::Closed
-        );
+        assert!(check(S::Admitted, Step::Withdraw).is_err());
+        assert!(check(S::Closed, Step::Close).is_err());
+        assert!(check(S::Declined, Step::Admit).is_err());
+        assert_eq!(check(S::Active, Step::Close).unwrap(), S::Closed);
     }
 }

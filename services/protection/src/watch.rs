@@ -9,7 +9,7 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::Principal,
-    boundary::{CallInfo, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::referral::timestamp,
     entities::event,
     events::EventKind,
@@ -89,7 +89,7 @@ async fn next_batch(
     principal: &Principal,
     call: &CallInfo,
     after: i64,
-) -> ServiceResult<(Vec<pb::ProtectionRequestEvent>, i64)> {
+) -> ServiceResult<(Vec<Reply<pb::ProtectionRequestEvent>>, i64)> {
     let ctx = protection.ctx();
     let batch = event::Entity::find()
         .filter(event::Column::Seq.gt(after))
@@ -122,7 +122,7 @@ async fn next_batch(
             detail: payload.detail,
             redactions: Vec::new(),
         };
-        items.push(reply(ctx, principal, call, None, item).await?.into_inner());
+        items.push(reply(ctx, principal, call, Concerning::Nothing, item).await?);
     }
     Ok((items, last))
 }
@@ -133,7 +133,7 @@ pub async fn run(
     principal: Principal,
     call: CallInfo,
     mut after: i64,
-    tx: mpsc::Sender<Result<pb::ProtectionRequestEvent, tonic::Status>>,
+    tx: mpsc::Sender<Result<Reply<pb::ProtectionRequestEvent>, tonic::Status>>,
 ) {
     let ctx = protection.ctx().clone();
     loop {

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use refnet_api::v1 as pb;
-use refnet_core::{AppContext, ServiceError, ServiceResult, auth::Principal, entities::handoff};
+use refnet_core::{AppContext, ServiceError, ServiceResult, auth::Principal, states::HandoffState};
+
+use crate::entities::handoff;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tracing::Instrument;
 
@@ -86,10 +88,7 @@ impl DeadlineWorker {
 
     /// Escalates every handoff overdue at `now`; returns how many.
     pub async fn step_at(&self, now: DateTime<Utc>) -> ServiceResult<usize> {
-        let unacknowledged = [
-            pb::HandoffState::Pending.as_str_name(),
-            pb::HandoffState::Delivered.as_str_name(),
-        ];
+        let unacknowledged = [HandoffState::Pending, HandoffState::Delivered];
         let overdue = handoff::Entity::find()
             .filter(
                 Condition::any()
@@ -100,10 +99,7 @@ impl DeadlineWorker {
                     )
                     .add(
                         Condition::all()
-                            .add(
-                                handoff::Column::State
-                                    .eq(pb::HandoffState::Acknowledged.as_str_name()),
-                            )
+                            .add(handoff::Column::State.eq(HandoffState::Acknowledged))
                             .add(handoff::Column::DecideBy.lt(now)),
                     ),
             )
@@ -120,7 +116,7 @@ impl DeadlineWorker {
         let mut escalated = 0;
         for row in overdue {
             let (id, to) = (row.id, row.to_agency_id.clone());
-            let deadline = if unacknowledged.contains(&row.state.as_str()) {
+            let deadline = if unacknowledged.contains(&row.state) {
                 "acknowledge deadline passed"
             } else {
                 "decide deadline passed"
@@ -134,7 +130,7 @@ impl DeadlineWorker {
                 ],
             };
             // None: someone acted on it (or another worker escalated it) first.
-            if transition::record(&self.ctx, &system, row, Transition::Escalate, effects)
+            if transition::apply(&self.ctx, &system, row, Transition::Escalate, effects)
                 .await?
                 .is_some()
             {

@@ -11,7 +11,6 @@ use refnet_core::{
     auth::Principal,
     boundary::{CallInfo, Reply},
     domain::parse_text,
-    entities::handoff,
     error::Violations,
     events, subjects,
 };
@@ -19,12 +18,14 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Request;
 use uuid::Uuid;
 
+use crate::entities::handoff;
 use crate::{
     decisions,
     lifecycle::{Transition, check_row},
     service::{Routing, concurrent, expect_version, handoff_ref},
     transition::{Effects, apply_in},
 };
+use refnet_core::states::HandoffState;
 
 /// Within `txn`, after `declined` was declined: hands the referral to the
 /// second choice its rule names (another agency), if one is in reach.
@@ -109,8 +110,8 @@ impl Routing {
             .one(self.ctx.db())
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let was_pending = row.state == pb::HandoffState::Pending.as_str_name();
-        let was_accepted = row.state == pb::HandoffState::Accepted.as_str_name();
+        let was_pending = row.state == HandoffState::Pending;
+        let was_accepted = row.state == HandoffState::Accepted;
         expect_version(&row, req.expected_version)?;
         let to = check_row(&row, t)?;
         if t == Transition::Withdraw && was_accepted && reason.is_empty() {
@@ -166,43 +167,53 @@ impl Routing {
             crate::rules(&self.ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
         let agencies = self.ctx.agencies().all();
         let actor = principal.clone();
-        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move {
-                // The referral's row before the event-log lock (the order every writer keeps).
-                access::lock_referral(txn, row.referral_id).await?;
-                let Some(updated) = apply_in(txn, &actor, &row, t, to, effects).await? else {
-                    return Ok(None);
-                };
-                let mut events = refnet_core::events::Deferred::default();
-                match t {
-                    // Withdrawn before delivery: the recipient was never really party.
-                    Transition::Withdraw if was_pending => {
-                        access::drop_recipient(txn, updated.referral_id, &updated.to_agency_id)
+        let updated = self
+            .ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    // The referral's row before the event-log lock (the order every writer keeps).
+                    access::lock_referral(txn, row.referral_id).await?;
+                    let Some(updated) = apply_in(txn, &actor, &row, t, to, effects).await? else {
+                        return Ok(None);
+                    };
+                    let mut events = refnet_core::events::Deferred::default();
+                    match t {
+                        // Withdrawn before delivery: the recipient was never really party.
+                        Transition::Withdraw if was_pending => {
+                            crate::standing::drop_recipient(
+                                txn,
+                                updated.referral_id,
+                                &updated.to_agency_id,
+                            )
+                            .await?;
+                        }
+                        // After acceptance: it keeps what it saw, nothing newer.
+                        Transition::Withdraw if was_accepted => {
+                            crate::standing::retire_recipient(
+                                txn,
+                                updated.referral_id,
+                                &updated.to_agency_id,
+                            )
+                            .await?;
+                        }
+                        Transition::Decline => {
+                            second_choice(txn, &rules, &agencies, &updated, &mut events).await?;
+                        }
+                        _ => {}
+                    }
+                    if matches!(
+                        t,
+                        Transition::Decline | Transition::Withdraw | Transition::Complete
+                    ) {
+                        crate::triage::settle(txn, &rules, &mut events, updated.referral_id)
                             .await?;
                     }
-                    // After acceptance: it keeps what it saw, nothing newer.
-                    Transition::Withdraw if was_accepted => {
-                        access::retire_recipient(txn, updated.referral_id, &updated.to_agency_id)
-                            .await?;
-                    }
-                    Transition::Decline => {
-                        second_choice(txn, &rules, &agencies, &updated, &mut events).await?;
-                    }
-                    _ => {}
-                }
-                if matches!(
-                    t,
-                    Transition::Decline | Transition::Withdraw | Transition::Complete
-                ) {
-                    crate::triage::settle(txn, &rules, &mut events, updated.referral_id).await?;
-                }
-                events.flush(txn).await?;
-                Ok(Some(updated))
+                    events.flush(txn).await?;
+                    Ok(Some(updated))
+                })
             })
-        })
-        .await?
-        .ok_or_else(concurrent)?;
-        self.ctx.event_signal().notify_waiters();
+            .await?
+            .ok_or_else(concurrent)?;
         self.handoff_reply(&principal, &call, &updated).await
     }
 
@@ -231,17 +242,10 @@ impl Routing {
             .await?
             .ok_or(ServiceError::NotFound)?;
         expect_version(&row, req.expected_version)?;
-        let open = [
-            pb::HandoffState::Pending,
-            pb::HandoffState::Delivered,
-            pb::HandoffState::Acknowledged,
-            pb::HandoffState::Accepted,
-            pb::HandoffState::Escalated,
-        ];
-        if !open.iter().any(|s| s.as_str_name() == row.state) {
+        if row.state.ended() {
             return Err(ServiceError::FailedPrecondition(format!(
                 "handoff is {}; its checklist is closed",
-                row.state.trim_start_matches("HANDOFF_STATE_")
+                row.state
             )));
         }
         let mut list = decisions::checklist(&row)?;
@@ -251,25 +255,26 @@ impl Routing {
         let detail = format!("{provided}/{} provided", list.len());
         let stored = subjects::json(&list)?;
         let actor = principal.clone();
-        let updated = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move {
-                crate::transition::versioned_update(
-                    txn,
-                    &actor,
-                    &row,
-                    handoff::ActiveModel {
-                        checklist: Set(stored),
-                        ..Default::default()
-                    },
-                    events::EventKind::HandoffChecklistUpdated,
-                    Some(detail),
-                )
-                .await
+        let updated = self
+            .ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    crate::transition::versioned_update(
+                        txn,
+                        &actor,
+                        &row,
+                        handoff::ActiveModel {
+                            checklist: Set(stored),
+                            ..Default::default()
+                        },
+                        events::EventKind::HandoffChecklistUpdated,
+                        Some(detail),
+                    )
+                    .await
+                })
             })
-        })
-        .await?
-        .ok_or_else(concurrent)?;
-        self.ctx.event_signal().notify_waiters();
+            .await?
+            .ok_or_else(concurrent)?;
         self.handoff_reply(&principal, &call, &updated).await
     }
 }

@@ -5,15 +5,16 @@
 //! declines, withdrawals and referrals needing routing send to the agencies
 //! that must act on them, read or unread per officer.
 
+use crate::entities::handoff;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, Role},
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::referral::timestamp,
-    entities::{handoff, notification},
+    entities::notification,
     error::Violations,
     events::EventKind,
     paging, subjects,
@@ -248,7 +249,7 @@ pub async fn set_mutes(
         kinds: muted(ctx, &principal).await?,
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 /// The audiences `principal` belongs to in its agency.
@@ -361,7 +362,7 @@ pub async fn list_notifications(
         next_page_token,
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 /// Most notifications one MarkNotificationsRead names by id.
@@ -476,7 +477,7 @@ pub async fn mark_read(
         marked: i32::try_from(marked).unwrap_or(i32::MAX),
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 /// Marks `item` of `entries` provided (or not) by `agency`; the item must be listed.

@@ -12,10 +12,8 @@
 
 use std::sync::{Arc, Once};
 
-use refnet_core::{
-    AppContext, ServiceResult,
-    entities::{event, handoff},
-};
+use crate::entities::handoff;
+use refnet_core::{AppContext, ServiceResult, entities::event};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::{OnceCell, broadcast};
 use uuid::Uuid;

@@ -21,6 +21,7 @@
 pub mod deadlines;
 pub(crate) mod decide;
 pub mod decisions;
+pub mod entities;
 pub(crate) mod hub;
 pub mod lifecycle;
 pub(crate) mod manual;
@@ -29,6 +30,7 @@ pub mod rules;
 pub mod sampler;
 pub(crate) mod sent;
 pub mod service;
+pub mod standing;
 pub mod timeline;
 pub(crate) mod transition;
 pub mod triage;

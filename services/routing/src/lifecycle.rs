@@ -3,7 +3,8 @@
 //! `ESCALATED` when a deadline passes. An illegal transition is
 //! FAILED_PRECONDITION naming the current and the wanted state.
 
-use refnet_api::v1::HandoffState as S;
+use refnet_core::states::HandoffState as S;
+pub use refnet_core::states::{Lifecycle, check};
 use refnet_core::{ServiceError, events::EventKind};
 
 /// A change a caller (or routing itself) asks for.
@@ -27,9 +28,24 @@ pub enum Transition {
     Reassign,
 }
 
-impl Transition {
-    /// The state it leads to.
-    pub fn target(self) -> S {
+impl Lifecycle for Transition {
+    type State = S;
+    const WHAT: &'static str = "handoff";
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Deliver => "Deliver",
+            Self::Acknowledge => "AcknowledgeHandoff",
+            Self::Accept => "AcceptHandoff",
+            Self::Decline => "DeclineHandoff",
+            Self::Escalate => "Escalate",
+            Self::Complete => "CompleteHandoff",
+            Self::Withdraw => "WithdrawHandoff",
+            Self::Reassign => "ReassignHandoff",
+        }
+    }
+
+    fn target(self) -> S {
         match self {
             Self::Deliver => S::Delivered,
             Self::Acknowledge => S::Acknowledged,
@@ -42,8 +58,7 @@ impl Transition {
         }
     }
 
-    /// The states it may start from.
-    pub fn from(self) -> &'static [S] {
+    fn from(self) -> &'static [S] {
         match self {
             Self::Deliver => &[S::Pending],
             Self::Acknowledge => &[S::Pending, S::Delivered, S::Escalated],
@@ -61,7 +76,9 @@ impl Transition {
             Self::Reassign => &[S::Pending, S::Delivered, S::Acknowledged, S::Escalated],
         }
     }
+}
 
+impl Transition {
     /// The event it appends.
     pub fn event(self) -> EventKind {
         match self {
@@ -82,42 +99,16 @@ impl Transition {
     }
 }
 
-fn name(s: S) -> &'static str {
-    s.as_str_name()
-        .strip_prefix("HANDOFF_STATE_")
-        .unwrap_or("UNSPECIFIED")
-}
-
-/// The state `t` leads to from `current` (a proto state name), or FAILED_PRECONDITION.
-pub fn check(current: &str, t: Transition) -> Result<S, ServiceError> {
-    let state = S::from_str_name(current).unwrap_or(S::Unspecified);
-    if t.from().contains(&state) {
-        Ok(t.target())
-    } else {
-        Err(ServiceError::FailedPrecondition(format!(
-            "handoff is {}; it cannot become {}",
-            name(state),
-            name(t.target())
-        )))
-    }
-}
-
-/// [`check`] for a stored handoff, with the rules that need more than its state:
+/// [`check`](refnet_core::states::check) for a stored handoff, with the rules that need more than its state:
 /// a handoff escalated after it was acknowledged (decide-by passed) cannot be
 /// acknowledged again.
-pub fn check_row(
-    row: &refnet_core::entities::handoff::Model,
-    t: Transition,
-) -> Result<S, ServiceError> {
-    if t == Transition::Acknowledge
-        && row.state == S::Escalated.as_str_name()
-        && row.acknowledged_at.is_some()
-    {
+pub fn check_row(row: &crate::entities::handoff::Model, t: Transition) -> Result<S, ServiceError> {
+    if t == Transition::Acknowledge && row.state == S::Escalated && row.acknowledged_at.is_some() {
         return Err(ServiceError::FailedPrecondition(
             "handoff is ESCALATED and was already acknowledged; accept or decline it".into(),
         ));
     }
-    check(&row.state, t)
+    check(row.state, t)
 }
 
 #[cfg(test)]
@@ -127,50 +118,50 @@ mod tests {
     #[test]
     fn legal_and_illegal_transitions() {
         assert_eq!(
-            check("HANDOFF_STATE_PENDING", Transition::Deliver).unwrap(),
+            check(S::Pending, Transition::Deliver).unwrap(),
             S::Delivered
         );
         assert_eq!(
-            check("HANDOFF_STATE_DELIVERED", Transition::Acknowledge).unwrap(),
+            check(S::Delivered, Transition::Acknowledge).unwrap(),
             S::Acknowledged
         );
         assert_eq!(
-            check("HANDOFF_STATE_ACKNOWLEDGED", Transition::Accept).unwrap(),
+            check(S::Acknowledged, Transition::Accept).unwrap(),
             S::Accepted
         );
-        let err = check("HANDOFF_STATE_DELIVERED", Transition::Accept)
+        let err = check(S::Delivered, Transition::Accept)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("DELIVERED") && err.contains("ACCEPTED"),
             "{err}"
         );
-        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Acknowledge).is_err());
-        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Deliver).is_err());
+        assert!(check(S::Accepted, Transition::Acknowledge).is_err());
+        assert!(check(S::Accepted, Transition::Deliver).is_err());
         assert_eq!(
-            check("HANDOFF_STATE_ACCEPTED", Transition::Complete).unwrap(),
+            check(S::Accepted, Transition::Complete).unwrap(),
             S::Completed
         );
         assert_eq!(
-            check("HANDOFF_STATE_ACCEPTED", Transition::Withdraw).unwrap(),
+            check(S::Accepted, Transition::Withdraw).unwrap(),
             S::Withdrawn
         );
-        assert!(check("HANDOFF_STATE_COMPLETED", Transition::Withdraw).is_err());
+        assert!(check(S::Completed, Transition::Withdraw).is_err());
         assert_eq!(
-            check("HANDOFF_STATE_PENDING", Transition::Withdraw).unwrap(),
+            check(S::Pending, Transition::Withdraw).unwrap(),
             S::Withdrawn
         );
-        assert!(check("HANDOFF_STATE_WITHDRAWN", Transition::Acknowledge).is_err());
+        assert!(check(S::Withdrawn, Transition::Acknowledge).is_err());
         assert_eq!(
-            check("HANDOFF_STATE_ACKNOWLEDGED", Transition::Decline).unwrap(),
+            check(S::Acknowledged, Transition::Decline).unwrap(),
             S::Declined
         );
-        assert!(check("HANDOFF_STATE_DELIVERED", Transition::Decline).is_err());
-        assert!(check("HANDOFF_STATE_DECLINED", Transition::Accept).is_err());
+        assert!(check(S::Delivered, Transition::Decline).is_err());
+        assert!(check(S::Declined, Transition::Accept).is_err());
         assert_eq!(
-            check("HANDOFF_STATE_ACKNOWLEDGED", Transition::Escalate).unwrap(),
+            check(S::Acknowledged, Transition::Escalate).unwrap(),
             S::Escalated
         );
-        assert!(check("HANDOFF_STATE_ACCEPTED", Transition::Escalate).is_err());
+        assert!(check(S::Accepted, Transition::Escalate).is_err());
     }
 }

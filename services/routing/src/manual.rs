@@ -8,15 +8,15 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::ReferralRef,
-    entities::handoff,
     error::Violations,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Request;
 use uuid::Uuid;
 
+use crate::entities::handoff;
 use crate::{
     decisions,
     lifecycle::{Transition, check_row},
@@ -80,34 +80,34 @@ impl Routing {
         let from = principal.agency_id.clone();
         let purpose = req.purpose.clone();
         let rule_set_version = version.clone();
-        refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move {
-                // The referral's row before the event-log lock (the order every writer keeps).
-                access::mark_routed(txn, referral_id).await?;
-                // Routed by hand: off the triage list.
-                crate::triage::clear(txn, referral_id).await?;
-                crate::worker::insert_handoff(
-                    txn,
-                    crate::worker::NewHandoff {
-                        id,
-                        referral_id,
-                        reference_code: code,
-                        from_agency_id: from,
-                        to: &target,
-                        purpose,
-                        rule_id: "manual".to_owned(),
-                        rule_set_version,
-                        checklist: Vec::new(),
-                        acknowledge_by,
-                        decide_by,
-                    },
-                )
-                .await
-                .map(|_| ())
+        self.ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    // The referral's row before the event-log lock (the order every writer keeps).
+                    access::mark_routed(txn, referral_id).await?;
+                    // Routed by hand: off the triage list.
+                    crate::triage::clear(txn, referral_id).await?;
+                    crate::worker::insert_handoff(
+                        txn,
+                        crate::worker::NewHandoff {
+                            id,
+                            referral_id,
+                            reference_code: code,
+                            from_agency_id: from,
+                            to: &target,
+                            purpose,
+                            rule_id: "manual".to_owned(),
+                            rule_set_version,
+                            checklist: Vec::new(),
+                            acknowledge_by,
+                            decide_by,
+                        },
+                    )
+                    .await
+                    .map(|_| ())
+                })
             })
-        })
-        .await?;
-        self.ctx.event_signal().notify_waiters();
+            .await?;
         // A retry with the same key finds the handoff the first call created.
         let row = handoff::Entity::find()
             .filter(handoff::Column::ReferralId.eq(referral_id))
@@ -115,7 +115,14 @@ impl Routing {
             .one(self.ctx.db())
             .await?
             .ok_or_else(|| ServiceError::Internal("manual handoff vanished".into()))?;
-        reply(&self.ctx, &principal, &call, None, to_proto(&row)?).await
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Concerning::Nothing,
+            to_proto(&row)?,
+        )
+        .await
     }
 
     pub(crate) async fn reassign_handoff_inner(
@@ -147,43 +154,51 @@ impl Routing {
         let checklist = decisions::checklist(&row)?;
         let actor = principal.clone();
         // The old handoff is REASSIGNED and the new one created in one transaction.
-        let reassigned = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-            Box::pin(async move {
-                let Some(reassigned) = apply_in(
-                    txn,
-                    &actor,
-                    &row,
-                    Transition::Reassign,
-                    to,
-                    Effects::default(),
-                )
-                .await?
-                else {
-                    return Ok(None);
-                };
-                crate::worker::insert_handoff(
-                    txn,
-                    crate::worker::NewHandoff {
-                        id: Uuid::now_v7(),
-                        referral_id: row.referral_id,
-                        reference_code: row.reference_code.clone(),
-                        from_agency_id: row.from_agency_id.clone(),
-                        to: &target,
-                        purpose: row.purpose.clone(),
-                        rule_id: row.rule_id.clone(),
-                        rule_set_version: format!("reassigned:{}", row.id),
-                        checklist,
-                        acknowledge_by,
-                        decide_by,
-                    },
-                )
-                .await?;
-                Ok(Some(reassigned))
+        let reassigned = self
+            .ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    let Some(reassigned) = apply_in(
+                        txn,
+                        &actor,
+                        &row,
+                        Transition::Reassign,
+                        to,
+                        Effects::default(),
+                    )
+                    .await?
+                    else {
+                        return Ok(None);
+                    };
+                    crate::worker::insert_handoff(
+                        txn,
+                        crate::worker::NewHandoff {
+                            id: Uuid::now_v7(),
+                            referral_id: row.referral_id,
+                            reference_code: row.reference_code.clone(),
+                            from_agency_id: row.from_agency_id.clone(),
+                            to: &target,
+                            purpose: row.purpose.clone(),
+                            rule_id: row.rule_id.clone(),
+                            rule_set_version: format!("reassigned:{}", row.id),
+                            checklist,
+                            acknowledge_by,
+                            decide_by,
+                        },
+                    )
+                    .await?;
+                    Ok(Some(reassigned))
+                })
             })
-        })
-        .await?
-        .ok_or_else(concurrent)?;
-        self.ctx.event_signal().notify_waiters();
-        reply(&self.ctx, &principal, &call, None, to_proto(&reassigned)?).await
+            .await?
+            .ok_or_else(concurrent)?;
+        reply(
+            &self.ctx,
+            &principal,
+            &call,
+            Concerning::Nothing,
+            to_proto(&reassigned)?,
+        )
+        .await
     }
 }

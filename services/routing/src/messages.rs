@@ -8,7 +8,7 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::{IdempotencyKey, ReferralRef, parse_text, referral::timestamp},
     error::Violations,
     events::{self, EventKind},
@@ -129,7 +129,7 @@ pub async fn post(
             };
             let actor = principal.clone();
             let insert = row.clone();
-            refnet_core::db::write_txn(ctx.db(), move |txn| {
+            ctx.write(move |txn| {
                 Box::pin(async move {
                     message::Entity::insert(message::ActiveModel {
                         id: Set(insert.id),
@@ -155,7 +155,6 @@ pub async fn post(
                 })
             })
             .await?;
-            ctx.event_signal().notify_waiters();
             row
         }
     };
@@ -164,7 +163,7 @@ pub async fn post(
         ctx,
         &principal,
         &call,
-        Some(&subject),
+        Concerning::Subject(&subject),
         to_proto(ctx, &row).await?,
     )
     .await
@@ -243,5 +242,12 @@ pub async fn list(
         next_page_token,
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, Some(&subject), response).await
+    reply(
+        ctx,
+        &principal,
+        &call,
+        Concerning::Subject(&subject),
+        response,
+    )
+    .await
 }

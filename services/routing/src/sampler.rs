@@ -5,43 +5,27 @@
 //! they read counts, never rows.
 
 use chrono::{DateTime, Utc};
-use refnet_api::v1 as pb;
-use refnet_core::{
-    AppContext, ServiceResult,
-    entities::{consumer_checkpoint, event, handoff},
-    metrics::Sample,
-};
+use refnet_core::{AppContext, ServiceResult, entities::event, metrics::Sample};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
+use crate::entities::{consumer_checkpoint, handoff};
 use crate::worker::CONSUMER;
+use refnet_core::states::HandoffState;
 
 /// States a handoff can still be acted on in.
-const OPEN: [pb::HandoffState; 4] = [
-    pb::HandoffState::Pending,
-    pb::HandoffState::Delivered,
-    pb::HandoffState::Acknowledged,
-    pb::HandoffState::Escalated,
-];
-
-/// Every state, reported even at zero so a dashboard's series do not vanish.
-const STATES: [pb::HandoffState; 9] = [
-    pb::HandoffState::Pending,
-    pb::HandoffState::Delivered,
-    pb::HandoffState::Acknowledged,
-    pb::HandoffState::Accepted,
-    pb::HandoffState::Declined,
-    pb::HandoffState::Completed,
-    pb::HandoffState::Escalated,
-    pb::HandoffState::Reassigned,
-    pb::HandoffState::Withdrawn,
+const OPEN: [HandoffState; 4] = [
+    HandoffState::Pending,
+    HandoffState::Delivered,
+    HandoffState::Acknowledged,
+    HandoffState::Escalated,
 ];
 
 /// Reads the gauges' values at `now`.
 pub async fn sample_at(ctx: &AppContext, now: DateTime<Utc>) -> ServiceResult<Sample> {
     let db = ctx.db();
-    let counts: Vec<(String, i64)> = handoff::Entity::find()
+    let counts: Vec<(HandoffState, i64)> = handoff::Entity::find()
         .select_only()
         .column(handoff::Column::State)
         .column_as(handoff::Column::Id.count(), "n")
@@ -49,21 +33,20 @@ pub async fn sample_at(ctx: &AppContext, now: DateTime<Utc>) -> ServiceResult<Sa
         .into_tuple()
         .all(db)
         .await?;
-    let handoffs_by_state = STATES
-        .iter()
+    // Every state, reported even at zero so a dashboard's series do not vanish.
+    let handoffs_by_state = <HandoffState as sea_orm::Iterable>::iter()
         .map(|s| {
-            let name = s.as_str_name();
+            let name = s.stored();
             let n = counts
                 .iter()
-                .find(|(state, _)| state == name)
+                .find(|(state, _)| *state == s)
                 .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
             (name.to_owned(), n)
         })
         .collect();
 
-    let open: Vec<&str> = OPEN.iter().map(|s| s.as_str_name()).collect();
     let overdue = handoff::Entity::find()
-        .filter(handoff::Column::State.is_in(open))
+        .filter(handoff::Column::State.is_in(OPEN))
         .filter(
             Condition::any()
                 .add(

@@ -8,8 +8,7 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     ServiceError, ServiceResult,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
-    entities::handoff,
+    boundary::{CallInfo, Concerning, Reply, reply},
     error::Violations,
     paging,
 };
@@ -17,9 +16,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tonic::Request;
 use uuid::Uuid;
 
+use crate::entities::handoff;
 use crate::{
     service::Routing,
-    service::{DEFAULT_PAGE, MAX_PAGE, parse_states},
+    service::{DEFAULT_PAGE, MAX_PAGE},
     wire::to_proto,
 };
 
@@ -43,7 +43,11 @@ impl Routing {
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let states = parse_states(&mut v, &req.states);
+        let states = v.enum_list(
+            "states",
+            &req.states,
+            refnet_core::states::HandoffState::from_wire,
+        );
         let mut canonical = req.clone();
         canonical.page_token.clear();
         canonical.page_size = 0;
@@ -139,6 +143,6 @@ impl Routing {
             next_page_token,
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 }

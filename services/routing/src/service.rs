@@ -10,17 +10,18 @@ use refnet_api::v1::{self as pb, routing_service_server::RoutingService};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::ReferralRef,
-    entities::handoff,
     error::Violations,
-    paging, subjects,
+    paging,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::entities::handoff;
 use crate::{decisions, lifecycle::Transition, transition::Effects, wire::to_proto};
+use refnet_core::states::HandoffState;
 
 pub(crate) const DEFAULT_PAGE: u64 = 50;
 pub(crate) const MAX_PAGE: u64 = 200;
@@ -73,7 +74,7 @@ impl Routing {
         let req = request.into_inner();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
-        let states = parse_states(&mut v, &req.states);
+        let states = v.enum_list("states", &req.states, HandoffState::from_wire);
         let mut canonical = req.clone();
         canonical.page_token.clear();
         canonical.page_size = 0;
@@ -103,11 +104,7 @@ impl Routing {
         let more = rows.len() as u64 > page_size;
         rows.truncate(page_size as usize);
         // Delivery is recorded when the receiving agency first sees a handoff.
-        let mut delivered_any = false;
-        for row in rows
-            .iter_mut()
-            .filter(|r| r.state == pb::HandoffState::Pending.as_str_name())
-        {
+        for row in rows.iter_mut().filter(|r| r.state == HandoffState::Pending) {
             if let Some(updated) = crate::transition::apply(
                 &self.ctx,
                 &principal,
@@ -118,11 +115,7 @@ impl Routing {
             .await?
             {
                 *row = updated;
-                delivered_any = true;
             }
-        }
-        if delivered_any {
-            self.ctx.event_signal().notify_waiters();
         }
         let next_page_token = match (more, rows.last()) {
             (true, Some(last)) => {
@@ -135,7 +128,7 @@ impl Routing {
             next_page_token,
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 
     /// One handoff for `principal`, its decline reason (if any) opened and
@@ -147,13 +140,13 @@ impl Routing {
         row: &handoff::Model,
     ) -> ServiceResult<Reply<pb::Handoff>> {
         let mut message = to_proto(row)?;
-        if row.decline_reason_ct.is_none() {
-            return reply(&self.ctx, principal, call, None, message).await;
-        }
-        message.decline_reason = decisions::open_reason(&self.ctx, row).await?;
-        let subject =
-            subjects::context_for(&self.ctx, row.referral_id, &principal.agency_id).await?;
-        reply(&self.ctx, principal, call, Some(&subject), message).await
+        let about = if row.decline_reason_ct.is_some() {
+            message.decline_reason = decisions::open_reason(&self.ctx, row).await?;
+            Concerning::Referral(row.referral_id)
+        } else {
+            Concerning::Nothing
+        };
+        reply(&self.ctx, principal, call, about, message).await
     }
 }
 
@@ -196,9 +189,7 @@ impl RoutingService for Routing {
             crate::timeline::run(ctx, principal, call, referral, after, tx).await;
             drop(open);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(refnet_core::boundary::stream(rx)))
     }
 
     async fn watch_inbox(
@@ -215,9 +206,7 @@ impl RoutingService for Routing {
             crate::watch::run(ctx, principal, call, after, hub, tx).await;
             drop(open);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(refnet_core::boundary::stream(rx)))
     }
 
     async fn list_inbox(
@@ -412,19 +401,4 @@ impl Routing {
             .ok_or(ServiceError::NotFound)?;
         self.handoff_reply(&principal, &call, &row).await
     }
-}
-
-/// Checks a list of handoff states (each known and specified); their stored names.
-pub(crate) fn parse_states(v: &mut Violations, states: &[i32]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, s) in states.iter().enumerate() {
-        match pb::HandoffState::try_from(*s) {
-            Ok(state) if *s != 0 => out.push(state.as_str_name().to_owned()),
-            _ => v.add(
-                format!("states[{i}]"),
-                format!("unknown or unspecified value {s}"),
-            ),
-        }
-    }
-    out
 }

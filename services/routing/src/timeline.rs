@@ -3,16 +3,17 @@
 //! values), by pages (`GetTimeline`) or live (`WatchReferral`, resumable from
 //! a cursor, across processes because it reads the event log).
 
+use crate::entities::handoff;
+use refnet_api::redact::Redact;
 use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::{ReferralRef, referral::timestamp},
-    entities::{event, handoff},
+    entities::event,
     error::Violations,
     events::EventKind,
-    subjects,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -116,11 +117,12 @@ pub async fn latest_seq(ctx: &AppContext, referral: Uuid) -> ServiceResult<i64> 
         .map_or(0, |e| e.seq))
 }
 
-/// Redacted timeline items of `events`.
+/// The timeline items of `events`, not yet redacted: a page goes through the
+/// boundary once (as one `GetTimelineResponse`), a stream item once (by
+/// [`redacted`]). Decline and withdrawal reasons are opened here.
 pub async fn items(
     ctx: &AppContext,
     principal: &Principal,
-    call: &CallInfo,
     referral: Uuid,
     events: &[event::Model],
 ) -> ServiceResult<Vec<pb::TimelineEvent>> {
@@ -128,15 +130,6 @@ pub async fn items(
         EventKind::HandoffDeclined.as_str(),
         EventKind::HandoffWithdrawn.as_str(),
     ];
-    // Decline and withdrawal reasons are free text: redacted with the subject's identifiers.
-    let subject = if events
-        .iter()
-        .any(|e| with_reason.contains(&e.kind.as_str()))
-    {
-        Some(subjects::context_for(ctx, referral, &principal.agency_id).await?)
-    } else {
-        None
-    };
     let mut out = Vec::with_capacity(events.len());
     for ev in events {
         let mut it = item(ctx, referral, &principal.agency_id, ev)?;
@@ -146,13 +139,26 @@ pub async fn items(
         {
             it.reason = crate::decisions::open_reason(ctx, &row).await?;
         }
-        out.push(
-            reply(ctx, principal, call, subject.as_ref(), it)
-                .await?
-                .into_inner(),
-        );
+        out.push(it);
     }
     Ok(out)
+}
+
+/// `message` about `referral` through the boundary, with the referral's
+/// subject when it holds free text (a reason) and without it otherwise.
+pub async fn redacted<T: Redact>(
+    ctx: &AppContext,
+    principal: &Principal,
+    call: &CallInfo,
+    referral: Uuid,
+    message: T,
+) -> ServiceResult<Reply<T>> {
+    let about = if message.holds_free_text() {
+        Concerning::Referral(referral)
+    } else {
+        Concerning::Nothing
+    };
+    reply(ctx, principal, call, about, message).await
 }
 
 /// The stream's next events after `after`; when they hold a withdrawal of a
@@ -182,7 +188,7 @@ pub async fn run(
     call: CallInfo,
     referral: Uuid,
     mut after: i64,
-    tx: mpsc::Sender<Result<pb::TimelineEvent, tonic::Status>>,
+    tx: mpsc::Sender<Result<Reply<pb::TimelineEvent>, tonic::Status>>,
 ) {
     // A former recipient's cutoff, read once, and again only when the stream
     // meets a withdrawal (the only change that sets it).
@@ -217,9 +223,15 @@ pub async fn run(
                     event = %ev.kind
                 );
                 refnet_core::telemetry::continue_trace(&span, ev.trace_context.as_deref());
-                let list = items(&ctx, &principal, &call, referral, std::slice::from_ref(ev))
-                    .instrument(span)
-                    .await;
+                let list = async {
+                    let mut out = Vec::new();
+                    for it in items(&ctx, &principal, referral, std::slice::from_ref(ev)).await? {
+                        out.push(redacted(&ctx, &principal, &call, referral, it).await?);
+                    }
+                    ServiceResult::Ok(out)
+                }
+                .instrument(span)
+                .await;
                 match list {
                     Ok(list) => {
                         for it in list {
@@ -275,7 +287,7 @@ pub(crate) async fn get(
     let mut events = events_after(ctx, referral, until, after, page_size + 1).await?;
     let more = events.len() as u64 > page_size;
     events.truncate(page_size as usize);
-    let items = items(ctx, &principal, &call, referral, &events).await?;
+    let items = items(ctx, &principal, referral, &events).await?;
     let next_page_token = if more {
         items.last().map(|i| i.cursor.clone()).unwrap_or_default()
     } else {
@@ -286,5 +298,5 @@ pub(crate) async fn get(
         next_page_token,
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, None, response).await
+    redacted(ctx, &principal, &call, referral, response).await
 }

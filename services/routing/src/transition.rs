@@ -5,14 +5,20 @@
 //! delivery by a stream or a list, and escalation by the deadline worker.
 
 use chrono::Utc;
-use refnet_api::v1 as pb;
-use refnet_core::{AppContext, ServiceResult, auth::Principal, entities::handoff, events};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use refnet_core::{
+    AppContext, ServiceResult,
+    auth::Principal,
+    events,
+    states::HandoffState,
+    versioned::{self, Appended},
+};
+use sea_orm::ActiveValue::Set;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
     decisions,
+    entities::handoff,
     lifecycle::{Transition, check_row},
 };
 
@@ -35,12 +41,12 @@ pub(crate) async fn apply_in(
     actor: &Principal,
     row: &handoff::Model,
     t: Transition,
-    to: pb::HandoffState,
+    to: HandoffState,
     effects: Effects,
 ) -> ServiceResult<Option<handoff::Model>> {
     let now = Utc::now();
     let mut changes = handoff::ActiveModel {
-        state: Set(to.as_str_name().to_owned()),
+        state: Set(to),
         ..Default::default()
     };
     match t {
@@ -80,54 +86,47 @@ pub(crate) async fn versioned_update(
     txn: &sea_orm::DatabaseTransaction,
     actor: &Principal,
     row: &handoff::Model,
-    mut changes: handoff::ActiveModel,
+    changes: handoff::ActiveModel,
     event: events::EventKind,
     detail: Option<String>,
 ) -> ServiceResult<Option<handoff::Model>> {
-    changes.version = Set(row.version + 1);
-    changes.updated_at = Set(Utc::now());
     let state = match &changes.state {
-        sea_orm::ActiveValue::Set(s) | sea_orm::ActiveValue::Unchanged(s) => s.clone(),
-        sea_orm::ActiveValue::NotSet => row.state.clone(),
+        sea_orm::ActiveValue::Set(s) | sea_orm::ActiveValue::Unchanged(s) => *s,
+        sea_orm::ActiveValue::NotSet => row.state,
     };
-    let result = handoff::Entity::update_many()
-        .set(changes)
-        .filter(handoff::Column::Id.eq(row.id))
-        .filter(handoff::Column::Version.eq(row.version))
-        .exec(txn)
-        .await?;
-    if result.rows_affected != 1 {
-        return Ok(None);
-    }
-    events::append(
+    versioned::change::<handoff::Entity, _, _>(
         txn,
-        event,
-        Some(row.referral_id),
-        // Deadlines act as refnet itself, not as an agency.
-        (!actor.agency_id.is_empty()).then_some(actor),
-        &TransitionPayload {
-            handoff_id: row.id,
-            version: row.version + 1,
-            state,
-            detail,
+        row.id,
+        row.version,
+        changes,
+        Appended {
+            kind: event,
+            referral: Some(row.referral_id),
+            // Deadlines act as refnet itself, not as an agency.
+            actor: (!actor.agency_id.is_empty()).then_some(actor),
+            payload: &TransitionPayload {
+                handoff_id: row.id,
+                version: row.version + 1,
+                state: state.stored(),
+                detail,
+            },
         },
     )
-    .await?;
-    Ok(handoff::Entity::find_by_id(row.id).one(txn).await?)
+    .await
 }
 
 #[derive(Serialize)]
 struct TransitionPayload {
     handoff_id: Uuid,
     version: i64,
-    state: String,
+    state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
 }
 
 /// Applies `t` to `row` in its own transaction if its version is still
-/// current; `None` when another change won. Streams are not woken: the caller
-/// wakes them once for a batch.
+/// current, waking the streams after commit; `None` when another change won
+/// (delivery by a list or a stream, escalation by the deadline worker).
 pub(crate) async fn apply(
     ctx: &AppContext,
     principal: &Principal,
@@ -137,24 +136,6 @@ pub(crate) async fn apply(
 ) -> ServiceResult<Option<handoff::Model>> {
     let to = check_row(&row, t)?;
     let actor = principal.clone();
-    refnet_core::db::write_txn(ctx.db(), move |txn| {
-        Box::pin(async move { apply_in(txn, &actor, &row, t, to, effects).await })
-    })
-    .await
-}
-
-/// [`apply`], then wakes the streams when it changed something (delivery by
-/// a stream, escalation by the deadline worker).
-pub(crate) async fn record(
-    ctx: &AppContext,
-    principal: &Principal,
-    row: handoff::Model,
-    t: Transition,
-    effects: Effects,
-) -> ServiceResult<Option<handoff::Model>> {
-    let updated = apply(ctx, principal, row, t, effects).await?;
-    if updated.is_some() {
-        ctx.event_signal().notify_waiters();
-    }
-    Ok(updated)
+    ctx.write(move |txn| Box::pin(async move { apply_in(txn, &actor, &row, t, to, effects).await }))
+        .await
 }

@@ -17,9 +17,9 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::{ReferralRef, referral::timestamp},
-    entities::{handoff, referral, referral_party},
+    entities::{referral, referral_party},
     error::Violations,
     events::{Deferred, EventKind},
     subjects,
@@ -31,10 +31,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::entities::handoff;
+use crate::standing::Handoffs;
 use crate::{
     decisions::{self, About},
     rules::RuleSet,
 };
+use refnet_core::states::ReferralStatus;
 
 /// Routing's triage table.
 pub mod entity {
@@ -206,9 +209,9 @@ pub(crate) async fn settle(
     events: &mut Deferred,
     referral_id: Uuid,
 ) -> ServiceResult<()> {
-    match access::handoffs(txn, referral_id).await? {
-        access::Handoffs::Open => Ok(()),
-        access::Handoffs::Completed => {
+    match crate::standing::handoffs(txn, referral_id).await? {
+        Handoffs::Open => Ok(()),
+        Handoffs::Completed => {
             // A referral waiting for an agency no rule could reach still waits.
             if entity::Entity::find_by_id(referral_id)
                 .one(txn)
@@ -219,7 +222,7 @@ pub(crate) async fn settle(
             }
             access::mark_closed(txn, referral_id).await
         }
-        access::Handoffs::NoneCompleted => {
+        Handoffs::NoneCompleted => {
             let ended_handoffs: Vec<Uuid> = handoff::Entity::find()
                 .select_only()
                 .column(handoff::Column::Id)
@@ -342,7 +345,7 @@ pub async fn list(
         next_page_token,
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 #[derive(Serialize)]
@@ -382,7 +385,7 @@ pub async fn close(
         .to_ascii_lowercase()
         .replace('_', " ");
     let actor = principal.clone();
-    refnet_core::db::write_txn(ctx.db(), move |txn| {
+    ctx.write(move |txn| {
         Box::pin(async move {
             // The referral's row before the event-log lock (the order every writer keeps).
             access::lock_referral(txn, referral_id).await?;
@@ -390,10 +393,10 @@ pub async fn close(
                 .one(txn)
                 .await?
                 .ok_or(ServiceError::NotFound)?;
-            if row.status == pb::ReferralStatus::Closed.as_str_name() {
+            if row.status == ReferralStatus::Closed {
                 return Ok(());
             }
-            if access::handoffs(txn, referral_id).await? == access::Handoffs::Open {
+            if crate::standing::handoffs(txn, referral_id).await? == Handoffs::Open {
                 return Err(ServiceError::FailedPrecondition(
                     "a handoff is still open on this referral; withdraw it first".into(),
                 ));
@@ -411,13 +414,12 @@ pub async fn close(
         })
     })
     .await?;
-    ctx.event_signal().notify_waiters();
     let response = pb::CloseReferralResponse {
         referral_id: referral_id.to_string(),
         status: pb::ReferralStatus::Closed as i32,
         redactions: Vec::new(),
     };
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 /// Within the deadline worker: escalates every triage entry whose routing
@@ -438,66 +440,64 @@ pub(crate) async fn escalate_overdue(
     let mut escalated = 0;
     for row in overdue {
         let targets = escalate_to.clone();
-        let done = refnet_core::db::write_txn(ctx.db(), move |txn| {
-            Box::pin(async move {
-                // Only the first of two workers escalates.
-                let marked = entity::Entity::update_many()
-                    .col_expr(
-                        entity::Column::EscalatedAt,
-                        sea_orm::sea_query::Expr::value(now),
-                    )
-                    .filter(entity::Column::ReferralId.eq(row.referral_id))
-                    .filter(entity::Column::EscalatedAt.is_null())
-                    .exec(txn)
-                    .await?;
-                if marked.rows_affected != 1 {
-                    return Ok(false);
-                }
-                let about = About {
-                    referral_id: row.referral_id,
-                    reference_code: row.reference_code.clone(),
-                    handoff_id: Uuid::nil(),
-                    due_by: Some(row.route_by),
-                };
-                let detail = "routing deadline passed";
-                decisions::notify_about(
-                    txn,
-                    &row.filing_agency_id,
-                    decisions::SUPERVISORS,
-                    EventKind::TriageEscalated,
-                    &about,
-                    detail,
-                )
-                .await?;
-                for agency in &targets {
+        let done = ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    // Only the first of two workers escalates.
+                    let marked = entity::Entity::update_many()
+                        .col_expr(
+                            entity::Column::EscalatedAt,
+                            sea_orm::sea_query::Expr::value(now),
+                        )
+                        .filter(entity::Column::ReferralId.eq(row.referral_id))
+                        .filter(entity::Column::EscalatedAt.is_null())
+                        .exec(txn)
+                        .await?;
+                    if marked.rows_affected != 1 {
+                        return Ok(false);
+                    }
+                    let about = About {
+                        referral_id: row.referral_id,
+                        reference_code: row.reference_code.clone(),
+                        handoff_id: Uuid::nil(),
+                        due_by: Some(row.route_by),
+                    };
+                    let detail = "routing deadline passed";
                     decisions::notify_about(
                         txn,
-                        agency,
+                        &row.filing_agency_id,
                         decisions::SUPERVISORS,
                         EventKind::TriageEscalated,
                         &about,
                         detail,
                     )
                     .await?;
-                }
-                refnet_core::events::append(
-                    txn,
-                    EventKind::TriageEscalated,
-                    Some(row.referral_id),
-                    None,
-                    &TriagePayload { detail },
-                )
-                .await?;
-                Ok(true)
+                    for agency in &targets {
+                        decisions::notify_about(
+                            txn,
+                            agency,
+                            decisions::SUPERVISORS,
+                            EventKind::TriageEscalated,
+                            &about,
+                            detail,
+                        )
+                        .await?;
+                    }
+                    refnet_core::events::append(
+                        txn,
+                        EventKind::TriageEscalated,
+                        Some(row.referral_id),
+                        None,
+                        &TriagePayload { detail },
+                    )
+                    .await?;
+                    Ok(true)
+                })
             })
-        })
-        .await?;
+            .await?;
         if done {
             escalated += 1;
         }
-    }
-    if escalated > 0 {
-        ctx.event_signal().notify_waiters();
     }
     Ok(escalated)
 }

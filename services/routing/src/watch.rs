@@ -9,15 +9,16 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::Principal,
-    boundary::{CallInfo, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::referral::timestamp,
-    entities::{event, handoff},
+    entities::event,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::entities::handoff;
 use crate::{hub::InboxHub, lifecycle::Transition, transition, wire::to_proto};
 
 #[derive(Serialize, Deserialize)]
@@ -69,7 +70,7 @@ pub(crate) async fn run(
     call: CallInfo,
     mut after: i64,
     hub: std::sync::Arc<InboxHub>,
-    tx: mpsc::Sender<Result<pb::InboxEvent, tonic::Status>>,
+    tx: mpsc::Sender<Result<Reply<pb::InboxEvent>, tonic::Status>>,
 ) {
     // Subscribe first: whatever is appended while catching up is buffered.
     let mut hub = hub.subscribe(&ctx);
@@ -151,7 +152,7 @@ async fn next_batch(
     principal: &Principal,
     call: &CallInfo,
     after: i64,
-) -> ServiceResult<(Vec<pb::InboxEvent>, i64)> {
+) -> ServiceResult<(Vec<Reply<pb::InboxEvent>>, i64)> {
     let events = crate::hub::handoff_events(ctx, after).await?;
     let mut last = after;
     let mut items = Vec::new();
@@ -182,7 +183,7 @@ async fn item(
     ev: &event::Model,
     mut row: handoff::Model,
     delivered: Option<&tokio::sync::OnceCell<Option<handoff::Model>>>,
-) -> ServiceResult<pb::InboxEvent> {
+) -> ServiceResult<Reply<pb::InboxEvent>> {
     // The item continues the trace of the change that caused it.
     let span = tracing::info_span!(
         "stream_item",
@@ -192,9 +193,9 @@ async fn item(
     );
     refnet_core::telemetry::continue_trace(&span, ev.trace_context.as_deref());
     async {
-        if row.state == pb::HandoffState::Pending.as_str_name() {
+        if row.state == refnet_core::states::HandoffState::Pending {
             let deliver = || {
-                transition::record(
+                transition::apply(
                     ctx,
                     principal,
                     row.clone(),
@@ -217,7 +218,7 @@ async fn item(
             occurred_at: Some(timestamp(ev.occurred_at)),
             redactions: Vec::new(),
         };
-        Ok(reply(ctx, principal, call, None, item).await?.into_inner())
+        reply(ctx, principal, call, Concerning::Nothing, item).await
     }
     .instrument(span)
     .await

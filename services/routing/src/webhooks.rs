@@ -31,7 +31,7 @@ use refnet_api::v1 as pb;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::Principal,
-    boundary::{CallInfo, Reply, reply},
+    boundary::{CallInfo, Concerning, Reply, reply},
     domain::referral::timestamp,
     notify::{outbox, webhook},
 };
@@ -431,7 +431,7 @@ pub async fn configure(
     .await?;
     tracing::info!(agency = %principal.agency_id, enabled, "webhook configured");
     let response = webhook_reply(ctx, &principal.agency_id).await?;
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 /// GetWebhook: the agency's webhook and its delivery counts.
@@ -442,7 +442,7 @@ pub async fn get(
     let principal = Principal::of(&request)?.clone();
     let call = CallInfo::of(&request);
     let response = webhook_reply(ctx, &principal.agency_id).await?;
-    reply(ctx, &principal, &call, None, response).await
+    reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! The wire form of a stored handoff.
 
 use refnet_api::v1 as pb;
-use refnet_core::{
-    ServiceResult, auth::parse_agency_kind, domain::referral::timestamp, entities::handoff,
-};
+use refnet_core::{ServiceResult, auth::parse_agency_kind, domain::referral::timestamp};
 
 use crate::decisions;
+use crate::entities::handoff;
 
 /// The wire form of a handoff (without its decline reason, which
 /// `Routing::handoff_reply` adds where the contract carries it).
@@ -18,7 +17,7 @@ pub fn to_proto(h: &handoff::Model) -> ServiceResult<pb::Handoff> {
         to_agency_id: h.to_agency_id.clone(),
         to_agency_kind: parse_agency_kind(&h.to_agency_kind).map_or(0, |k| k as i32),
         purpose: h.purpose.clone(),
-        state: pb::HandoffState::from_str_name(&h.state).map_or(0, |s| s as i32),
+        state: h.state.into(),
         version: h.version,
         acknowledge_by: Some(timestamp(h.acknowledge_by)),
         rule_id: h.rule_id.clone(),

@@ -27,7 +27,7 @@ use refnet_core::{
     agencies::Agency,
     auth::agency_kind_name,
     domain::facts::RoutingFacts,
-    entities::{consumer_checkpoint, event, handoff},
+    entities::event,
     events::{Deferred, EventKind},
 };
 use sea_orm::{
@@ -39,10 +39,12 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::entities::{consumer_checkpoint, handoff};
 use crate::{
     rules::{Reach, RuleSet},
     triage,
 };
+use refnet_core::states::HandoffState;
 
 /// The checkpoint name of the routing worker.
 pub const CONSUMER: &str = "routing";
@@ -204,25 +206,27 @@ impl RoutingWorker {
             };
             let rules = self.rules()?;
             let agencies = self.ctx.agencies().all();
-            let created = refnet_core::db::write_txn(self.ctx.db(), move |txn| {
-                Box::pin(async move {
-                    lock_referrals(txn, std::iter::once(referral_id)).await?;
-                    let mut events = Deferred::default();
-                    let created = route(
-                        txn,
-                        &rules,
-                        &agencies,
-                        referral_id,
-                        code,
-                        &facts,
-                        &mut events,
-                    )
-                    .await?;
-                    events.flush(txn).await?;
-                    Ok(created)
+            let created = self
+                .ctx
+                .write(move |txn| {
+                    Box::pin(async move {
+                        lock_referrals(txn, std::iter::once(referral_id)).await?;
+                        let mut events = Deferred::default();
+                        let created = route(
+                            txn,
+                            &rules,
+                            &agencies,
+                            referral_id,
+                            code,
+                            &facts,
+                            &mut events,
+                        )
+                        .await?;
+                        events.flush(txn).await?;
+                        Ok(created)
+                    })
                 })
-            })
-            .await?;
+                .await?;
             if created > 0
                 && triage::entity::Entity::find_by_id(entry.referral_id)
                     .one(self.ctx.db())
@@ -232,50 +236,45 @@ impl RoutingWorker {
                 left += 1;
             }
         }
-        if left > 0 {
-            self.ctx.event_signal().notify_waiters();
-        }
         Ok(left)
     }
 
     /// Routes `batch` and moves the checkpoint to `last`, in one transaction.
     async fn route_batch(&self, batch: &[event::Model], last: i64) -> ServiceResult<()> {
-        let db = self.ctx.db();
         let planned = batch.iter().map(plan).collect::<ServiceResult<Vec<_>>>()?;
         let planned: Vec<_> = planned.into_iter().flatten().collect();
         let rules = self.rules()?;
         let agencies = self.ctx.agencies().all();
-        let created = refnet_core::db::write_txn(db, move |txn| {
-            Box::pin(async move {
-                lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
-                let mut created = 0;
-                // The batch's events are written last, so the event-log lock is
-                // held for one insert and the commit, not the whole batch.
-                let mut events = Deferred::default();
-                for (referral_id, code, facts, trace) in &planned {
-                    // Routing continues the trace of the filing or amendment.
-                    let span = tracing::info_span!("route_referral", referral_id = %referral_id);
-                    refnet_core::telemetry::continue_trace(&span, trace.as_deref());
-                    let routed = route(
-                        txn,
-                        &rules,
-                        &agencies,
-                        *referral_id,
-                        code.clone(),
-                        facts,
-                        &mut events,
-                    );
-                    created += routed.instrument(span).await?;
-                }
-                events.flush(txn).await?;
-                advance(txn, last).await?;
-                Ok(created)
+        self.ctx
+            .write(move |txn| {
+                Box::pin(async move {
+                    lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
+                    let mut created = 0;
+                    // The batch's events are written last, so the event-log lock is
+                    // held for one insert and the commit, not the whole batch.
+                    let mut events = Deferred::default();
+                    for (referral_id, code, facts, trace) in &planned {
+                        // Routing continues the trace of the filing or amendment.
+                        let span =
+                            tracing::info_span!("route_referral", referral_id = %referral_id);
+                        refnet_core::telemetry::continue_trace(&span, trace.as_deref());
+                        let routed = route(
+                            txn,
+                            &rules,
+                            &agencies,
+                            *referral_id,
+                            code.clone(),
+                            facts,
+                            &mut events,
+                        );
+                        created += routed.instrument(span).await?;
+                    }
+                    events.flush(txn).await?;
+                    advance(txn, last).await?;
+                    Ok(created)
+                })
             })
-        })
-        .await?;
-        if created > 0 {
-            self.ctx.event_signal().notify_waiters();
-        }
+            .await?;
         Ok(())
     }
 }
@@ -467,8 +466,7 @@ async fn route(
     let reason = if !gaps.is_empty() {
         Some(gaps.join("; "))
     } else if planned.is_empty()
-        && refnet_core::access::handoffs(txn, referral_id).await?
-            != refnet_core::access::Handoffs::Open
+        && crate::standing::handoffs(txn, referral_id).await? != crate::standing::Handoffs::Open
     {
         Some(triage::NO_RULE.to_owned())
     } else {
@@ -500,7 +498,7 @@ async fn open_handoff_of_kind(
     Ok(handoff::Entity::find()
         .filter(handoff::Column::ReferralId.eq(referral_id))
         .filter(handoff::Column::ToAgencyKind.eq(kind))
-        .filter(handoff::Column::State.is_not_in(refnet_core::access::ENDED_HANDOFF_STATES))
+        .filter(handoff::Column::State.is_not_in(HandoffState::ENDED))
         .one(txn)
         .await?
         .is_some())
@@ -552,7 +550,7 @@ pub(crate) async fn insert_handoff_deferred(
         to_agency_id: Set(h.to.id.clone()),
         to_agency_kind: Set(kind.to_owned()),
         purpose: Set(h.purpose),
-        state: Set(pb::HandoffState::Pending.as_str_name().to_owned()),
+        state: Set(HandoffState::Pending),
         version: Set(1),
         rule_id: Set(h.rule_id.clone()),
         rule_set_version: Set(h.rule_set_version.clone()),

@@ -14,6 +14,36 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
 };
 
+/// Routing's handoffs table as statistics reads it: the clear columns the
+/// handoff metrics need and nothing else (no checklist, no sealed reason).
+/// Routing owns and writes the table; this view only reads.
+pub mod handoff_times {
+    use sea_orm::entity::prelude::*;
+
+    /// One handoff's timing.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "handoffs")]
+    pub struct Model {
+        /// Id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The referral.
+        pub referral_id: Uuid,
+        /// The receiving agency's kind ("CHILDREN").
+        pub to_agency_kind: String,
+        /// Created.
+        pub created_at: DateTimeUtc,
+        /// When the receiving agency acknowledged it.
+        pub acknowledged_at: Option<DateTimeUtc>,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Value of a subject dimension for a protected witness.
 pub const WITHHELD: &str = "WITHHELD";
 

@@ -7,8 +7,8 @@ use refnet_api::v1::{self as pb, statistics_service_server::StatisticsService};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, Role},
-    boundary::{CallInfo, Reply, reply},
-    entities::{event, handoff, referral, referral_party},
+    boundary::{CallInfo, Concerning, Reply, reply},
+    entities::{event, referral, referral_party},
     error::Violations,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
@@ -136,7 +136,7 @@ impl Statistics {
             k: i32::try_from(k).unwrap_or(i32::MAX),
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 
     async fn handoff_metrics_inner(
@@ -154,6 +154,7 @@ impl Statistics {
         let k = self.k();
         let db = self.ctx.db();
 
+        use crate::records::handoff_times as handoff;
         let mut q = handoff::Entity::find();
         if let Scope::PartyOf(agency) = &scope {
             let visible = referral_party::Entity::find()
@@ -259,7 +260,7 @@ impl Statistics {
             k: i32::try_from(k).unwrap_or(i32::MAX),
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 }
 
@@ -300,7 +301,7 @@ impl Statistics {
             k: i32::try_from(k).unwrap_or(i32::MAX),
             redactions: Vec::new(),
         };
-        reply(&self.ctx, &principal, &call, None, response).await
+        reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 }
 
