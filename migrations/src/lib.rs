@@ -21,6 +21,7 @@ mod m20261130_000010_erasure;
 mod m20261205_000011_triage;
 mod m20261205_000012_protection_deadlines;
 mod m20261205_000013_webhooks;
+mod m20261205_000014_typed_dates;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_triage::Migration),
             Box::new(m20261205_000012_protection_deadlines::Migration),
             Box::new(m20261205_000013_webhooks::Migration),
+            Box::new(m20261205_000014_typed_dates::Migration),
         ]
     }
 }

@@ -289,10 +289,16 @@ async fn free_text_without_its_subject_is_refused(app: &TestApp) {
     reply(&app.ctx, &viewer, &call, Concerning::Nothing, plain)
         .await
         .expect("no free text");
-    let redacted = reply(&app.ctx, &viewer, &call, Concerning::Referral(id), handoff())
-        .await
-        .expect("about the referral")
-        .into_inner();
+    let redacted = reply(
+        &app.ctx,
+        &viewer,
+        &call,
+        Concerning::Referral(id),
+        handoff(),
+    )
+    .await
+    .expect("about the referral")
+    .into_inner();
     assert!(
         !redacted.decline_reason.contains("Canarygiven"),
         "the subject's name is withheld from labour: {}",

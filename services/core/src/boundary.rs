@@ -14,13 +14,12 @@
 use refnet_api::redact::Redact;
 use uuid::Uuid;
 
+pub use crate::subjects::SubjectContext;
 use crate::{
     AppContext,
     audit::AuditEntry,
     auth::Principal,
-    detect::RecordIdentifiers,
     error::{ServiceError, ServiceResult},
-    policy::{Relation, SubjectState},
     redact::Redactor,
 };
 
@@ -62,19 +61,6 @@ pub fn stream<T: Send + 'static>(
 ) -> tonic::codegen::BoxStream<T> {
     use tokio_stream::StreamExt;
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map(|r| r.0)))
-}
-
-/// The subject a reply concerns, as redaction needs it.
-#[derive(Debug, Clone, Default)]
-pub struct SubjectContext {
-    /// The referral.
-    pub referral_id: Option<Uuid>,
-    /// Consent and protection.
-    pub state: SubjectState,
-    /// The viewer's relation to the referral.
-    pub relation: Relation,
-    /// The identifiers free text is scanned for.
-    pub record: RecordIdentifiers,
 }
 
 /// The RPC being answered, for the audit record.

@@ -283,8 +283,8 @@ pub mod subject {
         pub identity_ct: Vec<u8>,
         /// Sealed location JSON.
         pub location_ct: Vec<u8>,
-        /// Date of birth (YYYY-MM-DD).
-        pub date_of_birth: Option<String>,
+        /// Date of birth.
+        pub date_of_birth: Option<Date>,
         /// Sex (proto name).
         pub sex: String,
         /// Nationality (ISO alpha-2) or empty.

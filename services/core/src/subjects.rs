@@ -9,7 +9,6 @@ use uuid::Uuid;
 
 use crate::{
     AppContext, ServiceError, ServiceResult,
-    boundary::SubjectContext,
     crypto::{DataKey, Keyring},
     domain::{
         CountryCode, LanguageCode,
@@ -21,6 +20,19 @@ use crate::{
     entities::{referral, subject},
     policy::{Relation, SubjectState},
 };
+
+/// The subject a reply concerns, as redaction needs it.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectContext {
+    /// The referral.
+    pub referral_id: Option<Uuid>,
+    /// Consent and protection.
+    pub state: SubjectState,
+    /// The viewer's relation to the referral.
+    pub relation: Relation,
+    /// The identifiers free text is scanned for.
+    pub record: crate::detect::RecordIdentifiers,
+}
 
 /// JSON text of `value`.
 pub fn json<T: Serialize>(value: &T) -> ServiceResult<String> {
@@ -156,10 +168,7 @@ pub fn content_of(
         open_or_erased(key.as_ref(), subj.id, "location", &subj.location_ct)?;
     let sealed: SealedRecord = open_or_erased(key.as_ref(), row.id, "sealed", &row.sealed)?;
     let quasi = QuasiRecord {
-        date_of_birth: subj
-            .date_of_birth
-            .as_deref()
-            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+        date_of_birth: subj.date_of_birth,
         sex: subj.sex.clone(),
         nationality: CountryCode::parse(&subj.nationality).ok(),
         county_of_origin: (!subj.county_of_origin.is_empty())

@@ -250,8 +250,6 @@ async fn erase_in(
     let now = Utc::now();
     let age_band = subj
         .date_of_birth
-        .as_deref()
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .map(|d| refnet_core::domain::age_broad(d, row.filed_at.date_naive()).to_owned());
     let updated = subject::Entity::update_many()
         .col_expr(subject::Column::KeyId, Expr::value(ERASED_KEY_ID))
@@ -260,7 +258,7 @@ async fn erase_in(
         .col_expr(subject::Column::LocationCt, Expr::value(Vec::<u8>::new()))
         .col_expr(
             subject::Column::DateOfBirth,
-            Expr::value(Option::<String>::None),
+            Expr::value(Option::<chrono::NaiveDate>::None),
         )
         .col_expr(subject::Column::AgeBand, Expr::value(age_band))
         .col_expr(subject::Column::SubCountyOfOrigin, Expr::value(""))

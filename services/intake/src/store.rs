@@ -70,7 +70,7 @@ pub(crate) fn subject_columns(
         id: Set(subject_id),
         identity_ct: Set(seal(dek, subject_id, "identity", &content.identity)?),
         location_ct: Set(seal(dek, subject_id, "location", &content.location)?),
-        date_of_birth: Set(q.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())),
+        date_of_birth: Set(q.date_of_birth),
         sex: Set(q.sex.clone()),
         nationality: Set(q
             .nationality

@@ -223,8 +223,11 @@ impl Protection {
             };
             out.measures_in_force.push(pb::MeasureInForce {
                 measure: kind as i32,
-                starts_on: m.starts_on,
-                ends_on: m.ends_on,
+                starts_on: m.starts_on.format("%Y-%m-%d").to_string(),
+                ends_on: m
+                    .ends_on
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
                 details,
                 court_measure,
             });

@@ -344,10 +344,8 @@ impl Protection {
             id: measure_id,
             request_id: row.id,
             measure: kind.as_str_name().to_owned(),
-            starts_on: starts.format("%Y-%m-%d").to_string(),
-            ends_on: ends
-                .map(|e| e.format("%Y-%m-%d").to_string())
-                .unwrap_or_default(),
+            starts_on: starts,
+            ends_on: ends,
             details_ct,
             recorded_by: principal.officer_id.clone(),
             recorded_at: now,

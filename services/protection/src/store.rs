@@ -90,10 +90,10 @@ pub mod measure {
         pub request_id: Uuid,
         /// The measure (proto name).
         pub measure: String,
-        /// In force from (YYYY-MM-DD).
-        pub starts_on: String,
-        /// In force until (YYYY-MM-DD), empty if open-ended.
-        pub ends_on: String,
+        /// In force from.
+        pub starts_on: Date,
+        /// In force until; none if open-ended.
+        pub ends_on: Option<Date>,
         /// The WPA's details, sealed.
         pub details_ct: Vec<u8>,
         /// The WPA officer who recorded it.

@@ -63,7 +63,7 @@ struct Row {
     case_facts: String,
     is_child: bool,
     sex: String,
-    date_of_birth: Option<String>,
+    date_of_birth: Option<NaiveDate>,
     age_band: Option<String>,
     nationality: String,
     protected_pseudonym: Option<String>,
@@ -116,10 +116,7 @@ impl Record {
         let filed_on = row.filed_at.date_naive();
         let age_band = match (&row.age_band, &row.date_of_birth) {
             (Some(band), _) => band.clone(),
-            (None, Some(dob)) => NaiveDate::parse_from_str(dob, "%Y-%m-%d").map_or_else(
-                |_| "UNKNOWN".to_owned(),
-                |d| age_broad(d, filed_on).to_owned(),
-            ),
+            (None, Some(dob)) => age_broad(*dob, filed_on).to_owned(),
             (None, None) => "UNKNOWN".to_owned(),
         };
         let sex = match strip(&row.sex, "SEX_") {
