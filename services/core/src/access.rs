@@ -89,6 +89,44 @@ pub async fn lock_referral<C: ConnectionTrait>(
     Ok(())
 }
 
+/// On PostgreSQL, locks the referral rows a batch routes before anything
+/// else, in id order. Other writers (an amendment, a manual handoff) take a
+/// referral's row before the event-log lock; taking the rows first here too
+/// keeps the lock order the same everywhere, so the two never deadlock.
+pub async fn lock_referrals<C: ConnectionTrait>(
+    db: &C,
+    ids: impl Iterator<Item = Uuid>,
+) -> Result<(), ServiceError> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(()); // SQLite: one writer at a time
+    }
+    let mut ids: Vec<Uuid> = ids.collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    ids.sort();
+    ids.dedup();
+    crate::entities::referral::Entity::find()
+        .filter(crate::entities::referral::Column::Id.is_in(ids))
+        .order_by_asc(crate::entities::referral::Column::Id)
+        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+        .all(db)
+        .await?;
+    Ok(())
+}
+
+/// A referral's stored row: the shared case record other services read
+/// (routing's facts and urgency, protection's subject), never write.
+pub async fn referral<C: ConnectionTrait>(
+    db: &C,
+    referral_id: Uuid,
+) -> Result<Option<crate::entities::referral::Model>, ServiceError> {
+    Ok(crate::entities::referral::Entity::find_by_id(referral_id)
+        .one(db)
+        .await?)
+}
+
 /// Marks a filed or routed referral as waiting for a supervisor to route it;
 /// `false` when it was not filed or routed (closed, or already waiting).
 pub async fn mark_needs_routing<C: ConnectionTrait>(

@@ -40,6 +40,45 @@ impl<T> Reply<T> {
     }
 }
 
+/// A call as a handler receives it: who is calling (authenticated and
+/// permitted by the auth layer before any handler runs), which RPC (for the
+/// audit record) and the message.
+#[derive(Debug)]
+pub struct Call<T> {
+    /// The caller.
+    pub principal: Principal,
+    /// The RPC and trace context.
+    pub info: CallInfo,
+    /// The request message.
+    pub message: T,
+}
+
+impl<T> Call<T> {
+    /// Opens `request`: UNAUTHENTICATED when the auth layer left no principal.
+    pub fn open(request: tonic::Request<T>) -> ServiceResult<Self> {
+        let principal = Principal::of(&request)?.clone();
+        let info = CallInfo::of(&request);
+        Ok(Self {
+            principal,
+            info,
+            message: request.into_inner(),
+        })
+    }
+
+    /// Who, which RPC and the message, as a handler's first line binds them.
+    pub fn parts(self) -> (Principal, CallInfo, T) {
+        (self.principal, self.info, self.message)
+    }
+}
+
+/// What a gRPC adapter returns: the reply, or the error mapped to its status
+/// in one place ([`ServiceError`]'s `From` for `tonic::Status`).
+pub fn respond<T>(outcome: ServiceResult<Reply<T>>) -> Result<tonic::Response<T>, tonic::Status> {
+    outcome
+        .map(Reply::into_response)
+        .map_err(tonic::Status::from)
+}
+
 /// What a reply concerns, for its redaction.
 #[derive(Debug, Clone, Copy)]
 pub enum Concerning<'a> {

@@ -2,11 +2,12 @@
 //! is party to. The read is itself appended to the audit log.
 
 use refnet_api::v1::{self as pb, audit_service_server::AuditService};
+use refnet_core::boundary::{Call, respond};
 use refnet_core::{
     AppContext, ServiceResult,
     audit::{self, AuditEntry},
-    auth::{Principal, parse_agency_kind},
-    boundary::{CallInfo, Concerning, Reply, reply},
+    auth::parse_agency_kind,
+    boundary::{Concerning, Reply, reply},
     domain::{ReferralRef, referral::timestamp},
     error::Violations,
 };
@@ -29,13 +30,11 @@ impl Audit {
         Self { ctx }
     }
 
-    async fn list_inner(
+    async fn entries(
         &self,
-        request: Request<pb::ListAuditRecordsRequest>,
+        request: Call<pb::ListAuditRecordsRequest>,
     ) -> ServiceResult<Reply<pb::ListAuditRecordsResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let reference = v.check("referral", ReferralRef::parse(&req.referral));
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
@@ -114,6 +113,6 @@ impl AuditService for Audit {
         &self,
         request: Request<pb::ListAuditRecordsRequest>,
     ) -> Result<Response<pb::ListAuditRecordsResponse>, Status> {
-        Ok(self.list_inner(request).await?.into_response())
+        respond(self.entries(Call::open(request)?).await)
     }
 }

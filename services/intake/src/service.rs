@@ -3,10 +3,10 @@
 
 use prost::Message;
 use refnet_api::v1::{self as pb, intake_service_server::IntakeService};
+use refnet_core::boundary::{Call, respond};
 use refnet_core::{
     AppContext, ServiceResult,
-    auth::Principal,
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     crypto::sha256,
     domain::{IdempotencyKey, ReferralRef, canonical_county, referral::ReferralContent},
     error::Violations,
@@ -85,13 +85,11 @@ fn proto_name<E: TryFrom<i32> + Copy>(
 }
 
 impl Intake {
-    async fn file_referral_inner(
+    async fn file(
         &self,
-        request: Request<pb::FileReferralRequest>,
+        request: Call<pb::FileReferralRequest>,
     ) -> ServiceResult<Reply<pb::FileReferralResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let key = v.check(
             "idempotency_key",
@@ -126,14 +124,13 @@ impl Intake {
         .await
     }
 
-    async fn get_referral_inner(
+    async fn get(
         &self,
-        request: Request<pb::GetReferralRequest>,
+        request: Call<pb::GetReferralRequest>,
     ) -> ServiceResult<Reply<pb::GetReferralResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
-        let reference = referral_ref(&mut v, "referral", &request.get_ref().referral);
+        let reference = referral_ref(&mut v, "referral", &req.referral);
         let reference = v.finish(|| reference)?;
         let loaded = store::get(&self.ctx, &principal, &reference).await?;
         let response = pb::GetReferralResponse {
@@ -150,13 +147,11 @@ impl Intake {
         .await
     }
 
-    async fn list_referrals_inner(
+    async fn list(
         &self,
-        request: Request<pb::ListReferralsRequest>,
+        request: Call<pb::ListReferralsRequest>,
     ) -> ServiceResult<Reply<pb::ListReferralsResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
         let statuses = v.enum_list("statuses", &req.statuses, ReferralStatus::from_wire);
@@ -212,13 +207,11 @@ impl Intake {
         reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 
-    async fn amend_referral_inner(
+    async fn amend(
         &self,
-        request: Request<pb::AmendReferralRequest>,
+        request: Call<pb::AmendReferralRequest>,
     ) -> ServiceResult<Reply<pb::AmendReferralResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
         let version = expected_version(&mut v, req.expected_version);
@@ -239,13 +232,11 @@ impl Intake {
         .await
     }
 
-    async fn record_consent_inner(
+    async fn give_consent(
         &self,
-        request: Request<pb::RecordConsentRequest>,
+        request: Call<pb::RecordConsentRequest>,
     ) -> ServiceResult<Reply<pb::RecordConsentResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
         let version = expected_version(&mut v, req.expected_version);
@@ -276,13 +267,11 @@ impl Intake {
         .await
     }
 
-    async fn withdraw_consent_inner(
+    async fn take_back_consent(
         &self,
-        request: Request<pb::WithdrawConsentRequest>,
+        request: Call<pb::WithdrawConsentRequest>,
     ) -> ServiceResult<Reply<pb::WithdrawConsentResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
         let version = expected_version(&mut v, req.expected_version);
@@ -314,14 +303,12 @@ impl Intake {
 }
 
 impl Intake {
-    async fn erase_subject_inner(
+    async fn erase(
         &self,
-        request: Request<pb::EraseSubjectRequest>,
+        request: Call<pb::EraseSubjectRequest>,
     ) -> ServiceResult<Reply<pb::EraseSubjectResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
+        let (principal, call, req) = request.parts();
         // The role first: a caller who may never erase learns nothing of the referral.
-        let req = request.into_inner();
         let mut v = Violations::new();
         let reference = referral_ref(&mut v, "referral", &req.referral);
         let ground = match pb::ErasureGround::try_from(req.ground) {
@@ -375,48 +362,48 @@ impl IntakeService for Intake {
         &self,
         request: Request<pb::EraseSubjectRequest>,
     ) -> Result<Response<pb::EraseSubjectResponse>, Status> {
-        Ok(self.erase_subject_inner(request).await?.into_response())
+        respond(self.erase(Call::open(request)?).await)
     }
 
     async fn file_referral(
         &self,
         request: Request<pb::FileReferralRequest>,
     ) -> Result<Response<pb::FileReferralResponse>, Status> {
-        Ok(self.file_referral_inner(request).await?.into_response())
+        respond(self.file(Call::open(request)?).await)
     }
 
     async fn get_referral(
         &self,
         request: Request<pb::GetReferralRequest>,
     ) -> Result<Response<pb::GetReferralResponse>, Status> {
-        Ok(self.get_referral_inner(request).await?.into_response())
+        respond(self.get(Call::open(request)?).await)
     }
 
     async fn list_referrals(
         &self,
         request: Request<pb::ListReferralsRequest>,
     ) -> Result<Response<pb::ListReferralsResponse>, Status> {
-        Ok(self.list_referrals_inner(request).await?.into_response())
+        respond(self.list(Call::open(request)?).await)
     }
 
     async fn amend_referral(
         &self,
         request: Request<pb::AmendReferralRequest>,
     ) -> Result<Response<pb::AmendReferralResponse>, Status> {
-        Ok(self.amend_referral_inner(request).await?.into_response())
+        respond(self.amend(Call::open(request)?).await)
     }
 
     async fn record_consent(
         &self,
         request: Request<pb::RecordConsentRequest>,
     ) -> Result<Response<pb::RecordConsentResponse>, Status> {
-        Ok(self.record_consent_inner(request).await?.into_response())
+        respond(self.give_consent(Call::open(request)?).await)
     }
 
     async fn withdraw_consent(
         &self,
         request: Request<pb::WithdrawConsentRequest>,
     ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
-        Ok(self.withdraw_consent_inner(request).await?.into_response())
+        respond(self.take_back_consent(Call::open(request)?).await)
     }
 }

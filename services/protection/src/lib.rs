@@ -17,6 +17,7 @@ use refnet_api::v1::{
     witness_protection_service_server::{WitnessProtectionService, WitnessProtectionServiceServer},
 };
 use refnet_core::AppContext;
+use refnet_core::boundary::{Call, respond};
 use tonic::{Request, Response, Status};
 
 pub use service::Protection;
@@ -54,79 +55,74 @@ impl WitnessProtectionService for Protection {
         &self,
         request: Request<pb::SubmitProtectionRequestRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.submit(request).await?.into_response())
+        respond(self.submit(Call::open(request)?).await)
     }
 
     async fn get_protection_request(
         &self,
         request: Request<pb::GetProtectionRequestRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.get(request).await?.into_response())
+        respond(self.get(Call::open(request)?).await)
     }
 
     async fn list_protection_requests(
         &self,
         request: Request<pb::ListProtectionRequestsRequest>,
     ) -> Result<Response<pb::ListProtectionRequestsResponse>, Status> {
-        Ok(self.list(request).await?.into_response())
+        respond(self.list(Call::open(request)?).await)
     }
 
     async fn withdraw_protection_request(
         &self,
         request: Request<pb::ProtectionStepRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.step(request, Step::Withdraw).await?.into_response())
+        respond(self.step(Call::open(request)?, Step::Withdraw).await)
     }
 
     async fn begin_assessment(
         &self,
         request: Request<pb::ProtectionStepRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self
-            .step(request, Step::BeginAssessment)
-            .await?
-            .into_response())
+        respond(self.step(Call::open(request)?, Step::BeginAssessment).await)
     }
 
     async fn grant_interim_measures(
         &self,
         request: Request<pb::ProtectionStepRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self
-            .step(request, Step::GrantInterimMeasures)
-            .await?
-            .into_response())
+        respond(
+            self.step(Call::open(request)?, Step::GrantInterimMeasures)
+                .await,
+        )
     }
 
     async fn admit_to_programme(
         &self,
         request: Request<pb::ProtectionStepRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.step(request, Step::Admit).await?.into_response())
+        respond(self.step(Call::open(request)?, Step::Admit).await)
     }
 
     async fn decline_request(
         &self,
         request: Request<pb::ProtectionStepRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.step(request, Step::Decline).await?.into_response())
+        respond(self.step(Call::open(request)?, Step::Decline).await)
     }
 
     async fn record_measure(
         &self,
         request: Request<pb::RecordMeasureRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.record_measure(request).await?.into_response())
+        respond(self.record_measure(Call::open(request)?).await)
     }
 
     async fn watch_protection_requests(
         &self,
         request: Request<pb::WatchProtectionRequestsRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::ProtectionRequestEvent>>, Status> {
-        use refnet_core::{auth::Principal, boundary::CallInfo};
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let after = watch::start(self.ctx(), &principal, request.get_ref()).await?;
+        let (principal, call, req) = Call::open(request)?.parts();
+        let after = watch::start(self.ctx(), &principal, &req).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let open = self
             .ctx()
@@ -144,6 +140,6 @@ impl WitnessProtectionService for Protection {
         &self,
         request: Request<pb::ProtectionStepRequest>,
     ) -> Result<Response<pb::ProtectionRequest>, Status> {
-        Ok(self.step(request, Step::Close).await?.into_response())
+        respond(self.step(Call::open(request)?, Step::Close).await)
     }
 }

@@ -11,13 +11,13 @@
 use chrono::Utc;
 use prost::Message;
 use refnet_api::v1::{self as pb, AgencyKind, ProtectionMeasure};
+use refnet_core::boundary::Call;
 use refnet_core::states::ProtectionState as S;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
     boundary::{CallInfo, Concerning, Reply, reply},
     domain::{IdempotencyKey, ReferralRef, parse_text, referral::timestamp},
-    entities::referral,
     error::Violations,
     events::{self, EventKind},
     paging, subjects,
@@ -256,11 +256,9 @@ impl Protection {
     /// SubmitProtectionRequest.
     pub async fn submit(
         &self,
-        request: tonic::Request<pb::SubmitProtectionRequestRequest>,
+        request: Call<pb::SubmitProtectionRequestRequest>,
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let reference = v.check("referral_id", ReferralRef::parse(&req.referral_id));
         let key = v.check(
@@ -319,8 +317,7 @@ impl Protection {
                 "no Witness Protection Agency is registered".into(),
             ));
         }
-        let referral = referral::Entity::find_by_id(referral_id)
-            .one(self.ctx.db())
+        let referral = refnet_core::access::referral(self.ctx.db(), referral_id)
             .await?
             .ok_or(ServiceError::NotFound)?;
         let deadlines = crate::deadlines::DeadlineTable::compiled_in()
@@ -411,22 +408,19 @@ impl Protection {
     /// GetProtectionRequest.
     pub async fn get(
         &self,
-        request: tonic::Request<pb::GetProtectionRequestRequest>,
+        request: Call<pb::GetProtectionRequestRequest>,
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let row = self.visible(&principal, &request.get_ref().id).await?;
+        let (principal, call, req) = request.parts();
+        let row = self.visible(&principal, &req.id).await?;
         self.request_reply(&principal, &call, &row).await
     }
 
     /// ListProtectionRequests.
     pub async fn list(
         &self,
-        request: tonic::Request<pb::ListProtectionRequestsRequest>,
+        request: Call<pb::ListProtectionRequestsRequest>,
     ) -> ServiceResult<Reply<pb::ListProtectionRequestsResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, 50, 200);
         let states = v.enum_list("states", &req.states, S::from_wire);

@@ -6,12 +6,13 @@
 
 use chrono::{NaiveDate, Utc};
 use refnet_api::v1::{self as pb, ProtectionMeasure};
+use refnet_core::boundary::Call;
 use refnet_core::states::ProtectionState as S;
 pub use refnet_core::states::{Lifecycle, check};
 use refnet_core::{
     ServiceError, ServiceResult,
     auth::Principal,
-    boundary::{CallInfo, Reply},
+    boundary::Reply,
     domain::{new_pseudonym, parse_pseudonym, parse_text, pseudonym_key},
     error::Violations,
     events::EventKind,
@@ -87,12 +88,10 @@ impl Protection {
     /// Every step but RecordMeasure.
     pub async fn step(
         &self,
-        request: tonic::Request<pb::ProtectionStepRequest>,
+        request: Call<pb::ProtectionStepRequest>,
         step: Step,
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let id = request_ref(&mut v, &req.id, req.expected_version);
         let only = |v: &mut Violations, field: &str, set: bool, allowed: &[Step]| {
@@ -281,11 +280,9 @@ impl Protection {
     /// RecordMeasure.
     pub async fn record_measure(
         &self,
-        request: tonic::Request<pb::RecordMeasureRequest>,
+        request: Call<pb::RecordMeasureRequest>,
     ) -> ServiceResult<Reply<pb::ProtectionRequest>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let id = request_ref(&mut v, &req.id, req.expected_version);
         let kind = match ProtectionMeasure::try_from(req.measure) {

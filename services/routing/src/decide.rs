@@ -6,16 +6,12 @@
 
 use chrono::Utc;
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
-    ServiceError, ServiceResult, access,
-    auth::Principal,
-    boundary::{CallInfo, Reply},
-    domain::parse_text,
-    error::Violations,
+    ServiceError, ServiceResult, access, boundary::Reply, domain::parse_text, error::Violations,
     events, subjects,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
-use tonic::Request;
 use uuid::Uuid;
 
 use crate::entities::handoff;
@@ -39,10 +35,7 @@ async fn second_choice(
     let Some((kind, reach)) = rules.second_choice(&declined.rule_id) else {
         return Ok(false);
     };
-    let Some(referral) = refnet_core::entities::referral::Entity::find_by_id(declined.referral_id)
-        .one(txn)
-        .await?
-    else {
+    let Some(referral) = access::referral(txn, declined.referral_id).await? else {
         return Ok(false);
     };
     let Some(agency) = crate::worker::choose(
@@ -84,12 +77,10 @@ async fn second_choice(
 impl Routing {
     pub(crate) async fn act(
         &self,
-        request: Request<pb::HandoffTransitionRequest>,
+        request: Call<pb::HandoffTransitionRequest>,
         t: Transition,
     ) -> ServiceResult<Reply<pb::Handoff>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
         let reason = v.check(
@@ -217,13 +208,11 @@ impl Routing {
         self.handoff_reply(&principal, &call, &updated).await
     }
 
-    pub(crate) async fn update_checklist_inner(
+    pub(crate) async fn mark_checklist(
         &self,
-        request: Request<pb::UpdateChecklistRequest>,
+        request: Call<pb::UpdateChecklistRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
         let item = v.check("item", parse_text(&req.item, 500, false));

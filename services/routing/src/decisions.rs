@@ -9,10 +9,11 @@ use crate::entities::handoff;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, Role},
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     domain::referral::timestamp,
     entities::notification,
     error::Violations,
@@ -198,11 +199,9 @@ async fn muted(ctx: &AppContext, principal: &Principal) -> ServiceResult<Vec<Str
 /// SetNotificationMutes: replaces the kinds the calling officer switched off.
 pub async fn set_mutes(
     ctx: &AppContext,
-    request: tonic::Request<pb::SetNotificationMutesRequest>,
+    request: Call<pb::SetNotificationMutesRequest>,
 ) -> ServiceResult<Reply<pb::NotificationMutes>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let mut kinds: Vec<String> = Vec::new();
     for (i, kind) in req.kinds.iter().enumerate() {
@@ -284,11 +283,9 @@ fn unread_by(officer: &str) -> sea_orm::sea_query::SimpleExpr {
 /// newest first, each with the calling officer's read state.
 pub async fn list_notifications(
     ctx: &AppContext,
-    request: tonic::Request<pb::ListNotificationsRequest>,
+    request: Call<pb::ListNotificationsRequest>,
 ) -> ServiceResult<Reply<pb::ListNotificationsResponse>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let page_size = v.page_size(req.page_size, 50, 200);
     let mut canonical = req.clone();
@@ -374,11 +371,9 @@ const MAX_MARK: usize = 200;
 /// the same whether it exists or not.
 pub async fn mark_read(
     ctx: &AppContext,
-    request: tonic::Request<pb::MarkNotificationsReadRequest>,
+    request: Call<pb::MarkNotificationsReadRequest>,
 ) -> ServiceResult<Reply<pb::MarkNotificationsReadResponse>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     if req.notification_ids.is_empty() && req.up_to.trim().is_empty() {
         v.add(

@@ -5,15 +5,14 @@
 
 use chrono::Utc;
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
-    auth::Principal,
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     domain::ReferralRef,
     error::Violations,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use tonic::Request;
 use uuid::Uuid;
 
 use crate::entities::handoff;
@@ -30,8 +29,7 @@ async fn code_and_deadlines(
     ctx: &AppContext,
     referral_id: Uuid,
 ) -> ServiceResult<(String, chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
-    let referral = refnet_core::entities::referral::Entity::find_by_id(referral_id)
-        .one(ctx.db())
+    let referral = refnet_core::access::referral(ctx.db(), referral_id)
         .await?
         .ok_or(ServiceError::NotFound)?;
     let rules = crate::rules(ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
@@ -45,13 +43,11 @@ async fn code_and_deadlines(
 }
 
 impl Routing {
-    pub(crate) async fn create_handoff_inner(
+    pub(crate) async fn hand_off(
         &self,
-        request: Request<pb::CreateHandoffRequest>,
+        request: Call<pb::CreateHandoffRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let rules =
             crate::rules(&self.ctx).map_err(|e| ServiceError::internal("routing rules", e))?;
         let mut v = Violations::new();
@@ -125,13 +121,11 @@ impl Routing {
         .await
     }
 
-    pub(crate) async fn reassign_handoff_inner(
+    pub(crate) async fn reassign(
         &self,
-        request: Request<pb::ReassignHandoffRequest>,
+        request: Call<pb::ReassignHandoffRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let id = handoff_ref(&mut v, &req.handoff_id, req.expected_version);
         let target = self

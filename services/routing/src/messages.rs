@@ -5,10 +5,10 @@
 
 use chrono::Utc;
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
-    auth::Principal,
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     domain::{IdempotencyKey, ReferralRef, parse_text, referral::timestamp},
     error::Violations,
     events::{self, EventKind},
@@ -84,11 +84,9 @@ async fn to_proto(ctx: &AppContext, row: &message::Model) -> ServiceResult<pb::T
 /// PostMessage.
 pub async fn post(
     ctx: &AppContext,
-    request: tonic::Request<pb::PostMessageRequest>,
+    request: Call<pb::PostMessageRequest>,
 ) -> ServiceResult<Reply<pb::ThreadMessage>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let reference = v.check("referral_id", ReferralRef::parse(&req.referral_id));
     let key = v.check(
@@ -172,11 +170,9 @@ pub async fn post(
 /// ListMessages.
 pub async fn list(
     ctx: &AppContext,
-    request: tonic::Request<pb::ListMessagesRequest>,
+    request: Call<pb::ListMessagesRequest>,
 ) -> ServiceResult<Reply<pb::ListMessagesResponse>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let reference = v.check("referral", ReferralRef::parse(&req.referral));
     let page_size = v.page_size(req.page_size, 50, 200);

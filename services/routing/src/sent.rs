@@ -5,15 +5,14 @@
 use chrono::Utc;
 use prost::Message;
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     ServiceError, ServiceResult,
-    auth::Principal,
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     error::Violations,
     paging,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tonic::Request;
 use uuid::Uuid;
 
 use crate::entities::handoff;
@@ -34,13 +33,11 @@ struct SentCursor {
 }
 
 impl Routing {
-    pub(crate) async fn list_sent_inner(
+    pub(crate) async fn sent(
         &self,
-        request: Request<pb::ListSentHandoffsRequest>,
+        request: Call<pb::ListSentHandoffsRequest>,
     ) -> ServiceResult<Reply<pb::ListSentHandoffsResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
         let states = v.enum_list(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use refnet_api::v1::{self as pb, routing_service_server::RoutingService};
+use refnet_core::boundary::{Call, respond};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
@@ -65,13 +66,11 @@ pub(crate) fn concurrent() -> ServiceError {
 }
 
 impl Routing {
-    async fn list_inbox_inner(
+    async fn inbox(
         &self,
-        request: Request<pb::ListInboxRequest>,
+        request: Call<pb::ListInboxRequest>,
     ) -> ServiceResult<Reply<pb::ListInboxResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = request.parts();
         let mut v = Violations::new();
         let page_size = v.page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE);
         let states = v.enum_list("states", &req.states, HandoffState::from_wire);
@@ -156,18 +155,14 @@ impl RoutingService for Routing {
         &self,
         request: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
-        Ok(crate::timeline::get(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::timeline::get(&self.ctx, Call::open(request)?).await)
     }
 
     async fn watch_referral(
         &self,
         request: Request<pb::WatchReferralRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::TimelineEvent>>, Status> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let req = request.into_inner();
+        let (principal, call, req) = Call::open(request)?.parts();
         let reference =
             ReferralRef::parse(&req.referral).map_err(|e| ServiceError::invalid("referral", e))?;
         let referral =
@@ -196,9 +191,8 @@ impl RoutingService for Routing {
         &self,
         request: Request<pb::WatchInboxRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<pb::InboxEvent>>, Status> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let after = crate::watch::start(&self.ctx, &principal, request.get_ref()).await?;
+        let (principal, call, req) = Call::open(request)?.parts();
+        let after = crate::watch::start(&self.ctx, &principal, &req).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let open = self.ctx.metrics().stream_opened("WatchInbox");
         let (ctx, hub) = (self.ctx.clone(), self.hub.clone());
@@ -213,181 +207,153 @@ impl RoutingService for Routing {
         &self,
         request: Request<pb::ListInboxRequest>,
     ) -> Result<Response<pb::ListInboxResponse>, Status> {
-        Ok(self.list_inbox_inner(request).await?.into_response())
+        respond(self.inbox(Call::open(request)?).await)
     }
 
     async fn acknowledge_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self
-            .act(request, Transition::Acknowledge)
-            .await?
-            .into_response())
+        respond(
+            self.act(Call::open(request)?, Transition::Acknowledge)
+                .await,
+        )
     }
 
     async fn accept_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self.act(request, Transition::Accept).await?.into_response())
+        respond(self.act(Call::open(request)?, Transition::Accept).await)
     }
 
     async fn complete_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self
-            .act(request, Transition::Complete)
-            .await?
-            .into_response())
+        respond(self.act(Call::open(request)?, Transition::Complete).await)
     }
 
     async fn decline_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self
-            .act(request, Transition::Decline)
-            .await?
-            .into_response())
+        respond(self.act(Call::open(request)?, Transition::Decline).await)
     }
 
     async fn update_checklist(
         &self,
         request: Request<pb::UpdateChecklistRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self.update_checklist_inner(request).await?.into_response())
+        respond(self.mark_checklist(Call::open(request)?).await)
     }
 
     async fn list_notifications(
         &self,
         request: Request<pb::ListNotificationsRequest>,
     ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
-        Ok(decisions::list_notifications(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(decisions::list_notifications(&self.ctx, Call::open(request)?).await)
     }
 
     async fn configure_webhook(
         &self,
         request: Request<pb::ConfigureWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
-        Ok(crate::webhooks::configure(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::webhooks::configure(&self.ctx, Call::open(request)?).await)
     }
 
     async fn get_webhook(
         &self,
         request: Request<pb::GetWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
-        Ok(crate::webhooks::get(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::webhooks::get(&self.ctx, Call::open(request)?).await)
     }
 
     async fn set_notification_mutes(
         &self,
         request: Request<pb::SetNotificationMutesRequest>,
     ) -> Result<Response<pb::NotificationMutes>, Status> {
-        Ok(decisions::set_mutes(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(decisions::set_mutes(&self.ctx, Call::open(request)?).await)
     }
 
     async fn mark_notifications_read(
         &self,
         request: Request<pb::MarkNotificationsReadRequest>,
     ) -> Result<Response<pb::MarkNotificationsReadResponse>, Status> {
-        Ok(decisions::mark_read(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(decisions::mark_read(&self.ctx, Call::open(request)?).await)
     }
 
     async fn list_triage(
         &self,
         request: Request<pb::ListTriageRequest>,
     ) -> Result<Response<pb::ListTriageResponse>, Status> {
-        Ok(crate::triage::list(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::triage::list(&self.ctx, Call::open(request)?).await)
     }
 
     async fn close_referral(
         &self,
         request: Request<pb::CloseReferralRequest>,
     ) -> Result<Response<pb::CloseReferralResponse>, Status> {
-        Ok(crate::triage::close(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::triage::close(&self.ctx, Call::open(request)?).await)
     }
 
     async fn list_sent_handoffs(
         &self,
         request: Request<pb::ListSentHandoffsRequest>,
     ) -> Result<Response<pb::ListSentHandoffsResponse>, Status> {
-        Ok(self.list_sent_inner(request).await?.into_response())
+        respond(self.sent(Call::open(request)?).await)
     }
 
     async fn withdraw_handoff(
         &self,
         request: Request<pb::HandoffTransitionRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self
-            .act(request, Transition::Withdraw)
-            .await?
-            .into_response())
+        respond(self.act(Call::open(request)?, Transition::Withdraw).await)
     }
 
     async fn get_handoff(
         &self,
         request: Request<pb::GetHandoffRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self.get_handoff_inner(request).await?.into_response())
+        respond(self.handoff(Call::open(request)?).await)
     }
 
     async fn post_message(
         &self,
         request: Request<pb::PostMessageRequest>,
     ) -> Result<Response<pb::ThreadMessage>, Status> {
-        Ok(crate::messages::post(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::messages::post(&self.ctx, Call::open(request)?).await)
     }
 
     async fn list_messages(
         &self,
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        Ok(crate::messages::list(&self.ctx, request)
-            .await?
-            .into_response())
+        respond(crate::messages::list(&self.ctx, Call::open(request)?).await)
     }
 
     async fn create_handoff(
         &self,
         request: Request<pb::CreateHandoffRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self.create_handoff_inner(request).await?.into_response())
+        respond(self.hand_off(Call::open(request)?).await)
     }
 
     async fn reassign_handoff(
         &self,
         request: Request<pb::ReassignHandoffRequest>,
     ) -> Result<Response<pb::Handoff>, Status> {
-        Ok(self.reassign_handoff_inner(request).await?.into_response())
+        respond(self.reassign(Call::open(request)?).await)
     }
 }
 
 impl Routing {
-    async fn get_handoff_inner(
+    async fn handoff(
         &self,
-        request: Request<pb::GetHandoffRequest>,
+        request: Call<pb::GetHandoffRequest>,
     ) -> ServiceResult<Reply<pb::Handoff>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
-        let id = Uuid::parse_str(request.get_ref().handoff_id.trim())
+        let (principal, call, req) = request.parts();
+        let id = Uuid::parse_str(req.handoff_id.trim())
             .map_err(|_| ServiceError::invalid("handoff_id", "must be a handoff id"))?;
         let agency = principal.agency_id.as_str();
         let row = handoff::Entity::find_by_id(id)

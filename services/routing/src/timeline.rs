@@ -6,6 +6,7 @@
 use crate::entities::handoff;
 use refnet_api::redact::Redact;
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
     auth::Principal,
@@ -18,7 +19,6 @@ use refnet_core::{
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tonic::Request;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -263,11 +263,9 @@ pub async fn run(
 /// GetTimeline: a referral's events for a party, oldest first, by pages.
 pub(crate) async fn get(
     ctx: &AppContext,
-    request: Request<pb::GetTimelineRequest>,
+    request: Call<pb::GetTimelineRequest>,
 ) -> ServiceResult<Reply<pb::GetTimelineResponse>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let reference = v.check("referral", ReferralRef::parse(&req.referral));
     let page_size = v.page_size(req.page_size, 100, 500);

@@ -14,12 +14,12 @@
 
 use chrono::{DateTime, Utc};
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult, access,
-    auth::Principal,
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     domain::{ReferralRef, referral::timestamp},
-    entities::{referral, referral_party},
+    entities::referral_party,
     error::Violations,
     events::{Deferred, EventKind},
     subjects,
@@ -118,10 +118,7 @@ pub(crate) async fn enter(
     events: &mut Deferred,
     entry: Entry,
 ) -> ServiceResult<bool> {
-    let Some(row) = referral::Entity::find_by_id(entry.referral_id)
-        .one(txn)
-        .await?
-    else {
+    let Some(row) = access::referral(txn, entry.referral_id).await? else {
         return Ok(false);
     };
     if let Some(existing) = entity::Entity::find_by_id(entry.referral_id)
@@ -262,11 +259,9 @@ struct Cursor {
 /// ListTriage.
 pub async fn list(
     ctx: &AppContext,
-    request: tonic::Request<pb::ListTriageRequest>,
+    request: Call<pb::ListTriageRequest>,
 ) -> ServiceResult<Reply<pb::ListTriageResponse>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let page_size = v.page_size(req.page_size, 50, 200);
     let after = if req.page_token.is_empty() {
@@ -357,11 +352,9 @@ struct ClosedPayload<'a> {
 /// which no handoff is open, with a reason from a fixed list.
 pub async fn close(
     ctx: &AppContext,
-    request: tonic::Request<pb::CloseReferralRequest>,
+    request: Call<pb::CloseReferralRequest>,
 ) -> ServiceResult<Reply<pb::CloseReferralResponse>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let mut v = Violations::new();
     let reference = v.check("referral", ReferralRef::parse(&req.referral));
     let reason = match pb::CloseReason::try_from(req.reason) {
@@ -389,8 +382,7 @@ pub async fn close(
         Box::pin(async move {
             // The referral's row before the event-log lock (the order every writer keeps).
             access::lock_referral(txn, referral_id).await?;
-            let row = referral::Entity::find_by_id(referral_id)
-                .one(txn)
+            let row = access::referral(txn, referral_id)
                 .await?
                 .ok_or(ServiceError::NotFound)?;
             if row.status == ReferralStatus::Closed {

@@ -28,10 +28,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use refnet_api::v1 as pb;
+use refnet_core::boundary::Call;
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
-    auth::Principal,
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     domain::referral::timestamp,
     notify::{outbox, webhook},
 };
@@ -351,11 +351,9 @@ async fn webhook_reply(ctx: &AppContext, agency_id: &str) -> ServiceResult<pb::W
 /// ConfigureWebhook: a supervisor sets or switches off the agency's webhook.
 pub async fn configure(
     ctx: &AppContext,
-    request: tonic::Request<pb::ConfigureWebhookRequest>,
+    request: Call<pb::ConfigureWebhookRequest>,
 ) -> ServiceResult<Reply<pb::Webhook>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
-    let req = request.into_inner();
+    let (principal, call, req) = request.parts();
     let existing = webhook::Entity::find_by_id(principal.agency_id.clone())
         .one(ctx.db())
         .await?;
@@ -437,10 +435,9 @@ pub async fn configure(
 /// GetWebhook: the agency's webhook and its delivery counts.
 pub async fn get(
     ctx: &AppContext,
-    request: tonic::Request<pb::GetWebhookRequest>,
+    request: Call<pb::GetWebhookRequest>,
 ) -> ServiceResult<Reply<pb::Webhook>> {
-    let principal = Principal::of(&request)?.clone();
-    let call = CallInfo::of(&request);
+    let (principal, call, _) = request.parts();
     let response = webhook_reply(ctx, &principal.agency_id).await?;
     reply(ctx, &principal, &call, Concerning::Nothing, response).await
 }

@@ -210,7 +210,8 @@ impl RoutingWorker {
                 .ctx
                 .write(move |txn| {
                     Box::pin(async move {
-                        lock_referrals(txn, std::iter::once(referral_id)).await?;
+                        refnet_core::access::lock_referrals(txn, std::iter::once(referral_id))
+                            .await?;
                         let mut events = Deferred::default();
                         let created = route(
                             txn,
@@ -248,7 +249,7 @@ impl RoutingWorker {
         self.ctx
             .write(move |txn| {
                 Box::pin(async move {
-                    lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
+                    refnet_core::access::lock_referrals(txn, planned.iter().map(|p| p.0)).await?;
                     let mut created = 0;
                     // The batch's events are written last, so the event-log lock is
                     // held for one insert and the commit, not the whole batch.
@@ -277,33 +278,6 @@ impl RoutingWorker {
             .await?;
         Ok(())
     }
-}
-
-/// On PostgreSQL, locks the referral rows a batch routes before anything
-/// else, in id order. Other writers (an amendment, a manual handoff) take a
-/// referral's row before the event-log lock; taking the rows first here too
-/// keeps the lock order the same everywhere, so the two never deadlock.
-async fn lock_referrals(
-    txn: &DatabaseTransaction,
-    ids: impl Iterator<Item = Uuid>,
-) -> ServiceResult<()> {
-    use sea_orm::ConnectionTrait;
-    if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-        return Ok(()); // SQLite: one writer at a time
-    }
-    let mut ids: Vec<Uuid> = ids.collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    ids.sort();
-    ids.dedup();
-    refnet_core::entities::referral::Entity::find()
-        .filter(refnet_core::entities::referral::Column::Id.is_in(ids))
-        .order_by_asc(refnet_core::entities::referral::Column::Id)
-        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
-        .all(txn)
-        .await?;
-    Ok(())
 }
 
 /// A referral to route: its id, reference code, facts and the trace it continues.

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use refnet_api::v1::{self as pb, statistics_service_server::StatisticsService};
+use refnet_core::boundary::{Call, respond};
 use refnet_core::{
     AppContext, ServiceError, ServiceResult,
     auth::{Principal, Role},
-    boundary::{CallInfo, Concerning, Reply, reply},
+    boundary::{Concerning, Reply, reply},
     entities::{event, referral, referral_party},
     error::Violations,
 };
@@ -86,14 +87,12 @@ fn median_hours(mut values: Vec<f64>) -> f64 {
 }
 
 impl Statistics {
-    async fn aggregates_inner(
+    async fn aggregates(
         &self,
-        request: Request<pb::GetAggregatesRequest>,
+        request: Call<pb::GetAggregatesRequest>,
     ) -> ServiceResult<Reply<pb::GetAggregatesResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
+        let (principal, call, req) = request.parts();
         let scope = scope_of(&principal)?;
-        let req = request.into_inner();
         let mut v = Violations::new();
         let mut dims = Vec::new();
         for (i, raw) in req.group_by.iter().enumerate() {
@@ -139,14 +138,12 @@ impl Statistics {
         reply(&self.ctx, &principal, &call, Concerning::Nothing, response).await
     }
 
-    async fn handoff_metrics_inner(
+    async fn handoff_metrics(
         &self,
-        request: Request<pb::GetHandoffMetricsRequest>,
+        request: Call<pb::GetHandoffMetricsRequest>,
     ) -> ServiceResult<Reply<pb::GetHandoffMetricsResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
+        let (principal, call, req) = request.parts();
         let scope = scope_of(&principal)?;
-        let req = request.into_inner();
         let mut v = Violations::new();
         let after = timestamp(&mut v, "created_after", req.created_after.as_ref());
         let before = timestamp(&mut v, "created_before", req.created_before.as_ref());
@@ -265,23 +262,18 @@ impl Statistics {
 }
 
 impl Statistics {
-    async fn export_inner(
+    async fn export(
         &self,
-        request: Request<pb::ExportHtcdsRequest>,
+        request: Call<pb::ExportHtcdsRequest>,
     ) -> ServiceResult<Reply<pb::ExportHtcdsResponse>> {
-        let principal = Principal::of(&request)?.clone();
-        let call = CallInfo::of(&request);
+        let (principal, call, req) = request.parts();
         if !matches!(scope_of(&principal)?, Scope::All) {
             return Err(ServiceError::PermissionDenied(
                 "the case-level export is for the secretariat".into(),
             ));
         }
         let mut v = Violations::new();
-        let after = timestamp(
-            &mut v,
-            "filed_after",
-            request.get_ref().filed_after.as_ref(),
-        );
+        let after = timestamp(&mut v, "filed_after", req.filed_after.as_ref());
         v.finish(|| Some(()))?;
         let k = self.k();
         let export =
@@ -311,20 +303,20 @@ impl StatisticsService for Statistics {
         &self,
         request: Request<pb::ExportHtcdsRequest>,
     ) -> Result<Response<pb::ExportHtcdsResponse>, Status> {
-        Ok(self.export_inner(request).await?.into_response())
+        respond(self.export(Call::open(request)?).await)
     }
 
     async fn get_aggregates(
         &self,
         request: Request<pb::GetAggregatesRequest>,
     ) -> Result<Response<pb::GetAggregatesResponse>, Status> {
-        Ok(self.aggregates_inner(request).await?.into_response())
+        respond(self.aggregates(Call::open(request)?).await)
     }
 
     async fn get_handoff_metrics(
         &self,
         request: Request<pb::GetHandoffMetricsRequest>,
     ) -> Result<Response<pb::GetHandoffMetricsResponse>, Status> {
-        Ok(self.handoff_metrics_inner(request).await?.into_response())
+        respond(self.handoff_metrics(Call::open(request)?).await)
     }
 }
