@@ -22,6 +22,7 @@ mod m20261205_000011_triage;
 mod m20261205_000012_protection_deadlines;
 mod m20261205_000013_webhooks;
 mod m20261205_000014_typed_dates;
+mod m20261205_000015_route_key;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000012_protection_deadlines::Migration),
             Box::new(m20261205_000013_webhooks::Migration),
             Box::new(m20261205_000014_typed_dates::Migration),
+            Box::new(m20261205_000015_route_key::Migration),
         ]
     }
 }

@@ -920,18 +920,23 @@ async fn sighup_reloads_the_rules_and_a_broken_file_keeps_the_old_ones() {
         ),
     );
     hangup();
-    let mut reloaded = false;
+    let mut reloaded = None;
     for _ in 0..200 {
-        if routing.create_handoff(create(&first)).await.is_ok() {
-            reloaded = true;
+        if let Ok(made) = routing.create_handoff(create(&first)).await {
+            reloaded = Some(made.into_inner());
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(
-        reloaded,
-        "the handlers see the reloaded rules: {}",
-        log.lock().expect("log")
+    let made = reloaded.unwrap_or_else(|| {
+        panic!(
+            "the handlers see the reloaded rules: {}",
+            log.lock().expect("log")
+        )
+    });
+    assert_eq!(
+        made.rule_set_version, "hup-2",
+        "a handoff made by hand records the rule set in force"
     );
     assert_eq!(routed_under().await.1, "hup-2", "and so does the worker");
 

@@ -60,8 +60,9 @@ async fn second_choice(
             to: agency,
             purpose: declined.purpose.clone(),
             rule_id: declined.rule_id.clone(),
+            rule_set_version: rules.version().to_owned(),
             // Once per declined handoff.
-            rule_set_version: format!("second-choice:{}", declined.id),
+            route_key: format!("second-choice:{}", declined.id),
             checklist: Vec::new(),
             acknowledge_by: now + deadlines.acknowledge,
             decide_by: now + deadlines.decide,

@@ -33,7 +33,8 @@ pub mod handoff {
         pub version: i64,
         /// The rule that produced it.
         pub rule_id: String,
-        /// The rule set's version.
+        /// The rule set in force when it was made (on handoffs made before
+        /// migration 15 by hand or from another, their `route_key`).
         pub rule_set_version: String,
         /// Supporting documents checklist, JSON.
         pub checklist: String,
@@ -56,6 +57,10 @@ pub mod handoff {
         /// then decide-by; the missed one while ESCALATED); none once
         /// decided or ended.
         pub due_at: Option<DateTimeUtc>,
+        /// What makes it happen once per referral and agency kind: the
+        /// rule-set version (the worker's), `manual:AGENCY:KEY` (by hand),
+        /// `second-choice:ID` or `reassigned:ID` (made from another handoff).
+        pub route_key: String,
     }
 
     /// No relations are navigated through sea-orm.

@@ -28,7 +28,7 @@ use crate::{
 async fn code_and_deadlines(
     ctx: &AppContext,
     referral_id: Uuid,
-) -> ServiceResult<(String, chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
+) -> ServiceResult<(String, chrono::DateTime<Utc>, chrono::DateTime<Utc>, String)> {
     let referral = refnet_core::access::referral(ctx.db(), referral_id)
         .await?
         .ok_or(ServiceError::NotFound)?;
@@ -39,6 +39,7 @@ async fn code_and_deadlines(
         referral.reference_code,
         now + deadlines.acknowledge,
         now + deadlines.decide,
+        rules.version().to_owned(),
     ))
 }
 
@@ -70,12 +71,13 @@ impl Routing {
         let (reference, key, target) = v.finish(|| Some((reference?, key?, target?)))?;
         let referral_id =
             access::visible_referral(self.ctx.db(), &principal.agency_id, &reference).await?;
-        let (code, acknowledge_by, decide_by) = code_and_deadlines(&self.ctx, referral_id).await?;
+        let (code, acknowledge_by, decide_by, in_force) =
+            code_and_deadlines(&self.ctx, referral_id).await?;
         let id = Uuid::now_v7();
-        let version = format!("manual:{}:{}", principal.agency_id, key.as_str());
+        let route_key = format!("manual:{}:{}", principal.agency_id, key.as_str());
         let from = principal.agency_id.clone();
         let purpose = req.purpose.clone();
-        let rule_set_version = version.clone();
+        let once = route_key.clone();
         self.ctx
             .write(move |txn| {
                 Box::pin(async move {
@@ -93,7 +95,8 @@ impl Routing {
                             to: &target,
                             purpose,
                             rule_id: "manual".to_owned(),
-                            rule_set_version,
+                            rule_set_version: in_force,
+                            route_key: once,
                             checklist: Vec::new(),
                             acknowledge_by,
                             decide_by,
@@ -107,7 +110,7 @@ impl Routing {
         // A retry with the same key finds the handoff the first call created.
         let row = handoff::Entity::find()
             .filter(handoff::Column::ReferralId.eq(referral_id))
-            .filter(handoff::Column::RuleSetVersion.eq(version))
+            .filter(handoff::Column::RouteKey.eq(route_key))
             .one(self.ctx.db())
             .await?
             .ok_or_else(|| ServiceError::Internal("manual handoff vanished".into()))?;
@@ -144,7 +147,8 @@ impl Routing {
             .ok_or(ServiceError::NotFound)?;
         expect_version(&row, req.expected_version)?;
         let to = check_row(&row, Transition::Reassign)?;
-        let (_, acknowledge_by, decide_by) = code_and_deadlines(&self.ctx, row.referral_id).await?;
+        let (_, acknowledge_by, decide_by, in_force) =
+            code_and_deadlines(&self.ctx, row.referral_id).await?;
         let checklist = decisions::checklist(&row)?;
         let actor = principal.clone();
         // The old handoff is REASSIGNED and the new one created in one transaction.
@@ -174,7 +178,8 @@ impl Routing {
                             to: &target,
                             purpose: row.purpose.clone(),
                             rule_id: row.rule_id.clone(),
-                            rule_set_version: format!("reassigned:{}", row.id),
+                            rule_set_version: in_force,
+                            route_key: format!("reassigned:{}", row.id),
                             checklist,
                             acknowledge_by,
                             decide_by,

@@ -407,6 +407,7 @@ async fn route(
                 purpose: planned.purpose.clone(),
                 rule_id: planned.rule_id.clone(),
                 rule_set_version: rules.version().to_owned(),
+                route_key: rules.version().to_owned(),
                 checklist: planned
                     .checklist
                     .iter()
@@ -488,6 +489,8 @@ pub(crate) struct NewHandoff<'a> {
     pub(crate) purpose: String,
     pub(crate) rule_id: String,
     pub(crate) rule_set_version: String,
+    /// What makes it once (see [`handoff::Model::route_key`]).
+    pub(crate) route_key: String,
     pub(crate) checklist: Vec<crate::decisions::ChecklistEntry>,
     pub(crate) acknowledge_by: DateTime<Utc>,
     pub(crate) decide_by: DateTime<Utc>,
@@ -495,7 +498,7 @@ pub(crate) struct NewHandoff<'a> {
 
 /// Inserts a handoff, makes its recipient a party and appends `HandoffCreated`;
 /// `false` (and nothing written) when one for the same referral, agency kind
-/// and rule-set version exists.
+/// and route key exists.
 pub(crate) async fn insert_handoff(
     txn: &DatabaseTransaction,
     h: NewHandoff<'_>,
@@ -528,6 +531,7 @@ pub(crate) async fn insert_handoff_deferred(
         version: Set(1),
         rule_id: Set(h.rule_id.clone()),
         rule_set_version: Set(h.rule_set_version.clone()),
+        route_key: Set(h.route_key),
         checklist: Set(checklist),
         acknowledge_by: Set(h.acknowledge_by),
         delivered_at: Set(None),
@@ -542,7 +546,7 @@ pub(crate) async fn insert_handoff_deferred(
         OnConflict::columns([
             handoff::Column::ReferralId,
             handoff::Column::ToAgencyKind,
-            handoff::Column::RuleSetVersion,
+            handoff::Column::RouteKey,
         ])
         .do_nothing()
         .to_owned(),
