@@ -52,6 +52,9 @@ enum Command {
         /// Database URL, instead of SQLite in the data directory.
         #[arg(long)]
         database_url: Option<String>,
+        /// Transport security.
+        #[command(flatten)]
+        transport: refnet_core::server::TransportArgs,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -289,7 +292,11 @@ pub async fn run() -> anyhow::Result<()> {
             listen,
             data_dir,
             database_url,
-        } => serve(config, listen, data_dir, database_url).await?,
+            transport,
+        } => {
+            transport.apply(&mut config);
+            serve(config, listen, data_dir, database_url).await?
+        }
         Command::Migrate {
             database_url,
             data_dir,
@@ -366,6 +373,8 @@ async fn serve(
     if let Some(url) = database_url {
         config.database_url = Some(url.into());
     }
+    // Refuse plaintext beyond loopback (and half-configured TLS) before anything starts.
+    refnet_core::tls::check(&config)?;
     let config = config.embedded();
     let telemetry =
         refnet_core::telemetry::init(config.log_format, config.otlp_endpoint.as_deref(), "refnet");
@@ -382,8 +391,13 @@ async fn serve(
     if log_format == LogFormat::Pretty {
         let _ = writeln!(
             std::io::stderr(),
-            "{} {addr} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
+            "{} {addr}{tls} (data in {dir})\n  agencies: refnet agencies --data-dir {dir}\n  token:    refnet token --data-dir {dir} --agency police-nairobi --role officer",
             refnet_core::announce::SERVING,
+            tls = if ctx.config().tls.cert.is_some() {
+                " with TLS"
+            } else {
+                ""
+            },
             dir = data_dir.display()
         );
     }

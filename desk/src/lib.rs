@@ -65,7 +65,8 @@ impl std::fmt::Debug for Token {
 /// command takes (before or after its subcommand).
 #[derive(Debug, Args)]
 pub(crate) struct Connection {
-    /// The refnet server (plain HTTP/2).
+    /// The refnet server: `https://HOST:PORT` (TLS, verified against the system's roots or --ca) or
+    /// `http://` (plaintext, for a server on this machine).
     #[arg(
         long,
         global = true,
@@ -86,6 +87,42 @@ pub(crate) struct Connection {
     /// Print the reply as JSON (proto3 mapping, proto field names); `inbox watch`: one object per line.
     #[arg(long, global = true)]
     json: bool,
+    /// CA certificate(s) (PEM) to verify an https:// server with, instead of the system's roots.
+    #[arg(long, global = true, env = "REFNET_CA", value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for a server that requires mutual TLS (with --client-key).
+    #[arg(long, global = true, env = "REFNET_CLIENT_CERT", value_name = "FILE")]
+    client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "REFNET_CLIENT_KEY", value_name = "FILE")]
+    client_key: Option<std::path::PathBuf>,
+}
+
+/// The TLS settings of an https:// server: its CA (or the system's roots) and
+/// the client certificate for mutual TLS.
+fn client_tls(connection: &Connection) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+    };
+    let mut tls = tonic::transport::ClientTlsConfig::new();
+    tls = match &connection.ca {
+        Some(ca) => tls.ca_certificate(tonic::transport::Certificate::from_pem(read(
+            "CA certificate",
+            ca,
+        )?)),
+        None => tls.with_native_roots(),
+    };
+    match (&connection.client_cert, &connection.client_key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                read("client certificate", cert)?,
+                read("client key", key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => bail!("mutual TLS needs both --client-cert and --client-key"),
+    }
+    Ok(tls)
 }
 
 /// Paging flags of the list commands.
@@ -128,7 +165,7 @@ struct Desk {
 
 impl Desk {
     async fn connect(connection: Connection) -> anyhow::Result<Self> {
-        let Some(token) = connection.token.filter(|t| !t.0.is_empty()) else {
+        let Some(token) = connection.token.clone().filter(|t| !t.0.is_empty()) else {
             bail!(
                 "no token: pass --token TOKEN or set REFNET_TOKEN (a development server's tokens come \
                  from `refnet token --data-dir DIR --agency ID --role officer`)"
@@ -139,19 +176,23 @@ impl Desk {
         })?;
         value.set_sensitive(true);
         let server = if connection.server.contains("://") {
-            connection.server
+            connection.server.clone()
         } else {
             format!("http://{}", connection.server)
         };
-        if !server.starts_with("http://") {
-            bail!(
-                "{server}: only plain http:// servers are supported (this client has no TLS; \
-                 reach a TLS endpoint through a local tunnel)"
-            );
-        }
-        let channel = Endpoint::from_shared(server.clone())
+        let mut endpoint = Endpoint::from_shared(server.clone())
             .with_context(|| format!("{server} is not a server URL"))?
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10));
+        if server.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(client_tls(&connection)?)
+                .with_context(|| format!("TLS settings for {server}"))?;
+        } else if !server.starts_with("http://") {
+            bail!("{server}: the server URL must start with https:// or http://");
+        } else if connection.ca.is_some() || connection.client_cert.is_some() {
+            bail!("{server}: --ca and --client-cert apply to https:// servers only");
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("cannot reach refnet at {server}"))?;

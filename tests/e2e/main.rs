@@ -36,6 +36,7 @@ mod redaction;
 mod routing;
 mod server;
 mod statistics;
+mod tls;
 mod trace;
 mod triage;
 mod validation;

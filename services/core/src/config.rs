@@ -41,6 +41,11 @@ pub const ENV_KEYS: &[&str] = &[
     "reflection",
     "max_request_bytes",
     "webhook_allow_plain_http",
+    "insecure_plaintext",
+    "tls.cert",
+    "tls.key",
+    "tls.client_ca",
+    "tls.reload_seconds",
     "auth.issuer",
     "auth.audience",
     "auth.jwks_file",
@@ -111,6 +116,34 @@ impl Default for AuthConfig {
     }
 }
 
+/// Transport security of the listener (`[tls]`, `REFNET_TLS__...`,
+/// `--tls-cert`, `--tls-key`, `--tls-client-ca`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server certificate chain (PEM); with `key`, the listener speaks TLS.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) a client certificate must chain to: mutual TLS,
+    /// for service-to-service calls and agency gateways.
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate and key files are checked for a change
+    /// (rotation without restart).
+    pub reload_seconds: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            reload_seconds: 10,
+        }
+    }
+}
+
 /// refnet's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -175,6 +208,11 @@ pub struct Config {
     /// the same host or in tests. Off by default: notifications leave refnet
     /// encrypted.
     pub webhook_allow_plain_http: bool,
+    /// Listen in plaintext on a non-loopback address (a proxy in front
+    /// terminates TLS). Off: without `tls` refnet listens on loopback only.
+    pub insecure_plaintext: bool,
+    /// Transport security of the listener.
+    pub tls: TlsConfig,
     /// Token verification.
     pub auth: AuthConfig,
     /// Per-officer and per-agency rate limits.
@@ -254,6 +292,8 @@ impl Default for Config {
             reflection: true,
             max_request_bytes: 1024 * 1024,
             webhook_allow_plain_http: false,
+            insecure_plaintext: false,
+            tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             retention: RetentionConfig::default(),

@@ -18,6 +18,7 @@
 //! - [`versioned`]: the one versioned change (update where version, event, reread).
 //! - [`reload`]: data files loaded once per process, reloaded on SIGHUP.
 //! - [`telemetry`]: tracing set-up.
+//! - [`tls`]: TLS and mutual TLS on the listener, certificates reloaded on change.
 
 pub mod access;
 pub mod agencies;
@@ -52,6 +53,7 @@ pub mod server;
 pub mod states;
 pub mod subjects;
 pub mod telemetry;
+pub mod tls;
 pub mod versioned;
 
 pub use context::AppContext;

@@ -23,6 +23,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Serves `routes` (the services named in `service_names`) on `listener` until
@@ -95,11 +98,13 @@ pub async fn serve(
     };
     let grace = std::time::Duration::from_secs(ctx.config().shutdown_grace_seconds);
 
+    let tls = crate::tls::ServerTls::from_config(ctx.config())?;
     let local = listener
         .local_addr()
         .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
-    tracing::info!(addr = %local, services = ?service_names, "serving");
-    let server = Server::builder()
+    let mutual = ctx.config().tls.client_ca.is_some();
+    tracing::info!(addr = %local, services = ?service_names, tls = tls.is_some(), mutual_tls = mutual, "serving");
+    let router = Server::builder()
         // gRPC-Web (HTTP/1.1) beside gRPC, for browser clients.
         .accept_http1(true)
         .trace_fn(crate::telemetry::rpc_span)
@@ -111,15 +116,24 @@ pub async fn serve(
             ctx.limits().clone(),
             ctx.permissions().clone(),
         ))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to replies
-            // that span several writes.
-            tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(std::time::Duration::from_secs(60))),
-            draining,
-        );
+        .add_routes(routes);
+    let server: std::pin::Pin<
+        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls {
+        Some(tls) => {
+            Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), draining))
+        }
+        None => Box::pin(
+            router.serve_with_incoming_shutdown(
+                // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to
+                // replies that span several writes.
+                tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(std::time::Duration::from_secs(60))),
+                draining,
+            ),
+        ),
+    };
     tokio::pin!(server);
     let grace_over = async move {
         if drain_begun.await.is_err() {
@@ -227,6 +241,45 @@ pub struct StandaloneArgs {
     /// Do not apply migrations at start-up (run `refnet migrate` instead).
     #[arg(long)]
     pub no_migrate: bool,
+    /// Transport security.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// The listener's transport flags, shared by `refnet serve` and every
+/// service binary; each overrides its `tls.*` / `insecure_plaintext` setting.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TransportArgs {
+    /// Server certificate chain (PEM): speak TLS (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates issued by these CAs (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// Listen without TLS on a non-loopback address (a proxy in front terminates TLS).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+impl TransportArgs {
+    /// Applies the flags given over the configuration.
+    pub fn apply(&self, config: &mut crate::config::Config) {
+        if let Some(cert) = &self.tls_cert {
+            config.tls.cert = Some(cert.clone());
+        }
+        if let Some(key) = &self.tls_key {
+            config.tls.key = Some(key.clone());
+        }
+        if let Some(ca) = &self.tls_client_ca {
+            config.tls.client_ca = Some(ca.clone());
+        }
+        if self.insecure_plaintext {
+            config.insecure_plaintext = true;
+        }
+    }
 }
 
 /// Runs one service alone until SIGTERM or Ctrl-C: configuration, telemetry,
@@ -252,6 +305,9 @@ pub async fn run_standalone(
     if args.no_migrate {
         config.migrate_on_start = false;
     }
+    args.transport.apply(&mut config);
+    // Refuse plaintext beyond loopback (and half-configured TLS) before anything starts.
+    crate::tls::check(&config)?;
     let service = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))

@@ -1,0 +1,233 @@
+//! Encrypted in transit: `refnet serve` with a certificate speaks TLS (gRPC
+//! and the desk client over `https://`), refuses plaintext clients, checks
+//! client certificates against its CA when mutual TLS is on, picks up a
+//! rotated certificate without a restart, and refuses to listen beyond
+//! loopback in plaintext unless told to. Certificates come from a test CA made
+//! here (rcgen); nothing is shared with other tests.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tempfile::TempDir;
+
+use crate::cli::{officer_token, spawn_serve};
+
+const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
+
+/// A test CA that signs certificates into files in `dir`.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let key = KeyPair::generate().expect("ca key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("ca cert");
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes `NAME.pem` and `NAME.key` in `dir`: a certificate for `names`
+    /// (host names or IP addresses) signed by this CA.
+    fn sign(&self, dir: &Path, name: &str, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (
+            cert_path.display().to_string(),
+            key_path.display().to_string(),
+        )
+    }
+
+    fn write(&self, dir: &Path, name: &str) -> String {
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, &self.pem).expect("write ca");
+        path.display().to_string()
+    }
+}
+
+/// `refnet inbox list` against `server` with extra flags; (success, stderr).
+fn inbox(server: &str, token: &str, flags: &[&str]) -> (bool, String) {
+    let out = Command::new(REFNET)
+        .args(["inbox", "list", "--server", server])
+        .args(flags)
+        .env_remove("REFNET_SERVER")
+        .env_remove("REFNET_CA")
+        .env_remove("REFNET_CLIENT_CERT")
+        .env_remove("REFNET_CLIENT_KEY")
+        .env("REFNET_TOKEN", token)
+        .output()
+        .expect("run refnet");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn port(addr: &str) -> &str {
+    addr.rsplit(':').next().expect("port")
+}
+
+/// TLS on: the desk client reaches the server over `https://` with the test
+/// CA; a plaintext client and a client that trusts only the system's roots
+/// are refused; a certificate rotated in place is served without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_speaks_tls_and_plaintext_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let ca = Ca::new("refnet test CA");
+    let ca_file = ca.write(dir.path(), "ca");
+    let (cert, key) = ca.sign(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let (_server, addr, log) = spawn_serve(
+        data,
+        &[
+            ("REFNET_TLS__CERT", &cert),
+            ("REFNET_TLS__KEY", &key),
+            ("REFNET_TLS__RELOAD_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let token = officer_token(data, "ngo-shelter-nairobi");
+    let https = format!("https://localhost:{}", port(&addr));
+
+    let (ok, err) = inbox(&https, &token, &["--ca", &ca_file]);
+    assert!(
+        ok,
+        "over TLS with the test CA: {err}\n{}",
+        log.lock().expect("log")
+    );
+    let (ok, _) = inbox(&format!("http://{addr}"), &token, &[]);
+    assert!(!ok, "a plaintext client is refused by a TLS listener");
+    let (ok, _) = inbox(&https, &token, &[]);
+    assert!(!ok, "the test CA is not among the system's roots");
+
+    // Rotation: a certificate from another CA, written over the files; the
+    // server serves it within its reload interval, no restart.
+    let next = Ca::new("refnet next CA");
+    let next_file = next.write(dir.path(), "next-ca");
+    let (new_cert, new_key) = next.sign(dir.path(), "rotated", &["localhost", "127.0.0.1"]);
+    std::fs::copy(&new_key, &key).expect("key");
+    std::fs::copy(&new_cert, &cert).expect("cert");
+    let mut rotated = false;
+    for _ in 0..60 {
+        if inbox(&https, &token, &["--ca", &next_file]).0 {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        rotated,
+        "the rotated certificate is served: {}",
+        log.lock().expect("log")
+    );
+    let (ok, _) = inbox(&https, &token, &["--ca", &ca_file]);
+    assert!(!ok, "the old CA no longer verifies the server");
+}
+
+/// Mutual TLS: only a client certificate issued by the configured CA gets
+/// through; none, or one from another CA, is refused in the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_refuses_a_client_certificate_from_another_ca() {
+    let dir = TempDir::new().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let ca = Ca::new("refnet test CA");
+    let ca_file = ca.write(dir.path(), "ca");
+    let (cert, key) = ca.sign(dir.path(), "server", &["localhost"]);
+    let (client_cert, client_key) = ca.sign(dir.path(), "gateway", &["gateway.agency.example"]);
+    let stranger = Ca::new("someone else's CA");
+    let (other_cert, other_key) = stranger.sign(dir.path(), "stranger", &["stranger.example"]);
+    let (_server, addr, log) = spawn_serve(
+        data,
+        &[
+            ("REFNET_TLS__CERT", &cert),
+            ("REFNET_TLS__KEY", &key),
+            ("REFNET_TLS__CLIENT_CA", &ca_file),
+        ],
+    )
+    .await;
+    let token = officer_token(data, "ngo-shelter-nairobi");
+    let https = format!("https://localhost:{}", port(&addr));
+
+    let (ok, err) = inbox(
+        &https,
+        &token,
+        &[
+            "--ca",
+            &ca_file,
+            "--client-cert",
+            &client_cert,
+            "--client-key",
+            &client_key,
+        ],
+    );
+    assert!(
+        ok,
+        "a client certificate from the CA: {err}\n{}",
+        log.lock().expect("log")
+    );
+    let (ok, _) = inbox(&https, &token, &["--ca", &ca_file]);
+    assert!(!ok, "no client certificate is refused");
+    let (ok, _) = inbox(
+        &https,
+        &token,
+        &[
+            "--ca",
+            &ca_file,
+            "--client-cert",
+            &other_cert,
+            "--client-key",
+            &other_key,
+        ],
+    );
+    assert!(!ok, "a client certificate from another CA is refused");
+}
+
+/// Secure by default: beyond loopback without TLS, `refnet serve` refuses to
+/// start and names the flags; half a TLS configuration is refused too.
+#[test]
+fn plaintext_beyond_loopback_is_refused_at_start() {
+    let dir = TempDir::new().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let refused = Command::new(REFNET)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir", data])
+        .env_remove("REFNET_DATABASE_URL")
+        .output()
+        .expect("run refnet");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("without TLS")
+            && said.contains("--tls-cert")
+            && said.contains("--insecure-plaintext"),
+        "{said}"
+    );
+    let half = Command::new(REFNET)
+        .args([
+            "serve",
+            "--data-dir",
+            data,
+            "--tls-cert",
+            "/nonexistent.pem",
+        ])
+        .env_remove("REFNET_DATABASE_URL")
+        .output()
+        .expect("run refnet");
+    assert!(!half.status.success());
+    assert!(String::from_utf8_lossy(&half.stderr).contains("--tls-key"));
+}
