@@ -29,6 +29,7 @@ mod intake;
 mod keys;
 mod leak;
 mod metrics;
+mod pg;
 mod processes;
 mod protection;
 mod readme;

@@ -231,3 +231,62 @@ fn plaintext_beyond_loopback_is_refused_at_start() {
     assert!(!half.status.success());
     assert!(String::from_utf8_lossy(&half.stderr).contains("--tls-key"));
 }
+
+/// PostgreSQL over TLS: with `sslmode=verify-full` and the test CA, refnet
+/// connects, migrates, files and reads back a referral; a server certificate
+/// from another CA, or a host name the certificate does not name, is refused
+/// with an error that says so. (PostgreSQL suite only: a server of the test's
+/// own, `ssl=on`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_is_verified() {
+    let dir = TempDir::new().expect("tempdir");
+    let ca = Ca::new("refnet test database CA");
+    let (cert, key) = ca.sign(dir.path(), "db", &["localhost"]);
+    let read = |p: &str| std::fs::read_to_string(p).expect("pem");
+    let Some(server) = crate::pg::PrivateServer::start_with(Some((&read(&cert), &read(&key))))
+    else {
+        return;
+    };
+    let ca_file = ca.write(dir.path(), "ca");
+    let other_file = Ca::new("another CA").write(dir.path(), "other-ca");
+    let url = |host: &str, root: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/postgres?sslmode=verify-full&sslrootcert={root}",
+            server.port()
+        )
+    };
+
+    let app = crate::common::TestApp::spawn_with(Some(url("localhost", &ca_file)), |_| {}).await;
+    let filed = app
+        .file("police-nairobi", crate::common::canary_draft())
+        .await;
+    let referral = filed.referral.expect("referral");
+    let read_back = app.get_as("police-nairobi", &referral.id).await;
+    assert_eq!(
+        read_back.referral.expect("referral").reference_code,
+        referral.reference_code
+    );
+    app.stop().await;
+
+    for (bad, why) in [
+        (
+            url("localhost", &other_file),
+            "a certificate from another CA",
+        ),
+        (
+            url("127.0.0.1", &ca_file),
+            "a host name the certificate does not name",
+        ),
+    ] {
+        let out = Command::new(REFNET)
+            .args(["migrate", "--database-url", &bad])
+            .output()
+            .expect("run refnet");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{why} is refused");
+        assert!(
+            said.to_ascii_lowercase().contains("certificate"),
+            "{why}: the error names the certificate: {said}"
+        );
+    }
+}
