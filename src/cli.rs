@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use refnet_core::{
     AppContext, agencies,
-    auth::{Role, agency_kind_name},
+    auth::Role,
     config::{Config, LogFormat},
     db, devkeys,
 };
@@ -65,14 +65,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// List the registered agencies: id, kind, name (tab-separated).
+    /// The agency registry: list (the default), add, update, deactivate, activate, import FILE.
     Agencies {
         /// Data directory.
-        #[arg(long)]
+        #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
         /// Database URL, instead of SQLite in the data directory.
-        #[arg(long)]
+        #[arg(long, global = true)]
         database_url: Option<String>,
+        #[command(subcommand)]
+        command: Option<crate::registry::AgenciesCommand>,
     },
     /// Suspend or reinstate agencies and officers: their tokens are refused
     /// within `auth.access_refresh_ms` on every running process.
@@ -304,7 +306,15 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Agencies {
             data_dir,
             database_url,
-        } => list_agencies(config, data_dir, database_url).await?,
+            command,
+        } => {
+            apply_db_flags(&mut config, database_url, data_dir);
+            crate::registry::run(
+                &config,
+                command.unwrap_or(crate::registry::AgenciesCommand::List),
+            )
+            .await?
+        }
         Command::Access { command } => run_access(&mut config, command).await?,
         Command::Keys { command } => rotate_keys(config, command).await?,
         Command::Export { command } => export(config, command).await?,
@@ -421,25 +431,6 @@ async fn migrate(
     let conn = db::connect(&config.database_url()).await?;
     db::migrate(&conn).await?;
     println!("migrations applied");
-    Ok(())
-}
-
-/// `refnet agencies`: id, kind and name of each agency.
-async fn list_agencies(
-    mut config: Config,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-) -> anyhow::Result<()> {
-    apply_db_flags(&mut config, database_url, data_dir);
-    let conn = existing_db(&config).await?;
-    for agency in agencies::load_all(&conn).await? {
-        println!(
-            "{}\t{}\t{}",
-            agency.id,
-            agency_kind_name(agency.kind),
-            agency.name
-        );
-    }
     Ok(())
 }
 
@@ -643,7 +634,7 @@ async fn run_access(config: &mut Config, command: AccessCommand) -> anyhow::Resu
 }
 
 /// Connects to a database that `refnet serve` (or `migrate`) already created.
-async fn existing_db(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+pub(crate) async fn existing_db(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
     if config.is_sqlite() && config.database_url.is_none() {
         let file = config.data_dir.join("refnet.db");
         if !file.exists() {

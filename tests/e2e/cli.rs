@@ -236,7 +236,10 @@ async fn serve_agencies_and_token_work_together() {
     let agencies = refnet(&["agencies", "--data-dir", data]);
     let rows: Vec<Vec<&str>> = agencies.lines().map(|l| l.split('\t').collect()).collect();
     assert!(rows.len() >= 10);
-    assert!(rows.iter().all(|r| r.len() == 3));
+    assert!(
+        rows.iter().all(|r| r.len() == 5 && r[4] == "active"),
+        "id, kind, name, county, active: {agencies}"
+    );
     for kind in [
         "POLICE",
         "PROSECUTION",

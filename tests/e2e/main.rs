@@ -34,6 +34,7 @@ mod processes;
 mod protection;
 mod readme;
 mod redaction;
+mod registry;
 mod routing;
 mod server;
 mod statistics;

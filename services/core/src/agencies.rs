@@ -66,6 +66,45 @@ fn yes() -> bool {
     true
 }
 
+/// An agency from its parts, checked: an id of 1-64 of `[A-Za-z0-9_-]`, a
+/// known kind (`POLICE` or `AGENCY_KIND_POLICE`), a non-empty name and, if
+/// given, one of Kenya's 47 counties (stored in its canonical spelling).
+pub fn checked(
+    id: String,
+    kind: &str,
+    name: String,
+    county: Option<&str>,
+    active: bool,
+) -> Result<Agency, String> {
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        return Err("id must be 1-64 of [A-Za-z0-9_-]".into());
+    }
+    let kind = parse_agency_kind(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?;
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err("name must be 1-200 characters".into());
+    }
+    let county = match county.filter(|c| !c.trim().is_empty()) {
+        Some(c) => Some(
+            crate::domain::canonical_county(c)
+                .ok_or_else(|| format!("unknown county {c:?}"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(Agency {
+        id,
+        kind,
+        name,
+        county,
+        active,
+    })
+}
+
 /// Parses an agency data file (TOML, `[[agency]]` tables).
 pub fn parse_file(path: &Path) -> Result<Vec<Agency>, RegistryError> {
     let text = std::fs::read_to_string(path)
@@ -76,39 +115,18 @@ pub fn parse_file(path: &Path) -> Result<Vec<Agency>, RegistryError> {
     let mut seen = std::collections::HashSet::new();
     for (i, entry) in file.agency.into_iter().enumerate() {
         let at = format!("{}: agency #{} ({:?})", path.display(), i + 1, entry.id);
-        let id_ok = !entry.id.is_empty()
-            && entry.id.len() <= 64
-            && entry
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !id_ok {
-            return Err(RegistryError::File(format!(
-                "{at}: id must be 1-64 of [A-Za-z0-9_-]"
-            )));
-        }
         if !seen.insert(entry.id.clone()) {
             return Err(RegistryError::File(format!("{at}: duplicate id")));
         }
-        let kind = parse_agency_kind(&entry.kind)
-            .ok_or_else(|| RegistryError::File(format!("{at}: unknown kind {:?}", entry.kind)))?;
-        if let Some(county) = &entry.county
-            && crate::domain::canonical_county(county).is_none()
-        {
-            return Err(RegistryError::File(format!(
-                "{at}: unknown county {county:?}"
-            )));
-        }
-        out.push(Agency {
-            id: entry.id,
-            kind,
-            name: entry.name,
-            county: entry
-                .county
-                .and_then(|c| crate::domain::canonical_county(&c))
-                .map(str::to_owned),
-            active: entry.active,
-        });
+        let agency = checked(
+            entry.id,
+            &entry.kind,
+            entry.name,
+            entry.county.as_deref(),
+            entry.active,
+        )
+        .map_err(|e| RegistryError::File(format!("{at}: {e}")))?;
+        out.push(agency);
     }
     Ok(out)
 }
