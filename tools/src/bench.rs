@@ -98,6 +98,10 @@ pub struct BenchArgs {
     /// identifiers of its own, as real filings mostly do.
     #[arg(long)]
     repeat_identities: bool,
+    /// Serve TLS (a certificate from a CA made for the run) and call over
+    /// `https://`, to measure what encryption in transit costs.
+    #[arg(long)]
+    tls: bool,
     /// Payloads [default: tests/fixtures/referrals.jsonl].
     #[arg(long)]
     fixtures: Option<PathBuf>,
@@ -139,8 +143,8 @@ impl Phase {
 
 /// What the read scenarios act on: filed referrals and their filers' tokens.
 struct World {
-    /// The server's address.
-    addr: String,
+    /// Where clients connect (plaintext or TLS).
+    endpoint: tonic::transport::Endpoint,
     /// Keep the fixtures' identifiers (see `--repeat-identities`).
     repeat_identities: bool,
     channel: Channel,
@@ -179,15 +183,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if fixtures.is_empty() {
         bail!("no fixtures");
     }
-    let server = Server::start(args.database_url.as_deref(), args.data_dir.as_deref())?;
+    let server = Server::start(
+        args.database_url.as_deref(),
+        args.data_dir.as_deref(),
+        args.tls,
+    )?;
     let backend = if args.database_url.is_some() {
         "PostgreSQL"
     } else {
         "SQLite"
     };
-    let channel = Channel::from_shared(format!("http://{}", server.addr))?
-        .connect()
-        .await?;
+    let endpoint = server.endpoint()?;
+    let channel = endpoint.connect().await?;
     let tokens = Tokens {
         signer: DevSigner::load(&server.data_dir, "refnet-dev", "refnet")?,
     };
@@ -197,7 +204,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         filer_tokens.push(Arc::<str>::from(tokens.officer(agency)?));
     }
     let mut world = World {
-        addr: server.addr.clone(),
+        endpoint,
         repeat_identities: args.repeat_identities,
         channel: channel.clone(),
         fixtures,

@@ -11,7 +11,29 @@ use std::{
 use anyhow::{Context as _, bail};
 use refnet_api::v1 as pb;
 use refnet_core::devkeys::{DevSigner, TokenRequest};
-use tonic::Request;
+use tonic::{
+    Request,
+    transport::{Certificate, ClientTlsConfig, Endpoint},
+};
+
+/// A CA and a certificate for `localhost` it signed, for `--tls` runs: the
+/// CA's PEM, and the directory holding `server.pem` and `server.key`.
+fn test_certificate() -> anyhow::Result<(String, tempfile::TempDir)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "refnet bench CA");
+    let ca_pem = ca.self_signed(&ca_key)?.pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("server.pem"), cert.pem())?;
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem())?;
+    Ok((ca_pem, dir))
+}
 
 /// The server under test, killed on drop.
 pub(super) struct Server {
@@ -19,6 +41,9 @@ pub(super) struct Server {
     pub(super) addr: String,
     _dir: Option<tempfile::TempDir>,
     pub(super) data_dir: PathBuf,
+    /// With `--tls`: the CA (PEM) that signed the server's certificate, and
+    /// the directory holding them.
+    tls: Option<(String, tempfile::TempDir)>,
 }
 
 impl Drop for Server {
@@ -32,6 +57,7 @@ impl Server {
     pub(super) fn start(
         database_url: Option<&str>,
         data_dir: Option<&Path>,
+        tls: bool,
     ) -> anyhow::Result<Self> {
         let (dir, data_dir) = match data_dir {
             Some(d) => (None, d.to_owned()),
@@ -57,6 +83,17 @@ impl Server {
             Some(url) => command.args(["--database-url", url]),
             None => command.env_remove("REFNET_DATABASE_URL"),
         };
+        let tls = if tls {
+            let (ca, dir) = test_certificate()?;
+            command
+                .arg("--tls-cert")
+                .arg(dir.path().join("server.pem"))
+                .arg("--tls-key")
+                .arg(dir.path().join("server.key"));
+            Some((ca, dir))
+        } else {
+            None
+        };
         let mut child = command.spawn().context("starting refnet serve")?;
         let stderr = child.stderr.take().context("server stderr")?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -81,6 +118,20 @@ impl Server {
             addr,
             _dir: dir,
             data_dir,
+            tls,
+        })
+    }
+
+    /// Where clients connect: `http://ADDR`, or with `--tls`
+    /// `https://localhost:PORT` verified against the CA made for this run.
+    pub(super) fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        Ok(match &self.tls {
+            None => Endpoint::from_shared(format!("http://{}", self.addr))?,
+            Some((ca, _)) => {
+                let port = self.addr.rsplit(':').next().unwrap_or_default();
+                Endpoint::from_shared(format!("https://localhost:{port}"))?
+                    .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))?
+            }
         })
     }
 

@@ -10,7 +10,6 @@ use refnet_api::v1::{
     self as pb, intake_service_client::IntakeServiceClient,
     routing_service_client::RoutingServiceClient,
 };
-use tonic::transport::Channel;
 
 use super::{
     BenchArgs, Phase, World,
@@ -30,7 +29,7 @@ pub(super) async fn watch(
 ) -> anyhow::Result<()> {
     let ngo = world.ngo.clone();
     let mut channels = Vec::new();
-    let endpoint = Channel::from_shared(format!("http://{}", world.addr))?;
+    let endpoint = world.endpoint.clone();
     for _ in 0..args.streams.div_ceil(STREAMS_PER_CONNECTION) {
         channels.push(endpoint.connect().await?);
     }
