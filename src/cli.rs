@@ -115,9 +115,15 @@ enum Command {
     },
     /// Print a development token that `refnet serve` on this data directory accepts.
     Token {
-        /// Data directory holding the development key.
+        /// Data directory holding the development key (and, for SQLite, the registry).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Directory holding the development key instead (`refnet keys dev-jwks --out DIR`).
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
+        /// Database whose registry names the agency, instead of SQLite in the data directory.
+        #[arg(long)]
+        database_url: Option<String>,
         /// Agency id (see `refnet agencies`).
         #[arg(long)]
         agency: String,
@@ -269,6 +275,15 @@ enum KeysCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Write a development signing key and its JWKS into a directory (kept if
+    /// there already): point services at `DIR/jwks.json` (`REFNET_AUTH__JWKS_FILE`)
+    /// and mint tokens with `refnet token --key-dir DIR`. For development and
+    /// tests only: production tokens come from the agencies' identity provider.
+    DevJwks {
+        /// The directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,11 +339,17 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Audit { command } => audit(config, command).await?,
         Command::Token {
             data_dir,
+            key_dir,
+            database_url,
             agency,
             role,
             officer,
             ttl,
-        } => token(config, data_dir, agency, role, officer, ttl).await?,
+        } => {
+            apply_db_flags(&mut config, database_url, data_dir);
+            let key_dir = key_dir.unwrap_or_else(|| config.data_dir.clone());
+            token(config, &key_dir, agency, role, officer, ttl).await?
+        }
         Command::Seed {
             count,
             batch,
@@ -436,11 +457,25 @@ async fn migrate(
 
 /// `refnet keys rotate`.
 async fn rotate_keys(mut config: Config, command: KeysCommand) -> anyhow::Result<()> {
-    let KeysCommand::Rotate {
-        to_key_file,
-        batch,
-        db,
-    } = command;
+    let (to_key_file, batch, db) = match command {
+        KeysCommand::Rotate {
+            to_key_file,
+            batch,
+            db,
+        } => (to_key_file, batch, db),
+        KeysCommand::DevJwks { out } => {
+            let jwks = devkeys::ensure(&out)?;
+            println!(
+                "{}\n  services: REFNET_AUTH__JWKS_FILE={} REFNET_AUTH__ISSUER={} REFNET_AUTH__AUDIENCE={}\n  tokens:   refnet token --key-dir {} --agency ID --role officer",
+                jwks.display(),
+                jwks.display(),
+                config.auth.issuer,
+                config.auth.audience,
+                out.display()
+            );
+            return Ok(());
+        }
+    };
     apply_db_flags(&mut config, db.database_url, db.data_dir);
     let conn = existing_db(&config).await?;
     let (master, others) = refnet_core::keys::configured(&config, false)?;
@@ -497,14 +532,13 @@ async fn audit(mut config: Config, command: AuditCommand) -> anyhow::Result<()> 
 
 /// `refnet token`: a development token `refnet serve` on this data directory accepts.
 async fn token(
-    mut config: Config,
-    data_dir: Option<PathBuf>,
+    config: Config,
+    key_dir: &std::path::Path,
     agency: String,
     role: Vec<String>,
     officer: String,
     ttl: humantime::Duration,
 ) -> anyhow::Result<()> {
-    apply_db_flags(&mut config, None, data_dir);
     let roles = role;
     let conn = existing_db(&config).await?;
     let Some(found) = agencies::load_all(&conn)
@@ -514,8 +548,7 @@ async fn token(
     else {
         bail!("no agency {agency:?}: see `refnet agencies`");
     };
-    let signer =
-        devkeys::DevSigner::load(&config.data_dir, &config.auth.issuer, &config.auth.audience)?;
+    let signer = devkeys::DevSigner::load(key_dir, &config.auth.issuer, &config.auth.audience)?;
     let token = signer.mint(&devkeys::TokenRequest {
         officer_id: officer,
         agency_id: found.id,

@@ -207,3 +207,55 @@ async fn operators_manage_the_registry_of_a_running_server() {
     let (ok, _, err) = refnet(data, &["audit", "verify"]);
     assert!(ok, "the audit chain verifies: {err}");
 }
+
+/// The development identity path of a deployment: `refnet keys dev-jwks`
+/// writes a signing key and its JWKS; a server pointed at that JWKS accepts
+/// tokens minted from the key (`refnet token --key-dir`) and refuses those of
+/// another development key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_development_identity_from_dev_jwks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let idp = dir.path().join("idp");
+    let idp = idp.to_str().expect("utf-8");
+    let out = Command::new(REFNET)
+        .args(["keys", "dev-jwks", "--out", idp])
+        .output()
+        .expect("run refnet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwks = format!("{idp}/jwks.json");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&jwks));
+    let (_server, addr, log) = spawn_serve(data, &[("REFNET_AUTH__JWKS_FILE", &jwks)]).await;
+
+    let mint = |key_dir: &str| {
+        let minted = Command::new(REFNET)
+            .args(["token", "--key-dir", key_dir, "--data-dir", data])
+            .args(["--agency", "ngo-shelter-nairobi", "--role", "officer"])
+            .env_remove("REFNET_DATABASE_URL")
+            .output()
+            .expect("run refnet");
+        assert!(
+            minted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&minted.stderr)
+        );
+        String::from_utf8_lossy(&minted.stdout).trim().to_owned()
+    };
+    assert!(accepted(&addr, &mint(idp)), "{}", log.lock().expect("log"));
+    let other = dir.path().join("other-idp");
+    let other = other.to_str().expect("utf-8");
+    let made = Command::new(REFNET)
+        .args(["keys", "dev-jwks", "--out", other])
+        .output()
+        .expect("run refnet");
+    assert!(made.status.success());
+    assert!(
+        !accepted(&addr, &mint(other)),
+        "a key the configured JWKS does not hold is refused"
+    );
+}
