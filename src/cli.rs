@@ -85,7 +85,7 @@ enum Command {
     /// Master-key rotation.
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: crate::keys::KeysCommand,
     },
     /// De-identified exports for the counter-trafficking secretariat.
     Export {
@@ -180,13 +180,13 @@ enum Command {
 
 /// Where the command's database is.
 #[derive(Debug, clap::Args)]
-struct DbArgs {
+pub(crate) struct DbArgs {
     /// Data directory.
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Database URL, instead of SQLite in the data directory.
     #[arg(long)]
-    database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,34 +259,6 @@ enum ExportCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum KeysCommand {
-    /// Re-wrap every subject's data key and the key root under a new master
-    /// key (base64 of 32 bytes in a file), in batches; safe to interrupt and
-    /// run again. The configured `master_key` and `previous_master_keys` must
-    /// hold every key the data is wrapped by now. See SECURITY.md for the
-    /// no-downtime procedure.
-    Rotate {
-        /// File holding the new master key (e.g. `openssl rand -base64 32 > new.key`).
-        #[arg(long)]
-        to_key_file: PathBuf,
-        /// Data keys per transaction.
-        #[arg(long, default_value_t = 500)]
-        batch: u64,
-        #[command(flatten)]
-        db: DbArgs,
-    },
-    /// Write a development signing key and its JWKS into a directory (kept if
-    /// there already): point services at `DIR/jwks.json` (`REFNET_AUTH__JWKS_FILE`)
-    /// and mint tokens with `refnet token --key-dir DIR`. For development and
-    /// tests only: production tokens come from the agencies' identity provider.
-    DevJwks {
-        /// The directory.
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain; name the first broken record.
     Verify {
@@ -331,7 +303,7 @@ pub async fn run() -> anyhow::Result<()> {
             .await?
         }
         Command::Access { command } => run_access(&mut config, command).await?,
-        Command::Keys { command } => rotate_keys(config, command).await?,
+        Command::Keys { command } => crate::keys::run(config, command).await?,
         Command::Export { command } => export(config, command).await?,
         Command::Policy { command } => crate::files::policy(command)?,
         Command::Permissions { command } => crate::files::permissions(command)?,
@@ -455,43 +427,6 @@ async fn migrate(
     Ok(())
 }
 
-/// `refnet keys rotate`.
-async fn rotate_keys(mut config: Config, command: KeysCommand) -> anyhow::Result<()> {
-    let (to_key_file, batch, db) = match command {
-        KeysCommand::Rotate {
-            to_key_file,
-            batch,
-            db,
-        } => (to_key_file, batch, db),
-        KeysCommand::DevJwks { out } => {
-            let jwks = devkeys::ensure(&out)?;
-            println!(
-                "{}\n  services: REFNET_AUTH__JWKS_FILE={} REFNET_AUTH__ISSUER={} REFNET_AUTH__AUDIENCE={}\n  tokens:   refnet token --key-dir {} --agency ID --role officer",
-                jwks.display(),
-                jwks.display(),
-                config.auth.issuer,
-                config.auth.audience,
-                out.display()
-            );
-            return Ok(());
-        }
-    };
-    apply_db_flags(&mut config, db.database_url, db.data_dir);
-    let conn = existing_db(&config).await?;
-    let (master, others) = refnet_core::keys::configured(&config, false)?;
-    let keys = refnet_core::keys::load(&conn, master, others).await?;
-    let to = refnet_core::crypto::MasterKey::load_or_generate(&to_key_file, false)?;
-    let done = refnet_core::keys::rotate(&conn, &keys, &to, batch).await?;
-    let left = refnet_core::keys::wrapped_by_others(&conn, to.id()).await?;
-    println!(
-        "re-wrapped {} data keys{} under master key {}; {left} left under other keys",
-        done.data_keys,
-        if done.root { " and the key root" } else { "" },
-        to.id()
-    );
-    Ok(())
-}
-
 /// `refnet export htcds`.
 async fn export(mut config: Config, command: ExportCommand) -> anyhow::Result<()> {
     let ExportCommand::Htcds { since, out, k, db } = command;
@@ -581,7 +516,11 @@ async fn seed(
     Ok(())
 }
 
-fn apply_db_flags(config: &mut Config, database_url: Option<String>, data_dir: Option<PathBuf>) {
+pub(crate) fn apply_db_flags(
+    config: &mut Config,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+) {
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }

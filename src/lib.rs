@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod demo;
 mod files;
+mod keys;
 mod registry;
 
 use std::future::Future;

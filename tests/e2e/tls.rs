@@ -7,56 +7,60 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use refnet_devtools::certs::DevCa;
 use tempfile::TempDir;
 
 use crate::cli::{officer_token, spawn_serve};
 
 const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
 
-/// A test CA that signs certificates into files in `dir`.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
+/// A test CA (the development CA of `refnet_devtools::certs`) that signs
+/// certificates into files.
+struct Ca(DevCa);
 
 impl Ca {
     fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("ca key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("ca cert");
-        Self {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
+        Self(DevCa::new(name).expect("ca"))
     }
 
     /// Writes `NAME.pem` and `NAME.key` in `dir`: a certificate for `names`
     /// (host names or IP addresses) signed by this CA.
     fn sign(&self, dir: &Path, name: &str, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        let cert_path = dir.join(format!("{name}.pem"));
-        let key_path = dir.join(format!("{name}.key"));
-        std::fs::write(&cert_path, cert.pem()).expect("write cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        (
-            cert_path.display().to_string(),
-            key_path.display().to_string(),
-        )
+        let (cert, key) = self.0.write_signed(dir, name, names).expect("sign");
+        (cert.display().to_string(), key.display().to_string())
     }
 
     fn write(&self, dir: &Path, name: &str) -> String {
-        let path = dir.join(format!("{name}.pem"));
-        std::fs::write(&path, &self.pem).expect("write ca");
-        path.display().to_string()
+        self.0
+            .write(dir, name)
+            .expect("write ca")
+            .display()
+            .to_string()
     }
+}
+
+/// `refnet keys dev-tls --out DIR`: (ca, server cert, server key, client cert, client key).
+fn dev_tls(dir: &Path) -> [String; 5] {
+    let out = dir.join("tls");
+    let made = Command::new(REFNET)
+        .args(["keys", "dev-tls", "--out"])
+        .arg(&out)
+        .args(["--host", "intake"])
+        .output()
+        .expect("run refnet");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "client.pem",
+        "client.key",
+    ]
+    .map(|f| out.join(f).display().to_string())
 }
 
 /// `refnet inbox list` against `server` with extra flags; (success, stderr).
@@ -89,9 +93,7 @@ async fn the_desk_speaks_tls_and_plaintext_is_refused() {
     let dir = TempDir::new().expect("tempdir");
     let data = dir.path().join("data");
     let data = data.to_str().expect("utf-8");
-    let ca = Ca::new("refnet test CA");
-    let ca_file = ca.write(dir.path(), "ca");
-    let (cert, key) = ca.sign(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let [ca_file, cert, key, _, _] = dev_tls(dir.path());
     let (_server, addr, log) = spawn_serve(
         data,
         &[
@@ -146,10 +148,7 @@ async fn mutual_tls_refuses_a_client_certificate_from_another_ca() {
     let dir = TempDir::new().expect("tempdir");
     let data = dir.path().join("data");
     let data = data.to_str().expect("utf-8");
-    let ca = Ca::new("refnet test CA");
-    let ca_file = ca.write(dir.path(), "ca");
-    let (cert, key) = ca.sign(dir.path(), "server", &["localhost"]);
-    let (client_cert, client_key) = ca.sign(dir.path(), "gateway", &["gateway.agency.example"]);
+    let [ca_file, cert, key, client_cert, client_key] = dev_tls(dir.path());
     let stranger = Ca::new("someone else's CA");
     let (other_cert, other_key) = stranger.sign(dir.path(), "stranger", &["stranger.example"]);
     let (_server, addr, log) = spawn_serve(

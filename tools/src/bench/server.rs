@@ -19,20 +19,10 @@ use tonic::{
 /// A CA and a certificate for `localhost` it signed, for `--tls` runs: the
 /// CA's PEM, and the directory holding `server.pem` and `server.key`.
 fn test_certificate() -> anyhow::Result<(String, tempfile::TempDir)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "refnet bench CA");
-    let ca_pem = ca.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &issuer)?;
+    let ca = crate::certs::DevCa::new("refnet bench CA")?;
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("server.pem"), cert.pem())?;
-    std::fs::write(dir.path().join("server.key"), key.serialize_pem())?;
-    Ok((ca_pem, dir))
+    ca.write_signed(dir.path(), "server", &["localhost"])?;
+    Ok((ca.pem().to_owned(), dir))
 }
 
 /// The server under test, killed on drop.
