@@ -59,11 +59,19 @@ impl InboxHub {
         }
     }
 
-    /// Batches from now on (the reader starts with the first subscription).
-    pub(crate) fn subscribe(&self, ctx: &AppContext) -> broadcast::Receiver<Arc<HubBatch>> {
+    /// Batches from now on. The reader starts with the first subscription,
+    /// reading after that subscriber's position `after`: started from the
+    /// log's end instead, it could begin after events the subscriber has not
+    /// read yet (the reader task runs later than the subscription under load)
+    /// and never send them.
+    pub(crate) fn subscribe(
+        &self,
+        ctx: &AppContext,
+        after: i64,
+    ) -> broadcast::Receiver<Arc<HubBatch>> {
         let rx = self.tx.subscribe();
         self.started.call_once(|| {
-            tokio::spawn(run(ctx.clone(), self.tx.clone()));
+            tokio::spawn(run(ctx.clone(), self.tx.clone(), after));
         });
         rx
     }
@@ -95,20 +103,8 @@ pub(crate) async fn handoff_events(
         .await?)
 }
 
-/// Reads the log until shutdown, broadcasting each batch.
-async fn run(ctx: AppContext, tx: broadcast::Sender<Arc<HubBatch>>) {
-    let mut after = loop {
-        match latest(&ctx).await {
-            Ok(seq) => break seq,
-            Err(e) => {
-                tracing::warn!(error = %e, "inbox hub cannot read the log; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(ctx.event_poll_interval()) => {}
-                    () = ctx.shutting_down() => return,
-                }
-            }
-        }
-    };
+/// Reads the log after `after` until shutdown, broadcasting each batch.
+async fn run(ctx: AppContext, tx: broadcast::Sender<Arc<HubBatch>>, mut after: i64) {
     loop {
         let signal = ctx.event_signal().notified();
         tokio::pin!(signal);

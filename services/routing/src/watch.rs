@@ -73,7 +73,7 @@ pub(crate) async fn run(
     tx: mpsc::Sender<Result<Reply<pb::InboxEvent>, tonic::Status>>,
 ) {
     // Subscribe first: whatever is appended while catching up is buffered.
-    let mut hub = hub.subscribe(&ctx);
+    let mut hub = hub.subscribe(&ctx, after);
     let mut catching_up = true;
     loop {
         if catching_up {
