@@ -54,6 +54,7 @@ fn tokens(c: &mut Criterion) {
             AuthConfig::default(),
             KeySource::File(jwks),
             registry,
+            Vec::new(),
         ))
         .unwrap();
     let mut group = c.benchmark_group("token");

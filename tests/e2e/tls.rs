@@ -289,3 +289,102 @@ async fn postgres_over_tls_is_verified() {
         );
     }
 }
+
+/// Serves `body` as JSON over HTTPS (HTTP/1.1) with `cert`/`key`, through
+/// refnet's own TLS listener code; returns the URL of `/.well-known/jwks.json`.
+async fn https_json(cert: &str, key: &str, body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_stream::StreamExt;
+    let config = refnet_core::config::Config {
+        tls: refnet_core::config::TlsConfig {
+            cert: Some(cert.into()),
+            key: Some(key.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let tls = refnet_core::tls::ServerTls::from_config(&config)
+        .expect("tls")
+        .expect("configured");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut incoming = tls.incoming(listener);
+    tokio::spawn(async move {
+        while let Some(Ok(mut stream)) = incoming.next().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    format!("https://localhost:{port}/.well-known/jwks.json")
+}
+
+/// Service -> identity provider over TLS with a private CA: refnet fetches
+/// the JWKS from an `https://` URL verified against `tls.outbound_ca` and
+/// accepts tokens signed by it; without that CA the key set cannot be
+/// fetched and refnet does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_is_fetched_over_tls_from_a_private_ca() {
+    use refnet_core::devkeys;
+    let dir = TempDir::new().expect("tempdir");
+    let [ca_file, cert, key, _, _] = dev_tls(dir.path());
+    let idp = dir.path().join("idp");
+    devkeys::ensure(&idp).expect("idp key");
+    let jwks = std::fs::read_to_string(devkeys::jwks_path(&idp)).expect("jwks");
+    let url = https_json(&cert, &key, jwks).await;
+
+    let untrusted = {
+        let data = TempDir::new().expect("tempdir");
+        let mut config = refnet_core::config::Config {
+            data_dir: data.path().to_path_buf(),
+            ..Default::default()
+        }
+        .embedded();
+        config.auth.jwks_url = Some(url.clone());
+        refnet_core::AppContext::build(config).await.map(|_| ())
+    };
+    let refused = untrusted.expect_err("the JWKS server's CA is not trusted");
+    assert!(
+        refused.to_string().contains("token keys"),
+        "the error names the key set: {refused}"
+    );
+
+    let app = crate::common::TestApp::spawn_with(None, |c| {
+        c.auth.jwks_url = Some(url);
+        c.tls.outbound_ca = Some(ca_file.clone().into());
+    })
+    .await;
+    let signer = devkeys::DevSigner::load(&idp, "refnet-dev", "refnet").expect("signer");
+    let token = signer
+        .mint(&devkeys::TokenRequest {
+            officer_id: "officer-1".into(),
+            agency_id: "police-nairobi".into(),
+            agency_kind: refnet_api::v1::AgencyKind::Police,
+            roles: vec!["officer".into()],
+            ttl: Duration::from_secs(600),
+        })
+        .expect("token");
+    let listed = app
+        .intake()
+        .await
+        .list_referrals(crate::common::authed(
+            refnet_api::v1::ListReferralsRequest::default(),
+            &token,
+        ))
+        .await;
+    assert!(
+        listed.is_ok(),
+        "a token of the JWKS fetched over TLS: {listed:?}"
+    );
+    app.stop().await;
+}

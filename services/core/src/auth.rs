@@ -134,16 +134,19 @@ struct Verified {
 const VERIFIED_CAPACITY: usize = 10_000;
 
 impl Authenticator {
-    /// Loads the key set from `source`; fails when it cannot be read or holds no usable key.
+    /// Loads the key set from `source` (a URL over HTTPS verified against the
+    /// system's roots and `roots`); fails when it cannot be read or holds no usable key.
     pub async fn new(
         config: AuthConfig,
         source: KeySource,
         agencies: Arc<AgencyRegistry>,
+        roots: Vec<reqwest::Certificate>,
     ) -> Result<Self, AuthError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| AuthError::KeySet(e.to_string()))?;
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        for root in roots {
+            http = http.add_root_certificate(root);
+        }
+        let http = http.build().map_err(|e| AuthError::KeySet(e.to_string()))?;
         let auth = Self {
             config,
             source,

@@ -46,6 +46,7 @@ pub const ENV_KEYS: &[&str] = &[
     "tls.key",
     "tls.client_ca",
     "tls.reload_seconds",
+    "tls.outbound_ca",
     "auth.issuer",
     "auth.audience",
     "auth.jwks_file",
@@ -131,6 +132,9 @@ pub struct TlsConfig {
     /// How often the certificate and key files are checked for a change
     /// (rotation without restart).
     pub reload_seconds: u64,
+    /// CA certificates (PEM) refnet trusts for its own HTTPS calls (the JWKS
+    /// URL, agency webhooks) besides the system's roots: a private CA.
+    pub outbound_ca: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -140,6 +144,7 @@ impl Default for TlsConfig {
             key: None,
             client_ca: None,
             reload_seconds: 10,
+            outbound_ca: None,
         }
     }
 }

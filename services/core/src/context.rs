@@ -48,6 +48,9 @@ pub enum StartError {
     /// No token key source is configured.
     #[error("no token key source: set auth.jwks_file or auth.jwks_url")]
     NoKeySource,
+    /// A TLS setting is wrong (a CA file that does not load).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// How many records' compiled matchers are kept at most.
@@ -121,6 +124,7 @@ impl AppContext {
         }
         let registry = Arc::new(AgencyRegistry::new(agencies::load_all(&db).await?));
 
+        let roots = crate::tls::outbound_roots(&config.tls)?;
         let source = if let Some(url) = &config.auth.jwks_url {
             KeySource::Url(url.clone())
         } else if let Some(file) = &config.auth.jwks_file {
@@ -130,8 +134,9 @@ impl AppContext {
         } else {
             return Err(StartError::NoKeySource);
         };
-        let auth =
-            Arc::new(Authenticator::new(config.auth.clone(), source, registry.clone()).await?);
+        let auth = Arc::new(
+            Authenticator::new(config.auth.clone(), source, registry.clone(), roots).await?,
+        );
         // Suspensions are in force from the first call, not the first refresh.
         auth.set_suspended(
             crate::revocation::suspended_officers(&db)

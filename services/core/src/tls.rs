@@ -76,6 +76,27 @@ pub fn check(config: &Config) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// The extra roots refnet's own HTTPS clients trust (`tls.outbound_ca`), to
+/// add to a `reqwest` client beside the system's roots.
+pub fn outbound_roots(
+    tls: &crate::config::TlsConfig,
+) -> Result<Vec<reqwest::Certificate>, TlsError> {
+    let Some(path) = &tls.outbound_ca else {
+        return Ok(Vec::new());
+    };
+    let file = |reason: String| TlsError::File {
+        setting: "tls.outbound_ca",
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| file(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(file("no PEM certificate in it".into()));
+    }
+    Ok(roots)
+}
+
 /// The certificate and key files and what was last loaded from them.
 #[derive(Debug)]
 struct Reloading {

@@ -115,7 +115,13 @@ pub struct Step {
 impl WebhookWorker {
     /// A worker over `ctx`.
     pub fn new(ctx: AppContext) -> ServiceResult<Self> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder();
+        for root in refnet_core::tls::outbound_roots(&ctx.config().tls)
+            .map_err(|e| ServiceError::internal("webhook client", e))?
+        {
+            client = client.add_root_certificate(root);
+        }
+        let client = client
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
