@@ -7,6 +7,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use std::io::Write as _;
 
 use anyhow::{Context, bail};
+
+use crate::database::{DbArgs, apply_db_flags, existing_db};
 use clap::{Parser, Subcommand};
 use refnet_core::{
     AppContext, agencies,
@@ -176,17 +178,6 @@ enum Command {
     Triage(refnet_desk::TriageArgs),
     /// Desk client: your notifications, listed or marked read (needs --token).
     Notifications(refnet_desk::NotificationsArgs),
-}
-
-/// Where the command's database is.
-#[derive(Debug, clap::Args)]
-pub(crate) struct DbArgs {
-    /// Data directory.
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Database URL, instead of SQLite in the data directory.
-    #[arg(long)]
-    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,19 +507,6 @@ async fn seed(
     Ok(())
 }
 
-pub(crate) fn apply_db_flags(
-    config: &mut Config,
-    database_url: Option<String>,
-    data_dir: Option<PathBuf>,
-) {
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(url) = database_url {
-        config.database_url = Some(url.into());
-    }
-}
-
 /// `refnet access ...`.
 async fn run_access(config: &mut Config, command: AccessCommand) -> anyhow::Result<()> {
     use refnet_core::revocation;
@@ -603,19 +581,4 @@ async fn run_access(config: &mut Config, command: AccessCommand) -> anyhow::Resu
         }
     }
     Ok(())
-}
-
-/// Connects to a database that `refnet serve` (or `migrate`) already created.
-pub(crate) async fn existing_db(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    if config.is_sqlite() && config.database_url.is_none() {
-        let file = config.data_dir.join("refnet.db");
-        if !file.exists() {
-            bail!(
-                "no refnet data in {}: run `refnet serve --data-dir {}` once first",
-                config.data_dir.display(),
-                config.data_dir.display()
-            );
-        }
-    }
-    Ok(db::connect(&config.database_url()).await?)
 }

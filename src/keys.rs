@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use refnet_core::{config::Config, devkeys};
 
-use crate::cli::{DbArgs, apply_db_flags, existing_db};
+use crate::database::{DbArgs, apply_db_flags, existing_db};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {

@@ -6,6 +6,7 @@
 //! on SQLite). Each service also has its own crate and binary under `services/`.
 
 pub mod cli;
+mod database;
 pub mod demo;
 mod files;
 mod keys;

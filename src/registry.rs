@@ -135,7 +135,7 @@ async fn set_active(
 
 /// Runs `command` on the configured database.
 pub(crate) async fn run(config: &Config, command: AgenciesCommand) -> anyhow::Result<()> {
-    let db = crate::cli::existing_db(config).await?;
+    let db = crate::database::existing_db(config).await?;
     match command {
         AgenciesCommand::List => {
             let mut all = agencies::load_all(&db).await?;
