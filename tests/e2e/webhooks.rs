@@ -47,6 +47,58 @@ struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Reads one request from `socket`, records it and answers with the next
+/// status of `plan` (then 200).
+async fn answer<S>(
+    mut socket: S,
+    record: &Mutex<Vec<Received>>,
+    plan: &Mutex<std::vec::IntoIter<u16>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Headers, then as much body as Content-Length says.
+    let (head, mut body) = loop {
+        let n = socket.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break (String::new(), Vec::new());
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                String::from_utf8_lossy(&raw[..end]).to_string(),
+                raw[end + 4..].to_vec(),
+            );
+        }
+    };
+    let headers: BTreeMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let n = socket.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+    record.lock().expect("record").push(Received {
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    });
+    let status = plan.lock().expect("plan").next().unwrap_or(200);
+    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = socket.write_all(reply.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
 impl Receiver {
     async fn start(plan: Vec<u16>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -60,50 +112,42 @@ impl Receiver {
         let plan = Arc::new(Mutex::new(plan.into_iter()));
         let record = got.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Headers, then as much body as Content-Length says.
-                let (head, mut body) = loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break (String::new(), Vec::new());
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                    if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break (
-                            String::from_utf8_lossy(&raw[..end]).to_string(),
-                            raw[end + 4..].to_vec(),
-                        );
-                    }
-                };
-                let headers: BTreeMap<String, String> = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                    .collect();
-                let length: usize = headers
-                    .get("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                while body.len() < length {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&buf[..n]);
-                }
-                record.lock().expect("record").push(Received {
-                    headers,
-                    body: String::from_utf8_lossy(&body).to_string(),
-                });
-                let status = plan.lock().expect("plan").next().unwrap_or(200);
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-                let _ = socket.shutdown().await;
+            while let Ok((socket, _)) = listener.accept().await {
+                answer(socket, &record, &plan).await;
+            }
+        });
+        Self { url, got, task }
+    }
+
+    /// [`Receiver::start`] over HTTPS with the certificate `cert`/`key`
+    /// (through refnet's own TLS listener code), at `https://localhost:PORT`.
+    async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        use tokio_stream::StreamExt;
+        let config = refnet_core::config::Config {
+            tls: refnet_core::config::TlsConfig {
+                cert: Some(cert.to_owned()),
+                key: Some(key.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let tls = refnet_core::tls::ServerTls::from_config(&config)
+            .expect("tls")
+            .expect("configured");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "https://localhost:{}/refnet-hook",
+            listener.local_addr().expect("addr").port()
+        );
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let plan = Arc::new(Mutex::new(Vec::new().into_iter()));
+        let record = got.clone();
+        let mut incoming = tls.incoming(listener);
+        let task = tokio::spawn(async move {
+            while let Some(Ok(socket)) = incoming.next().await {
+                answer(socket, &record, &plan).await;
             }
         });
         Self { url, got, task }
@@ -325,5 +369,60 @@ async fn webhooks_deliver_signed_retried_and_once_per_key(app: &TestApp) {
     assert!(
         other.url.is_empty() && !other.enabled,
         "another agency sees only its own"
+    );
+}
+
+/// Deliveries over HTTPS to a receiver whose certificate comes from a private
+/// CA: refused (retried later) until refnet trusts that CA through
+/// `tls.outbound_ca`, then delivered and signed. Plain `http://` stays off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_an_https_receiver_through_a_private_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = refnet_devtools::certs::DevCa::new("agency private CA").expect("ca");
+    let ca_file = ca.write(dir.path(), "ca").expect("ca file");
+    let (cert, key) = ca
+        .write_signed(dir.path(), "receiver", &["localhost"])
+        .expect("cert");
+    let receiver = Receiver::start_tls(&cert, &key).await;
+
+    for trusted in [false, true] {
+        let app = TestApp::spawn_with(None, |c| {
+            c.routing_worker = false;
+            if trusted {
+                c.tls.outbound_ca = Some(ca_file.clone());
+            }
+        })
+        .await;
+        let supervisor = app.token("police-nairobi", &["supervisor"]);
+        RoutingServiceClient::new(app.channel().await)
+            .configure_webhook(authed(
+                pb::ConfigureWebhookRequest {
+                    url: receiver.url.clone(),
+                    secret: SECRET.into(),
+                    enabled: true,
+                },
+                &supervisor,
+            ))
+            .await
+            .expect("an https URL is accepted without webhook_allow_plain_http");
+        notify_police(&app).await;
+        let step = WebhookWorker::new(app.ctx.clone())
+            .expect("worker")
+            .step_at(Utc::now())
+            .await
+            .expect("step");
+        if trusted {
+            assert_eq!((step.delivered, step.retrying), (1, 0), "{step:?}");
+        } else {
+            assert_eq!((step.delivered, step.retrying), (0, 1), "{step:?}");
+            assert!(receiver.received().is_empty(), "no request got through");
+        }
+        app.stop().await;
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].headers["refnet-signature"],
+        expected_signature(&got[0].headers["refnet-timestamp"], &got[0].body)
     );
 }
