@@ -290,15 +290,22 @@ async fn postgres_over_tls_is_verified() {
     }
 }
 
-/// Serves `body` as JSON over HTTPS (HTTP/1.1) with `cert`/`key`, through
-/// refnet's own TLS listener code; returns the URL of `/.well-known/jwks.json`.
-async fn https_json(cert: &str, key: &str, body: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_stream::StreamExt;
+/// TLS connections on a fresh loopback port, served with `cert`/`key`
+/// through refnet's own listener code (`refnet_core::tls`): the established
+/// streams, and the port.
+pub(crate) async fn tls_incoming(
+    cert: &Path,
+    key: &Path,
+) -> (
+    impl tokio_stream::Stream<
+        Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    > + use<>,
+    u16,
+) {
     let config = refnet_core::config::Config {
         tls: refnet_core::config::TlsConfig {
-            cert: Some(cert.into()),
-            key: Some(key.into()),
+            cert: Some(cert.to_owned()),
+            key: Some(key.to_owned()),
             ..Default::default()
         },
         ..Default::default()
@@ -310,7 +317,16 @@ async fn https_json(cert: &str, key: &str, body: String) -> String {
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let mut incoming = tls.incoming(listener);
+    (tls.incoming(listener), port)
+}
+
+/// Serves `body` as JSON over HTTPS (HTTP/1.1) with `cert`/`key`; returns the
+/// URL of `/.well-known/jwks.json`.
+async fn https_json(cert: &str, key: &str, body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_stream::StreamExt;
+    let (incoming, port) = tls_incoming(Path::new(cert), Path::new(key)).await;
+    let mut incoming = Box::pin(incoming);
     tokio::spawn(async move {
         while let Some(Ok(mut stream)) = incoming.next().await {
             let body = body.clone();

@@ -123,28 +123,12 @@ impl Receiver {
     /// (through refnet's own TLS listener code), at `https://localhost:PORT`.
     async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
         use tokio_stream::StreamExt;
-        let config = refnet_core::config::Config {
-            tls: refnet_core::config::TlsConfig {
-                cert: Some(cert.to_owned()),
-                key: Some(key.to_owned()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let tls = refnet_core::tls::ServerTls::from_config(&config)
-            .expect("tls")
-            .expect("configured");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!(
-            "https://localhost:{}/refnet-hook",
-            listener.local_addr().expect("addr").port()
-        );
+        let (incoming, port) = crate::tls::tls_incoming(cert, key).await;
+        let mut incoming = Box::pin(incoming);
+        let url = format!("https://localhost:{port}/refnet-hook");
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let plan = Arc::new(Mutex::new(Vec::new().into_iter()));
         let record = got.clone();
-        let mut incoming = tls.incoming(listener);
         let task = tokio::spawn(async move {
             while let Some(Ok(socket)) = incoming.next().await {
                 answer(socket, &record, &plan).await;
