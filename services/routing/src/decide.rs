@@ -222,15 +222,7 @@ impl Routing {
         }
         let (id, item) = v.finish(|| Some((id?, item?)))?;
         let agency = principal.agency_id.as_str();
-        let row = handoff::Entity::find_by_id(id)
-            .filter(
-                sea_orm::Condition::any()
-                    .add(handoff::Column::ToAgencyId.eq(agency))
-                    .add(handoff::Column::FromAgencyId.eq(agency)),
-            )
-            .one(self.ctx.db())
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        let row = crate::standing::visible_handoff(self.ctx.db(), id, agency).await?;
         expect_version(&row, req.expected_version)?;
         if row.state.ended() {
             return Err(ServiceError::FailedPrecondition(format!(

@@ -356,15 +356,7 @@ impl Routing {
         let id = Uuid::parse_str(req.handoff_id.trim())
             .map_err(|_| ServiceError::invalid("handoff_id", "must be a handoff id"))?;
         let agency = principal.agency_id.as_str();
-        let row = handoff::Entity::find_by_id(id)
-            .filter(
-                sea_orm::Condition::any()
-                    .add(handoff::Column::ToAgencyId.eq(agency))
-                    .add(handoff::Column::FromAgencyId.eq(agency)),
-            )
-            .one(self.ctx.db())
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        let row = crate::standing::visible_handoff(self.ctx.db(), id, agency).await?;
         self.handoff_reply(&principal, &call, &row).await
     }
 }

@@ -11,6 +11,24 @@ use uuid::Uuid;
 
 use crate::entities::handoff;
 
+/// Handoff `id` if `agency_id` sends or receives it; NOT_FOUND otherwise
+/// (the same answer as for a handoff that does not exist).
+pub(crate) async fn visible_handoff<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    agency_id: &str,
+) -> Result<handoff::Model, ServiceError> {
+    handoff::Entity::find_by_id(id)
+        .filter(
+            sea_orm::Condition::any()
+                .add(handoff::Column::ToAgencyId.eq(agency_id))
+                .add(handoff::Column::FromAgencyId.eq(agency_id)),
+        )
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
 /// Where a referral's handoffs stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoffs {
