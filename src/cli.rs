@@ -58,6 +58,10 @@ enum Command {
         #[command(flatten)]
         transport: refnet_core::server::TransportArgs,
     },
+    /// Run one service alone, as in a split deployment (production,
+    /// PostgreSQL): the same as its own binary (`refnet-intake`, ...).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Apply database migrations and exit.
     Migrate {
         /// Database URL; default: SQLite in the data directory.
@@ -178,6 +182,9 @@ enum Command {
     Triage(refnet_desk::TriageArgs),
     /// Desk client: your notifications, listed or marked read (needs --token).
     Notifications(refnet_desk::NotificationsArgs),
+    /// Is the server (or one --service) SERVING? The gRPC health check, no
+    /// token needed; exit 0 only if so (container probes over TLS).
+    Health(refnet_desk::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +269,44 @@ enum AuditCommand {
     },
 }
 
+/// The services `refnet service` runs.
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// The intake and audit services (`refnet-intake`).
+    Intake(refnet_core::server::ServiceArgs),
+    /// The routing service and its worker (`refnet-routing`).
+    Routing(refnet_core::server::ServiceArgs),
+    /// The witness protection service (`refnet-protection`).
+    Protection(refnet_core::server::ServiceArgs),
+    /// The statistics service (`refnet-statistics`).
+    Statistics(refnet_core::server::ServiceArgs),
+    /// One TLS address for desks in front of the other services: forwards
+    /// each call to the service that serves it (`refnet-gateway`).
+    Gateway(refnet_gateway::GatewayArgs),
+}
+
+/// Runs one service until SIGTERM or Ctrl-C.
+async fn run_service(config: Option<PathBuf>, command: ServiceCommand) -> anyhow::Result<()> {
+    use refnet_core::server::StandaloneArgs;
+    match command {
+        ServiceCommand::Intake(service) => {
+            refnet_intake::run(StandaloneArgs { config, service }).await
+        }
+        ServiceCommand::Routing(service) => {
+            refnet_routing::run(StandaloneArgs { config, service }).await
+        }
+        ServiceCommand::Protection(service) => {
+            refnet_protection::run(StandaloneArgs { config, service }).await
+        }
+        ServiceCommand::Statistics(service) => {
+            refnet_statistics::run(StandaloneArgs { config, service }).await
+        }
+        ServiceCommand::Gateway(gateway) => {
+            refnet_gateway::run(refnet_gateway::GatewayCommand { config, gateway }).await
+        }
+    }
+}
+
 /// Parses the command line and runs the command.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -277,6 +322,7 @@ pub async fn run() -> anyhow::Result<()> {
             transport.apply(&mut config);
             serve(config, listen, data_dir, database_url).await?
         }
+        Command::Service(service) => run_service(cli.config, service).await?,
         Command::Migrate {
             database_url,
             data_dir,
@@ -329,6 +375,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Protection(args) => refnet_desk::protection(args).await?,
         Command::Triage(args) => refnet_desk::triage(args).await?,
         Command::Notifications(args) => refnet_desk::notifications(args).await?,
+        Command::Health(args) => refnet_desk::health(args).await?,
     }
     Ok(())
 }
@@ -370,8 +417,13 @@ async fn serve(
     // Refuse plaintext beyond loopback (and half-configured TLS) before anything starts.
     refnet_core::tls::check(&config)?;
     let config = config.embedded();
-    let telemetry =
-        refnet_core::telemetry::init(config.log_format, config.otlp_endpoint.as_deref(), "refnet");
+    let telemetry = refnet_core::telemetry::init(
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+        &config.tls,
+        "refnet",
+    );
+    refnet_core::config::Config::report_unread_env();
     let data_dir = config.data_dir.clone();
     let log_format = config.log_format;
     let ctx = AppContext::build(config).await?;
@@ -408,7 +460,7 @@ async fn migrate(
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     apply_db_flags(&mut config, database_url, data_dir);
-    refnet_core::telemetry::init(config.log_format, None, "refnet");
+    refnet_core::telemetry::init(config.log_format, None, &config.tls, "refnet");
     if config.is_sqlite() {
         std::fs::create_dir_all(&config.data_dir)?;
     }
@@ -496,7 +548,7 @@ async fn seed(
     fixtures: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     apply_db_flags(&mut config, database_url, data_dir);
-    refnet_core::telemetry::init(config.log_format, None, "refnet");
+    refnet_core::telemetry::init(config.log_format, None, &config.tls, "refnet");
     let fixtures = refnet_devtools::fixtures::load(
         &fixtures.unwrap_or_else(refnet_devtools::fixtures::default_path),
     )?;

@@ -47,6 +47,10 @@ pub(crate) enum KeysCommand {
         /// A host name the server is reached by (repeat), e.g. `intake`.
         #[arg(long)]
         host: Vec<String>,
+        /// Leave the directory as it is if it already holds a CA (`ca.pem`):
+        /// a restarted development stack keeps the CA its desks trust.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -70,7 +74,11 @@ pub(crate) async fn run(mut config: Config, command: KeysCommand) -> anyhow::Res
             );
             return Ok(());
         }
-        KeysCommand::DevTls { out, host } => {
+        KeysCommand::DevTls { out, host, keep } => {
+            if keep && out.join("ca.pem").exists() {
+                println!("{}: kept (it already holds ca.pem)", out.display());
+                return Ok(());
+            }
             refnet_devtools::certs::write_dev_tls(&out, &host)?;
             println!(
                 "{dir}/ca.pem, {dir}/server.pem, {dir}/server.key, {dir}/client.pem, {dir}/client.key\n  serve: --tls-cert {dir}/server.pem --tls-key {dir}/server.key [--tls-client-ca {dir}/ca.pem]\n  desk:  --server https://localhost:50051 --ca {dir}/ca.pem [--client-cert {dir}/client.pem --client-key {dir}/client.key]",

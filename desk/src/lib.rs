@@ -12,6 +12,7 @@
 //! is never printed.
 
 mod handoff;
+mod health;
 mod inbox;
 mod output;
 mod protection;
@@ -21,6 +22,7 @@ mod thread;
 mod triage;
 
 pub use handoff::{HandoffArgs, handoff};
+pub use health::{HealthArgs, health};
 pub use inbox::{InboxArgs, inbox};
 pub use protection::{ProtectionArgs, protection};
 pub use referral::{ReferralArgs, referral};
@@ -96,6 +98,10 @@ pub(crate) struct Connection {
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, env = "REFNET_CLIENT_KEY", value_name = "FILE")]
     client_key: Option<std::path::PathBuf>,
+    /// Verify the server's certificate for this name instead of the URL's host
+    /// (a probe calling https://localhost on a server certified for its public name).
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_server_name: Option<String>,
 }
 
 /// The TLS settings of an https:// server: its CA (or the system's roots) and
@@ -121,6 +127,9 @@ fn client_tls(connection: &Connection) -> anyhow::Result<tonic::transport::Clien
         }
         (None, None) => {}
         _ => bail!("mutual TLS needs both --client-cert and --client-key"),
+    }
+    if let Some(name) = &connection.tls_server_name {
+        tls = tls.domain_name(name.clone());
     }
     Ok(tls)
 }
@@ -155,6 +164,33 @@ impl Interceptor for Bearer {
 
 type Authed = InterceptedService<Channel, Bearer>;
 
+/// A channel to `connection.server` over TLS (https://) or plaintext
+/// (http://), and the server's URL as used.
+async fn open_channel(connection: &Connection) -> anyhow::Result<(Channel, String)> {
+    let server = if connection.server.contains("://") {
+        connection.server.clone()
+    } else {
+        format!("http://{}", connection.server)
+    };
+    let mut endpoint = Endpoint::from_shared(server.clone())
+        .with_context(|| format!("{server} is not a server URL"))?
+        .connect_timeout(Duration::from_secs(10));
+    if server.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(client_tls(connection)?)
+            .with_context(|| format!("TLS settings for {server}"))?;
+    } else if !server.starts_with("http://") {
+        bail!("{server}: the server URL must start with https:// or http://");
+    } else if connection.ca.is_some() || connection.client_cert.is_some() {
+        bail!("{server}: --ca and --client-cert apply to https:// servers only");
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach refnet at {server}"))?;
+    Ok((channel, server))
+}
+
 /// A connection to the server with the officer's token.
 struct Desk {
     channel: Channel,
@@ -175,27 +211,7 @@ impl Desk {
             anyhow!("the token is not a valid header value: it must be printable ASCII without line breaks")
         })?;
         value.set_sensitive(true);
-        let server = if connection.server.contains("://") {
-            connection.server.clone()
-        } else {
-            format!("http://{}", connection.server)
-        };
-        let mut endpoint = Endpoint::from_shared(server.clone())
-            .with_context(|| format!("{server} is not a server URL"))?
-            .connect_timeout(Duration::from_secs(10));
-        if server.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(client_tls(&connection)?)
-                .with_context(|| format!("TLS settings for {server}"))?;
-        } else if !server.starts_with("http://") {
-            bail!("{server}: the server URL must start with https:// or http://");
-        } else if connection.ca.is_some() || connection.client_cert.is_some() {
-            bail!("{server}: --ca and --client-cert apply to https:// servers only");
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach refnet at {server}"))?;
+        let (channel, server) = open_channel(&connection).await?;
         Ok(Self {
             channel,
             bearer: Bearer(value),

@@ -47,6 +47,12 @@ pub const ENV_KEYS: &[&str] = &[
     "tls.client_ca",
     "tls.reload_seconds",
     "tls.outbound_ca",
+    "tls.outbound_cert",
+    "tls.outbound_key",
+    "gateway.intake",
+    "gateway.routing",
+    "gateway.protection",
+    "gateway.statistics",
     "auth.issuer",
     "auth.audience",
     "auth.jwks_file",
@@ -62,6 +68,20 @@ pub const ENV_KEYS: &[&str] = &[
     "retention.interval_seconds",
     "retention.batch",
     "statistics.k",
+];
+
+/// `REFNET_...` variables that are not configuration: the binaries' flags
+/// and the command-line clients' settings. Any other one a server is given
+/// is reported at start (see [`Config::unread_env`]).
+pub const CLIENT_ENV: &[&str] = &[
+    "REFNET_CONFIG",
+    "REFNET_TOKEN",
+    "REFNET_SERVER",
+    "REFNET_CA",
+    "REFNET_CLIENT_CERT",
+    "REFNET_CLIENT_KEY",
+    "REFNET_FIXTURES",
+    "REFNET_TEST_DATABASE_URL",
 ];
 
 /// Whether `key` (as figment sees it after the prefix: `DATABASE_URL`,
@@ -135,6 +155,12 @@ pub struct TlsConfig {
     /// CA certificates (PEM) refnet trusts for its own HTTPS calls (the JWKS
     /// URL, agency webhooks) besides the system's roots: a private CA.
     pub outbound_ca: Option<PathBuf>,
+    /// The client certificate (PEM) refnet presents on its own calls to a
+    /// peer that asks for one: the gateway to the services behind it under
+    /// mutual TLS. Re-read when the files change.
+    pub outbound_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub outbound_key: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -145,6 +171,8 @@ impl Default for TlsConfig {
             client_ca: None,
             reload_seconds: 10,
             outbound_ca: None,
+            outbound_cert: None,
+            outbound_key: None,
         }
     }
 }
@@ -226,6 +254,25 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// De-identified statistics.
     pub statistics: StatisticsConfig,
+    /// The services behind `refnet gateway`.
+    pub gateway: GatewayConfig,
+}
+
+/// Where `refnet gateway` sends each service's calls (`[gateway]`,
+/// `REFNET_GATEWAY__INTAKE`, ...): `https://HOST:PORT` (verified against the
+/// system's roots and `tls.outbound_ca`, presenting `tls.outbound_cert`) or
+/// `http://` on a private network. A service left out answers UNIMPLEMENTED.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The intake service (IntakeService, AuditService).
+    pub intake: Option<String>,
+    /// The routing service.
+    pub routing: Option<String>,
+    /// The witness protection service.
+    pub protection: Option<String>,
+    /// The statistics service.
+    pub statistics: Option<String>,
 }
 
 /// De-identified statistics (`[statistics]`).
@@ -303,6 +350,7 @@ impl Default for Config {
             limits: crate::limits::LimitsConfig::default(),
             retention: RetentionConfig::default(),
             statistics: StatisticsConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -322,13 +370,46 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        let env = Env::prefixed("REFNET_")
-            .split("__")
-            .filter(|key| allowed_env_key(key.as_str()));
+        // An empty variable is unset: compose's `${VAR:-}` can leave a
+        // setting to the file or the default.
+        let empty: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let k = k.to_str()?.strip_prefix("REFNET_")?.to_owned();
+                v.is_empty()
+                    .then(|| k.replace("__", ".").to_ascii_lowercase())
+            })
+            .collect();
+        let env = Env::prefixed("REFNET_").split("__").filter(move |key| {
+            let key = key.as_str().to_ascii_lowercase();
+            allowed_env_key(&key) && !empty.contains(&key)
+        });
         figment
             .merge(env)
             .extract()
             .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The `REFNET_...` variables in this process's environment that no
+    /// setting reads (a typo such as `REFNET_TLS_CERT` for `REFNET_TLS__CERT`
+    /// would otherwise be silently ignored); servers log each at start.
+    pub fn unread_env() -> Vec<String> {
+        let mut unread: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| {
+                k.strip_prefix("REFNET_").is_some_and(|key| {
+                    !allowed_env_key(&key.replace("__", ".")) && !CLIENT_ENV.contains(&k.as_str())
+                })
+            })
+            .collect();
+        unread.sort();
+        unread
+    }
+
+    /// Logs a warning naming each variable [`Config::unread_env`] finds.
+    pub fn report_unread_env() {
+        for name in Self::unread_env() {
+            tracing::warn!(variable = %name, "ignored: no setting reads this REFNET_ variable (a typo?)");
+        }
     }
 
     /// The database URL in force: the configured one, or SQLite in the data directory.

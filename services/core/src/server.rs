@@ -134,20 +134,7 @@ pub async fn serve(
             ),
         ),
     };
-    tokio::pin!(server);
-    let grace_over = async move {
-        if drain_begun.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
-    };
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = grace_over => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; closing the remaining connections");
-            Ok(())
-        }
-    };
+    let served = within_grace(server, drain_begun, grace).await;
     let _ = stop_listening.send(());
     let _ = listener_task.await;
     let _ = stop_refreshing.send(());
@@ -156,6 +143,30 @@ pub async fn serve(
     let _ = reload_task.await;
     served?;
     Ok(())
+}
+
+/// Runs `server` to its end, or, once `drain_begun` fires (shutdown has
+/// started), for at most `grace` longer: then the remaining connections are
+/// closed (dropped with the server).
+pub async fn within_grace<E>(
+    server: impl Future<Output = Result<(), E>>,
+    drain_begun: tokio::sync::oneshot::Receiver<()>,
+    grace: std::time::Duration,
+) -> Result<(), E> {
+    tokio::pin!(server);
+    let grace_over = async move {
+        if drain_begun.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = &mut server => served,
+        () = grace_over => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; closing the remaining connections");
+            Ok(())
+        }
+    }
 }
 
 /// CORS for gRPC-Web from `origins` only (none: no cross-origin calls). A
@@ -229,6 +240,15 @@ pub struct StandaloneArgs {
     /// Configuration file (TOML); `REFNET_...` variables override it.
     #[arg(long, env = "REFNET_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// The service's own flags.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// The flags of one service (`refnet-intake ...` or `refnet intake ...`);
+/// each overrides its setting.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServiceArgs {
     /// Database URL (`postgres://...`); overrides the configuration.
     #[arg(long)]
     pub database_url: Option<String>,
@@ -282,17 +302,23 @@ impl TransportArgs {
     }
 }
 
-/// Runs one service alone until SIGTERM or Ctrl-C: configuration, telemetry,
+/// Runs one service alone (as `process` in logs and traces, e.g.
+/// `refnet-intake`) until SIGTERM or Ctrl-C: configuration, telemetry,
 /// context, then [`serve`] with the routes `mount` adds. Background tasks
 /// `mount` returns (workers) are expected to stop on
 /// [`AppContext::shutting_down`]; they get the grace period to finish their
 /// current step after the server has stopped.
 pub async fn run_standalone(
+    process: &str,
     args: StandaloneArgs,
     service_names: &[&'static str],
-    mount: impl FnOnce(&AppContext, &mut tonic::service::RoutesBuilder) -> Vec<JoinHandle<()>>,
+    mount: impl FnOnce(
+        &AppContext,
+        &mut tonic::service::RoutesBuilder,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>>,
 ) -> anyhow::Result<()> {
     let mut config = crate::config::Config::load(args.config.as_deref())?;
+    let args = args.service;
     if let Some(url) = args.database_url {
         config.database_url = Some(url.into());
     }
@@ -308,15 +334,16 @@ pub async fn run_standalone(
     args.transport.apply(&mut config);
     // Refuse plaintext beyond loopback (and half-configured TLS) before anything starts.
     crate::tls::check(&config)?;
-    let service = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "refnet".to_owned());
-    let telemetry =
-        crate::telemetry::init(config.log_format, config.otlp_endpoint.as_deref(), &service);
+    let telemetry = crate::telemetry::init(
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+        &config.tls,
+        process,
+    );
+    crate::config::Config::report_unread_env();
     let ctx = AppContext::build(config).await?;
     let mut routes = Routes::builder();
-    let background = mount(&ctx, &mut routes);
+    let background = mount(&ctx, &mut routes)?;
     let listener = TcpListener::bind(ctx.config().listen).await?;
     let served = serve(
         &ctx,

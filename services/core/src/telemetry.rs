@@ -26,7 +26,9 @@ use opentelemetry_sdk::{
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use tonic::transport::ClientTlsConfig;
+
+use crate::config::{LogFormat, TlsConfig};
 
 /// What must be flushed at exit: the trace and metric pipelines, when there are.
 #[derive(Debug, Default)]
@@ -61,13 +63,19 @@ fn resource(service: &str) -> Resource {
 
 /// Installs the global meter provider exporting to `endpoint`; the contexts
 /// built afterwards ([`crate::AppContext::build`]) take their instruments from it.
-fn init_metrics(endpoint: &str, service: &str) -> Option<SdkMeterProvider> {
-    use opentelemetry_otlp::WithExportConfig;
-    match opentelemetry_otlp::MetricExporter::builder()
+fn init_metrics(
+    endpoint: &str,
+    tls: Option<&ClientTlsConfig>,
+    service: &str,
+) -> Option<SdkMeterProvider> {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let mut builder = opentelemetry_otlp::MetricExporter::builder()
         .with_tonic()
-        .with_endpoint(endpoint.to_owned())
-        .build()
-    {
+        .with_endpoint(endpoint.to_owned());
+    if let Some(tls) = tls {
+        builder = builder.with_tls_config(tls.clone());
+    }
+    match builder.build() {
         Ok(exporter) => {
             let provider = SdkMeterProvider::builder()
                 .with_periodic_exporter(exporter)
@@ -91,22 +99,44 @@ fn otlp_endpoint(configured: Option<&str>) -> Option<String> {
         .filter(|e| !e.trim().is_empty())
 }
 
+/// The TLS of an `https://` OTLP endpoint (`tls.outbound_ca`, and the client
+/// certificate for a collector that asks for one); `None` for `http://`.
+fn otlp_tls(endpoint: &str, tls: &TlsConfig) -> Result<Option<ClientTlsConfig>, String> {
+    if !endpoint.starts_with("https://") {
+        return Ok(None);
+    }
+    crate::tls::client_tls(tls)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// Installs the global subscriber once (later calls are no-ops): logs, and
-/// traces to `otlp` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) as `service`.
-pub fn init(format: LogFormat, otlp: Option<&str>, service: &str) -> Telemetry {
+/// traces and metrics to `otlp` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) as
+/// `service`; an `https://` endpoint is verified against the system's roots
+/// and `tls.outbound_ca`.
+pub fn init(format: LogFormat, otlp: Option<&str>, tls: &TlsConfig, service: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let mut telemetry = Telemetry::default();
-    let endpoint = otlp_endpoint(otlp);
-    if let Some(endpoint) = &endpoint {
-        telemetry.meters = init_metrics(endpoint, service);
+    let endpoint = otlp_endpoint(otlp).and_then(|endpoint| match otlp_tls(&endpoint, tls) {
+        Ok(client) => Some((endpoint, client)),
+        Err(e) => {
+            eprintln!("refnet: OTLP export to {endpoint} not started: {e}");
+            None
+        }
+    });
+    if let Some((endpoint, client)) = &endpoint {
+        telemetry.meters = init_metrics(endpoint, client.as_ref(), service);
     }
-    let otel = endpoint.and_then(|endpoint| {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let otel = endpoint.and_then(|(endpoint, client)| {
+        use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build();
+            .with_endpoint(endpoint.clone());
+        if let Some(client) = client {
+            builder = builder.with_tls_config(client);
+        }
+        let exporter = builder.build();
         match exporter {
             Ok(exporter) => {
                 let provider = SdkTracerProvider::builder()

@@ -97,6 +97,44 @@ pub fn outbound_roots(
     Ok(roots)
 }
 
+/// The TLS settings of refnet's own gRPC calls (the gateway to the
+/// services, the OTLP exporter to a collector): the system's roots and
+/// `tls.outbound_ca`, and `tls.outbound_cert` / `tls.outbound_key` as the
+/// client certificate when given.
+pub fn client_tls(
+    tls: &crate::config::TlsConfig,
+) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    let read = |setting: &'static str, path: &PathBuf| {
+        std::fs::read(path).map_err(|e| TlsError::File {
+            setting,
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    };
+    let mut client = tonic::transport::ClientTlsConfig::new().with_native_roots();
+    if let Some(ca) = &tls.outbound_ca {
+        client = client.ca_certificate(tonic::transport::Certificate::from_pem(read(
+            "tls.outbound_ca",
+            ca,
+        )?));
+    }
+    match (&tls.outbound_cert, &tls.outbound_key) {
+        (Some(cert), Some(key)) => {
+            client = client.identity(tonic::transport::Identity::from_pem(
+                read("tls.outbound_cert", cert)?,
+                read("tls.outbound_key", key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(TlsError::Settings(
+                "a client certificate needs both tls.outbound_cert and tls.outbound_key".into(),
+            ));
+        }
+    }
+    Ok(client)
+}
+
 /// The certificate and key files and what was last loaded from them.
 #[derive(Debug)]
 struct Reloading {

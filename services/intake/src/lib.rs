@@ -53,3 +53,21 @@ pub fn background(ctx: &AppContext) -> Vec<tokio::task::JoinHandle<()>> {
         erase::RetentionWorker::new(ctx.clone()).run(stop),
     )]
 }
+
+/// Runs the IntakeService and the AuditService alone until SIGTERM or Ctrl-C (`refnet-intake`,
+/// `refnet intake`): production, on PostgreSQL.
+pub async fn run(args: refnet_core::server::StandaloneArgs) -> anyhow::Result<()> {
+    use refnet_core::server::run_standalone;
+    run_standalone(
+        "refnet-intake",
+        args,
+        &[SERVICE_NAME, AUDIT_SERVICE_NAME],
+        |ctx, routes| {
+            routes
+                .add_service(service(ctx))
+                .add_service(audit_service(ctx));
+            Ok(background(ctx))
+        },
+    )
+    .await
+}

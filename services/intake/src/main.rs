@@ -1,25 +1,9 @@
-//! `refnet-intake`: the IntakeService alone, for production (PostgreSQL).
+//! `refnet-intake`: the IntakeService and the AuditService alone, for production (PostgreSQL);
+//! the same as `refnet intake`.
 
 use clap::Parser;
-use refnet_core::server::{StandaloneArgs, run_standalone};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = StandaloneArgs::parse();
-    refnet_core::exit::code(
-        run_standalone(
-            args,
-            &[
-                refnet_intake::SERVICE_NAME,
-                refnet_intake::AUDIT_SERVICE_NAME,
-            ],
-            |ctx, routes| {
-                routes
-                    .add_service(refnet_intake::service(ctx))
-                    .add_service(refnet_intake::audit_service(ctx));
-                refnet_intake::background(ctx)
-            },
-        )
-        .await,
-    )
+    refnet_core::exit::code(refnet_intake::run(refnet_core::server::StandaloneArgs::parse()).await)
 }

@@ -143,3 +143,14 @@ impl WitnessProtectionService for Protection {
         respond(self.step(Call::open(request)?, Step::Close).await)
     }
 }
+
+/// Runs the WitnessProtectionService alone until SIGTERM or Ctrl-C (`refnet-protection`,
+/// `refnet protection`): production, on PostgreSQL.
+pub async fn run(args: refnet_core::server::StandaloneArgs) -> anyhow::Result<()> {
+    use refnet_core::server::run_standalone;
+    run_standalone("refnet-protection", args, &[SERVICE_NAME], |ctx, routes| {
+        routes.add_service(service(ctx));
+        Ok(background(ctx))
+    })
+    .await
+}

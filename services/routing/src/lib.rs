@@ -112,3 +112,14 @@ pub fn background(ctx: &AppContext) -> Result<Vec<tokio::task::JoinHandle<()>>, 
     }
     Ok(tasks)
 }
+
+/// Runs the RoutingService and its worker alone until SIGTERM or Ctrl-C (`refnet-routing`,
+/// `refnet routing`): production, on PostgreSQL.
+pub async fn run(args: refnet_core::server::StandaloneArgs) -> anyhow::Result<()> {
+    use refnet_core::server::run_standalone;
+    run_standalone("refnet-routing", args, &[SERVICE_NAME], |ctx, routes| {
+        routes.add_service(service(ctx));
+        Ok(background(ctx)?)
+    })
+    .await
+}

@@ -36,3 +36,14 @@ pub async fn export_htcds<C: sea_orm::ConnectionTrait>(
         usize::try_from(k).unwrap_or(usize::MAX),
     ))
 }
+
+/// Runs the StatisticsService alone until SIGTERM or Ctrl-C (`refnet-statistics`,
+/// `refnet statistics`): production, on PostgreSQL.
+pub async fn run(args: refnet_core::server::StandaloneArgs) -> anyhow::Result<()> {
+    use refnet_core::server::run_standalone;
+    run_standalone("refnet-statistics", args, &[SERVICE_NAME], |ctx, routes| {
+        routes.add_service(service(ctx));
+        Ok(Vec::new())
+    })
+    .await
+}
