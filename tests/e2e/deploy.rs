@@ -81,11 +81,33 @@ fn image_binaries() -> BTreeSet<String> {
         "refnet-routing",
         "refnet-protection",
         "refnet-statistics",
+        "refnet-gateway",
     ]
     .iter()
     .filter(|b| dockerfile.contains(&format!("target/release/{b}")))
     .map(|b| (*b).to_owned())
     .collect()
+}
+
+/// What a container runs: `refnet service NAME ...` is NAME, `refnet VERB`
+/// is VERB.
+fn role(command: &[Value]) -> &str {
+    let word = |i: usize| command.get(i).and_then(Value::as_str).unwrap_or_default();
+    if word(1) == "service" {
+        word(2)
+    } else {
+        word(1)
+    }
+}
+
+/// The port of a probe's `refnet health --server https://localhost:PORT`.
+fn probe_port(command: &[Value]) -> Option<u16> {
+    let args: Vec<&str> = command.iter().filter_map(Value::as_str).collect();
+    args.iter()
+        .position(|a| *a == "--server")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|url| url.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
 }
 
 fn listen_port(command: &[Value]) -> Option<u16> {
@@ -103,9 +125,10 @@ fn deployment_files_parse_and_agree() {
     let k8s = dir.join("k8s");
     let known = known_variables();
     let binaries = image_binaries();
-    assert!(
-        binaries.contains("refnet-intake") && binaries.contains("refnet"),
-        "{binaries:?}"
+    assert_eq!(
+        binaries,
+        BTreeSet::from(["refnet".to_owned()]),
+        "the image ships the one binary"
     );
 
     // Every YAML file parses.
@@ -174,6 +197,14 @@ fn deployment_files_parse_and_agree() {
                         path.display()
                     );
                 }
+                "refnet-agencies" => {
+                    assert!(
+                        !refnet_core::agencies::parse_file(&path)
+                            .expect("a valid agency file")
+                            .is_empty(),
+                        "{cm}: no agency"
+                    );
+                }
                 other => panic!("unexpected generated ConfigMap {other}"),
             }
         }
@@ -209,6 +240,13 @@ fn deployment_files_parse_and_agree() {
         }
     }
 
+    // The TLS Secrets the workloads mount are the ones the cert-manager
+    // example issues.
+    let tls_secrets: BTreeSet<String> = documents(&k8s.join("cert-manager.example.yaml"))
+        .iter()
+        .filter(|o| str_at(o, &["kind"]) == Some("Certificate"))
+        .filter_map(|o| str_at(o, &["spec", "secretName"]).map(str::to_owned))
+        .collect();
     let ingress_ports: BTreeSet<u64> = objects
         .iter()
         .filter(|o| str_at(o, &["kind"]) == Some("NetworkPolicy"))
@@ -230,7 +268,11 @@ fn deployment_files_parse_and_agree() {
         let name = str_at(o, &["metadata", "name"]).expect("name");
         let pod = &o["spec"]["template"]["spec"];
         let labels = &o["spec"]["template"]["metadata"]["labels"];
-        for c in seq(pod, "containers") {
+        let containers: Vec<&Value> = seq(pod, "initContainers")
+            .iter()
+            .chain(seq(pod, "containers"))
+            .collect();
+        for c in containers {
             let image = str_at(c, &["image"]).expect("image");
             assert_eq!(image, image_name, "{name} uses the kustomized image");
             let command = seq(c, "command");
@@ -265,6 +307,12 @@ fn deployment_files_parse_and_agree() {
                     .iter()
                     .find(|v| str_at(v, &["name"]) == Some(volume))
                     .unwrap_or_else(|| panic!("{name} mounts undefined volume {volume}"));
+                if let Some(secret) = str_at(v, &["secret", "secretName"]) {
+                    assert!(
+                        tls_secrets.contains(secret),
+                        "{name} mounts Secret {secret}, which cert-manager.example.yaml does not issue"
+                    );
+                }
                 if let Some(cm) = str_at(v, &["configMap", "name"]) {
                     let optional = v["configMap"]["optional"].as_bool() == Some(true);
                     assert!(
@@ -274,15 +322,16 @@ fn deployment_files_parse_and_agree() {
                 }
                 mounted.push(str_at(mount, &["mountPath"]).expect("mountPath").to_owned());
             }
-            if kind != "Deployment" {
+            if kind != "Deployment" || seq(pod, "initContainers").contains(c) {
                 continue;
             }
+            let runs = role(command);
             // The policy file is mounted where the configuration says, in
             // every service; the rules file in the routing service.
             for (var, path) in &configured_files {
                 let needed = match var.as_str() {
-                    "REFNET_REDACTION_POLICY_FILE" => true,
-                    "REFNET_ROUTING_RULES_FILE" => binary == "refnet-routing",
+                    "REFNET_REDACTION_POLICY_FILE" => runs != "gateway",
+                    "REFNET_ROUTING_RULES_FILE" => runs == "routing",
                     _ => false,
                 };
                 if needed {
@@ -301,16 +350,22 @@ fn deployment_files_parse_and_agree() {
                 container_ports.contains(&u64::from(port)),
                 "{name} listens on {port}, declares {container_ports:?}"
             );
+            // Probes: `refnet health` over TLS on the listener's port.
             for probe in ["readinessProbe", "livenessProbe"] {
-                let probe_port = c[probe]["grpc"]["port"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("{name} has a gRPC {probe}"));
-                assert_eq!(probe_port, u64::from(port), "{name} {probe}");
-                let service = str_at(&c[probe]["grpc"], &["service"]).expect("probe service");
-                assert!(
-                    refnet_api::SERVICE_NAMES.contains(&service),
-                    "{name} probes {service}"
+                let probe_command = seq(&c[probe]["exec"], "command");
+                assert_eq!(
+                    (role(probe_command), probe_port(probe_command)),
+                    ("health", Some(port)),
+                    "{name} {probe}: {probe_command:?}"
                 );
+                let args: Vec<&str> = probe_command.iter().filter_map(Value::as_str).collect();
+                if let Some(i) = args.iter().position(|a| *a == "--service") {
+                    let service = args.get(i + 1).copied().unwrap_or_default();
+                    assert!(
+                        refnet_api::SERVICE_NAMES.contains(&service),
+                        "{name} probes {service}"
+                    );
+                }
             }
             assert!(
                 ingress_ports.contains(&u64::from(port)),
@@ -349,7 +404,10 @@ fn deployment_files_parse_and_agree() {
             );
         }
     }
-    assert!(workloads >= 4, "three Deployments and the migrations Job");
+    assert!(
+        workloads >= 7,
+        "four services, the gateway and the two Jobs"
+    );
     // Only refnet's workloads reach the database.
     let db_policy = objects
         .iter()
@@ -416,13 +474,19 @@ fn deployment_files_parse_and_agree() {
             && binary.starts_with("refnet")
         {
             assert!(binaries.contains(binary), "{name} runs {binary}");
-            if let Some(port) = listen_port(command) {
-                let published: Vec<&str> =
-                    seq(svc, "ports").iter().filter_map(Value::as_str).collect();
-                assert!(
+            // Desks reach the gateway (or the all-in-one server); the
+            // services only through it.
+            let published: Vec<&str> = seq(svc, "ports").iter().filter_map(Value::as_str).collect();
+            match (listen_port(command), role(command)) {
+                (Some(port), "gateway" | "serve") => assert!(
                     published.iter().any(|p| p.ends_with(&format!(":{port}"))),
                     "{name} publishes its --listen port {port}: {published:?}"
-                );
+                ),
+                (Some(_), _) => assert!(
+                    published.is_empty(),
+                    "{name} is reached through the gateway only: {published:?}"
+                ),
+                (None, _) => {}
             }
         }
         for volume in seq(svc, "volumes") {

@@ -38,16 +38,21 @@ on_both!(
 
 /// What one run of `refnet` did.
 #[derive(Debug)]
-struct Ran {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `refnet ARGS` against `server` with `token` in `REFNET_TOKEN` (none
 /// when `None`) and `stdin` on standard input, off the runtime's threads. No
 /// output may contain the token.
-async fn run(server: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Ran {
+pub(crate) async fn run(
+    server: &str,
+    token: Option<&str>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Ran {
     let server = server.to_owned();
     let token = token.map(str::to_owned);
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -115,7 +120,7 @@ async fn desk_fails(app: &TestApp, agency: &str, args: &[&str]) -> String {
 }
 
 /// `draft` in the proto3 JSON mapping (camelCase, enum names), as a desk tool would write it.
-fn draft_json(draft: &pb::ReferralDraft) -> String {
+pub(crate) fn draft_json(draft: &pb::ReferralDraft) -> String {
     let descriptor = refnet_api::descriptor_pool()
         .get_message_by_name("refnet.v1.ReferralDraft")
         .expect("descriptor");
@@ -127,7 +132,7 @@ fn draft_json(draft: &pb::ReferralDraft) -> String {
 
 /// The first police fixture with an adult subject, handled in Nairobi and
 /// needing shelter with consent for NGOs: routing hands it to ngo-shelter-nairobi.
-fn shelter_draft() -> (pb::ReferralDraft, String) {
+pub(crate) fn shelter_draft() -> (pb::ReferralDraft, String) {
     let fixture = fixtures()
         .iter()
         .find(|f| f.filer() == Some("police-nairobi") && !f.child_today())
@@ -145,7 +150,7 @@ fn shelter_draft() -> (pb::ReferralDraft, String) {
 }
 
 /// The reference code after `label:` in a `key: value` block.
-fn value_of(block: &str, label: &str) -> String {
+pub(crate) fn value_of(block: &str, label: &str) -> String {
     block
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{label}:")))
@@ -154,7 +159,7 @@ fn value_of(block: &str, label: &str) -> String {
 }
 
 /// The row of a table whose cells include `cell`, split into cells.
-fn row_with(table: &str, cell: &str) -> Option<Vec<String>> {
+pub(crate) fn row_with(table: &str, cell: &str) -> Option<Vec<String>> {
     table
         .lines()
         .map(|l| {
@@ -619,7 +624,7 @@ async fn protection_requests_from_the_desk(app: &TestApp) {
 }
 
 /// A running `refnet inbox watch`, its output read line by line.
-struct Watch {
+pub(crate) struct Watch {
     child: Child,
     stdout: UnboundedReceiver<String>,
     stderr: UnboundedReceiver<String>,
@@ -628,7 +633,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn spawn(server: &str, token: &str, args: &[&str]) -> Self {
+    pub(crate) fn spawn(server: &str, token: &str, args: &[&str]) -> Self {
         let mut child = Command::new(REFNET)
             .args(args)
             .env_remove("REFNET_CONFIG")
@@ -663,7 +668,7 @@ impl Watch {
     }
 
     /// Waits (bounded) for a line on standard output that satisfies `wanted`.
-    async fn stdout_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn stdout_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
         let (stdout, seen) = (&mut self.stdout, &mut self.seen_stdout);
         let found = next_matching(stdout, |line| {
             seen.push(line.to_owned());

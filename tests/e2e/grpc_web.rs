@@ -182,3 +182,113 @@ async fn a_browser_calls_over_grpc_web_from_an_allowed_origin_only() {
     assert_eq!(grpc_status(&headers, &trailers), "5");
     drop(server);
 }
+
+/// The gateway forwards gRPC-Web (HTTP/1.1) as it came, and the service
+/// behind it answers: a browser desk can use the one entry point too. A
+/// service the gateway does not know answers UNIMPLEMENTED, one that is down
+/// UNAVAILABLE; neither is a hang or a transport error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_forwards_grpc_web_and_names_what_it_cannot_reach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let (_server, addr, _log) = crate::cli::spawn_serve(data, &[]).await;
+    let gateway_port = crate::processes::free_port();
+    let dead_port = crate::processes::free_port();
+    let backend = format!("http://{addr}");
+    let gateway = std::process::Command::new(env!("CARGO_BIN_EXE_refnet"))
+        .args(["service", "gateway", "--listen"])
+        .arg(format!("127.0.0.1:{gateway_port}"))
+        .args([
+            "--intake",
+            &backend,
+            "--routing",
+            &backend,
+            "--protection",
+            &backend,
+        ])
+        .args(["--statistics", &format!("http://127.0.0.1:{dead_port}")])
+        .env_remove("REFNET_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the gateway");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _gateway = Kill(gateway);
+    let http = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    let police = crate::cli::officer_token(data, "police-nairobi");
+    let call = |service: &str, method: &str, body: Vec<u8>| {
+        http.post(format!(
+            "http://127.0.0.1:{gateway_port}/refnet.v1.{service}/{method}"
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("authorization", format!("Bearer {police}"))
+        .body(body)
+        .send()
+    };
+    // The gateway may still be starting.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let filed = loop {
+        let request = frame(&pb::FileReferralRequest {
+            idempotency_key: format!("web-{}", uuid::Uuid::new_v4().simple()),
+            draft: Some(canary_draft()),
+        });
+        match call("IntakeService", "FileReferral", request).await {
+            Ok(reply) => break reply,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "gateway: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let headers = filed.headers().clone();
+    let (data_frames, trailers) = unframe(&filed.bytes().await.expect("body"));
+    assert_eq!(grpc_status(&headers, &trailers), "0", "{trailers}");
+    let reply = pb::FileReferralResponse::decode(data_frames[0].as_slice()).expect("reply");
+    assert!(
+        reply
+            .referral
+            .expect("referral")
+            .reference_code
+            .starts_with("RN-")
+    );
+
+    let down = call(
+        "StatisticsService",
+        "GetAggregates",
+        frame(&pb::GetAggregatesRequest::default()),
+    )
+    .await
+    .expect("an answer");
+    let headers = down.headers().clone();
+    let (_, trailers) = unframe(&down.bytes().await.expect("body"));
+    assert_eq!(
+        grpc_status(&headers, &trailers),
+        "14",
+        "UNAVAILABLE: {headers:?}"
+    );
+
+    let unknown = call(
+        "NoSuchService",
+        "Nothing",
+        frame(&pb::GetReferralRequest::default()),
+    )
+    .await
+    .expect("an answer");
+    let headers = unknown.headers().clone();
+    let (_, trailers) = unframe(&unknown.bytes().await.expect("body"));
+    assert_eq!(
+        grpc_status(&headers, &trailers),
+        "12",
+        "UNIMPLEMENTED: {headers:?}"
+    );
+}

@@ -20,6 +20,7 @@ mod auth;
 mod cli;
 mod decisions;
 mod deploy;
+mod deployed;
 mod desk;
 mod erasure;
 mod faults;

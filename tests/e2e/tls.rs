@@ -404,3 +404,117 @@ async fn the_jwks_is_fetched_over_tls_from_a_private_ca() {
     );
     app.stop().await;
 }
+
+/// A collector's OTLP trace endpoint: what it receives, as "SERVICE SPAN".
+#[derive(Clone, Default)]
+pub(crate) struct Collector(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+/// An OTLP trace collector over TLS with `cert` and `key`, on 127.0.0.1:port.
+pub(crate) async fn otlp_collector(cert: &Path, key: &Path) -> (Collector, u16) {
+    let (incoming, port) = tls_incoming(cert, key).await;
+    let collector = Collector::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                    collector.clone(),
+                ),
+            )
+            .serve_with_incoming(incoming),
+    );
+    (collector, port)
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut seen = self.0.lock().expect("collector");
+        for spans in request.into_inner().resource_spans {
+            let service = spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in spans.scope_spans {
+                for span in scope.spans {
+                    seen.push(format!("{service} {}", span.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Traces leave refnet over TLS: to a collector whose certificate comes from
+/// a private CA, export works with that CA as `tls.outbound_ca` and not
+/// without it (refnet serves either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_exported_to_a_collector_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [ca, cert, key, ..] = dev_tls(dir.path());
+    let (collector, port) = otlp_collector(Path::new(&cert), Path::new(&key)).await;
+    let received = collector.0.clone();
+    let endpoint = format!("https://localhost:{port}");
+    for trusted in [true, false] {
+        received.lock().expect("collector").clear();
+        let data = dir.path().join(format!("data-{trusted}"));
+        let data = data.to_str().expect("utf-8 path");
+        let mut env = vec![
+            ("REFNET_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RUST_LOG", "info"),
+        ];
+        if trusted {
+            env.push(("REFNET_TLS__OUTBOUND_CA", ca.as_str()));
+        }
+        let (_server, addr, log) = crate::cli::spawn_serve(data, &env).await;
+        let token = crate::cli::officer_token(data, "police-nairobi");
+        let (listed, stderr) = inbox(&format!("http://{addr}"), &token, &[]);
+        assert!(listed, "{stderr}");
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(if trusted { 20 } else { 3 });
+        let exported = loop {
+            let seen = received.lock().expect("collector").clone();
+            if seen.iter().any(|s| s.starts_with("refnet "))
+                || tokio::time::Instant::now() > deadline
+            {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if trusted {
+            assert!(
+                exported
+                    .iter()
+                    .any(|s| s.contains("/refnet.v1.RoutingService/ListInbox")),
+                "spans over TLS: {exported:?}\n{}",
+                log.lock().expect("log")
+            );
+        } else {
+            assert!(
+                exported.is_empty(),
+                "exported to a collector refnet cannot verify: {exported:?}"
+            );
+        }
+    }
+}
