@@ -212,14 +212,7 @@ async fn the_gateway_forwards_grpc_web_and_names_what_it_cannot_reach() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn the gateway");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _gateway = Kill(gateway);
+    let _gateway = crate::tls::KillOnDrop(gateway);
     let http = reqwest::Client::builder()
         .http1_only()
         .build()

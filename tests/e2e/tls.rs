@@ -518,3 +518,94 @@ async fn traces_are_exported_to_a_collector_over_tls() {
         }
     }
 }
+
+/// The gateway's client certificate rotates without a restart: against a
+/// service that requires certificates of another CA, its calls are refused
+/// (UNAVAILABLE, named) until a certificate of that CA is written over its
+/// files; then they pass, within `tls.reload_seconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_client_certificate_rotates_without_a_restart() {
+    let dir = TempDir::new().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let [ca_file, cert, key, client_cert, client_key] = dev_tls(dir.path());
+    let clients = Ca::new("refnet gateway clients CA");
+    let clients_file = clients.write(dir.path(), "clients-ca");
+    let (_server, addr, log) = spawn_serve(
+        data,
+        &[
+            ("REFNET_TLS__CERT", &cert),
+            ("REFNET_TLS__KEY", &key),
+            ("REFNET_TLS__CLIENT_CA", &clients_file),
+        ],
+    )
+    .await;
+    let token = officer_token(data, "ngo-shelter-nairobi");
+    let backend = format!("https://localhost:{}", port(&addr));
+    // The gateway starts with the development client certificate (the
+    // service's own CA, which the service does not accept from clients).
+    let outbound_cert = dir.path().join("gateway-client.pem");
+    let outbound_key = dir.path().join("gateway-client.key");
+    std::fs::copy(&client_cert, &outbound_cert).expect("cert");
+    std::fs::copy(&client_key, &outbound_key).expect("key");
+    let gateway_port = crate::processes::free_port();
+    let gateway = Command::new(REFNET)
+        .args(["service", "gateway", "--listen"])
+        .arg(format!("127.0.0.1:{gateway_port}"))
+        .args(["--intake", &backend, "--routing", &backend])
+        .args(["--protection", &backend, "--statistics", &backend])
+        .env_remove("REFNET_CONFIG")
+        .env("REFNET_TLS__OUTBOUND_CA", &ca_file)
+        .env("REFNET_TLS__OUTBOUND_CERT", &outbound_cert)
+        .env("REFNET_TLS__OUTBOUND_KEY", &outbound_key)
+        .env("REFNET_TLS__RELOAD_SECONDS", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the gateway");
+    let _gateway = KillOnDrop(gateway);
+    let through = format!("http://127.0.0.1:{gateway_port}");
+    let mut refused = String::new();
+    for _ in 0..100 {
+        let (ok, err) = inbox(&through, &token, &[]);
+        assert!(
+            !ok,
+            "the service accepted a client certificate of another CA"
+        );
+        refused = err;
+        if refused.contains("UNAVAILABLE") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused.contains("the routing service is unreachable"),
+        "{refused}"
+    );
+
+    let (next_cert, next_key) = clients.sign(dir.path(), "gateway", &["refnet-gateway"]);
+    std::fs::copy(&next_key, &outbound_key).expect("key");
+    std::fs::copy(&next_cert, &outbound_cert).expect("cert");
+    let mut passed = false;
+    for _ in 0..60 {
+        if inbox(&through, &token, &[]).0 {
+            passed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        passed,
+        "the rotated client certificate is presented: {}",
+        log.lock().expect("log")
+    );
+}
+
+/// A child process killed on drop.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

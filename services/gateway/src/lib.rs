@@ -182,13 +182,13 @@ impl Gateway {
                         Err(p) => p.into_inner(),
                     };
                     *current = new;
+                    tracing::info!(backend = backend.name, "client certificate reloaded");
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "gateway client certificate reload refused; the old one stays")
+                    tracing::warn!(backend = backend.name, error = %e, "client certificate reload refused; the old one stays")
                 }
             }
         }
-        tracing::info!("gateway client certificate reloaded");
     }
 }
 
