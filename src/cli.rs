@@ -185,6 +185,9 @@ enum Command {
     /// Is the server (or one --service) SERVING? The gRPC health check, no
     /// token needed; exit 0 only if so (container probes over TLS).
     Health(refnet_desk::HealthArgs),
+    /// Any RPC of the contract, e.g. `refnet call IntakeService/GetReferral
+    /// --data '{"referral":"CODE"}'` (proto3 JSON in and out); `--list` names them.
+    Call(refnet_desk::CallArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +379,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Triage(args) => refnet_desk::triage(args).await?,
         Command::Notifications(args) => refnet_desk::notifications(args).await?,
         Command::Health(args) => refnet_desk::health(args).await?,
+        Command::Call(args) => refnet_desk::call(args).await?,
     }
     Ok(())
 }

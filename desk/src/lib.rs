@@ -11,6 +11,7 @@
 //! non-zero. The token is sent as `authorization` metadata marked sensitive and
 //! is never printed.
 
+mod call;
 mod handoff;
 mod health;
 mod inbox;
@@ -21,6 +22,7 @@ mod referral;
 mod thread;
 mod triage;
 
+pub use call::{CallArgs, call};
 pub use handoff::{HandoffArgs, handoff};
 pub use health::{HealthArgs, health};
 pub use inbox::{InboxArgs, inbox};
@@ -284,6 +286,14 @@ fn text_or_stdin(text: &str) -> anyhow::Result<String> {
     } else {
         Ok(text.to_owned())
     }
+}
+
+/// The contents of the file at `path`, or standard input when it is `-`.
+fn file_or_stdin(path: &str) -> anyhow::Result<String> {
+    if path == "-" {
+        return text_or_stdin("-");
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
 }
 
 /// A single object and what was withheld from it.

@@ -29,6 +29,8 @@ use crate::{
 const REFNET: &str = env!("CARGO_BIN_EXE_refnet");
 
 on_both!(
+    the_readmes_draft_files_as_shown,
+    every_rpc_is_reachable_with_refnet_call,
     a_desk_files_routes_and_acts_on_a_referral,
     errors_print_codes_and_every_bad_field,
     the_terminal_shows_only_what_the_agency_may_see,
@@ -182,6 +184,119 @@ async fn get_handoff(app: &TestApp, agency: &str, id: &str) -> pb::Handoff {
         .await
         .expect("get handoff")
         .into_inner()
+}
+
+/// The README's draft (the heredoc a newcomer pastes) is `examples/draft.json`
+/// and files with `refnet referral file` as shown.
+async fn the_readmes_draft_files_as_shown(app: &TestApp) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let start = readme
+        .find("cat > draft.json <<'JSON'\n")
+        .expect("the README's draft")
+        + "cat > draft.json <<'JSON'\n".len();
+    let end = start + readme[start..].find("\nJSON\n").expect("the heredoc's end");
+    let shown: serde_json::Value = serde_json::from_str(&readme[start..end]).expect("JSON");
+    let example = root.join("examples/draft.json");
+    let shipped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&example).expect("examples/draft.json"))
+            .expect("JSON");
+    assert_eq!(shown, shipped, "README and examples/draft.json differ");
+    let filed = desk(
+        app,
+        "police-nairobi",
+        &["referral", "file", example.to_str().expect("utf-8 path")],
+    )
+    .await;
+    assert!(value_of(&filed, "filed").starts_with("RN-"), "{filed}");
+}
+
+/// `refnet call` reaches every RPC of the contract (enumerated from the
+/// descriptors): each answers with a reply or a status of its handler's
+/// (never UNIMPLEMENTED or a transport error), and a real call round-trips
+/// JSON: a referral filed through `refnet call`, read back by reference code.
+async fn every_rpc_is_reachable_with_refnet_call(app: &TestApp) {
+    let server = server(app);
+    let police = app.officer("police-nairobi");
+    let pool = refnet_api::descriptor_pool();
+    let mut called = 0;
+    for service in pool.services().filter(|s| s.package_name() == "refnet.v1") {
+        for method in service.methods() {
+            let name = format!("{}/{}", service.name(), method.name());
+            let ran = run(
+                &server,
+                Some(&police),
+                &[
+                    "call",
+                    &name,
+                    "--data",
+                    "{}",
+                    "--timeout",
+                    "2",
+                    "--limit",
+                    "1",
+                ],
+                None,
+            )
+            .await;
+            assert!(
+                !ran.stderr.contains("UNIMPLEMENTED")
+                    && !ran.stderr.contains("cannot reach")
+                    && !ran.stderr.contains("no such RPC"),
+                "{name} was not reached: {ran:?}"
+            );
+            if ran.success && !method.is_server_streaming() {
+                serde_json::from_str::<serde_json::Value>(&ran.stdout)
+                    .unwrap_or_else(|e| panic!("{name} printed no JSON ({e}): {}", ran.stdout));
+            }
+            called += 1;
+        }
+    }
+    let rpcs = refnet_api::SERVICE_NAMES
+        .iter()
+        .filter_map(|s| pool.get_service_by_name(s))
+        .map(|s| s.methods().len())
+        .sum::<usize>();
+    assert_eq!(called, rpcs, "every RPC of the served services was called");
+
+    let request = format!(
+        r#"{{"idempotencyKey":"call-{}","draft":{}}}"#,
+        uuid::Uuid::new_v4().simple(),
+        draft_json(&shelter_draft().0)
+    );
+    let filed = run(
+        &server,
+        Some(&police),
+        &["call", "IntakeService/FileReferral", "--data", "@-"],
+        Some(&request),
+    )
+    .await;
+    assert!(filed.success, "{filed:?}");
+    let filed: serde_json::Value = serde_json::from_str(&filed.stdout).expect("JSON reply");
+    let code = filed["referral"]["reference_code"]
+        .as_str()
+        .expect("a reference code")
+        .to_owned();
+    let got = run(
+        &server,
+        Some(&police),
+        &[
+            "call",
+            "refnet.v1.IntakeService/GetReferral",
+            "--data",
+            &format!(r#"{{"referral":"{code}"}}"#),
+        ],
+        None,
+    )
+    .await;
+    assert!(got.success, "{got:?}");
+    let got: serde_json::Value = serde_json::from_str(&got.stdout).expect("JSON reply");
+    assert_eq!(got["referral"]["reference_code"], code.as_str());
+    let listed = run(&server, None, &["call", "--list"], None).await;
+    assert!(
+        listed.success && listed.stdout.lines().count() == rpcs,
+        "{listed:?}"
+    );
 }
 
 async fn a_desk_files_routes_and_acts_on_a_referral(app: &TestApp) {
