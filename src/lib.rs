@@ -11,6 +11,7 @@ pub mod demo;
 mod files;
 mod keys;
 mod registry;
+mod web;
 
 use std::future::Future;
 

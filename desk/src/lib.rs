@@ -21,6 +21,7 @@ mod protection_watch;
 mod referral;
 mod thread;
 mod triage;
+pub mod web;
 
 pub use call::{CallArgs, call};
 pub use handoff::{HandoffArgs, handoff};

@@ -258,6 +258,12 @@ impl Block {
         self
     }
 
+    /// The lines: a key (indented two spaces per level) and its value, none
+    /// for a heading.
+    pub(crate) fn lines(&self) -> &[(String, Option<String>)] {
+        &self.lines
+    }
+
     /// The block as text.
     pub(crate) fn render(&self) -> String {
         let width = self

@@ -43,4 +43,5 @@ mod tls;
 mod trace;
 mod triage;
 mod validation;
+mod web;
 mod webhooks;

@@ -1,0 +1,586 @@
+//! The pages of the web desk. Each handler calls refnet with the session's
+//! token and renders the reply; a failed call is shown as the server's code
+//! and message, field violations beside their inputs.
+
+use std::sync::Arc;
+
+use axum::{
+    Form,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use maud::{DOCTYPE, Markup, html};
+use refnet_api::v1 as pb;
+use tonic::metadata::{Ascii, MetadataValue};
+
+use super::{
+    Web,
+    form::{self, Errors, Values},
+    session::{self, COOKIE, Session},
+    text::{Lang, t},
+};
+use crate::{Bearer, Desk, output};
+
+type WebState = State<Arc<Web>>;
+
+/// The login form's CSRF cookie (before there is a session).
+const LOGIN_COOKIE: &str = "refnet_login";
+/// The language cookie.
+const LANG_COOKIE: &str = "refnet_lang";
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn lang(headers: &HeaderMap) -> Lang {
+    cookie(headers, LANG_COOKIE).map_or(Lang::En, |v| Lang::parse(&v))
+}
+
+/// A cookie the page's script cannot read, sent only over a secure context
+/// and only with requests from this desk's own pages.
+fn set_cookie(name: &str, value: &str, max_age: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("refnet_invalid=1"))
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The page around `body`: navigation for a signed-in officer, the title.
+fn page(lang: Lang, title: &str, who: Option<&Session>, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang=(lang.code()) {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · " (t(lang, "app")) }
+                    link rel="stylesheet" href="/static/desk.css";
+                    script src="/static/desk.js" defer {}
+                }
+                body {
+                    header {
+                        nav {
+                            strong { (t(lang, "app")) }
+                            @if who.is_some() {
+                                a href="/inbox" { (t(lang, "nav.inbox")) }
+                                a href="/referrals/new" { (t(lang, "nav.file")) }
+                            }
+                            a href=(if lang == Lang::Sw { "/lang/en" } else { "/lang/sw" }) { (t(lang, "nav.language")) }
+                            @if let Some(s) = who {
+                                span.who { (t(lang, "signed_in_as")) " " (s.officer.officer) ", " (s.officer.agency) " (" (s.officer.roles.join(", ")) ")" }
+                                form method="post" action="/sign-out" {
+                                    input type="hidden" name="csrf" value=(s.csrf);
+                                    button type="submit" { (t(lang, "nav.sign_out")) }
+                                }
+                            }
+                        }
+                    }
+                    main {
+                        h1 { (title) }
+                        (body)
+                    }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn error_page(lang: Lang, who: Option<&Session>, status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        page(
+            lang,
+            t(lang, "error.title"),
+            who,
+            html! { p.error role="alert" { (text) } },
+        ),
+    )
+        .into_response()
+}
+
+/// The session of this request and a desk client with its token; `None`
+/// when signed out (see [`to_sign_in`]).
+fn signed_in(web: &Web, headers: &HeaderMap) -> Option<(Session, Desk)> {
+    let id = cookie(headers, COOKIE)?;
+    let (session, token) = web.sessions.get(&id)?;
+    let mut value: MetadataValue<Ascii> = format!("Bearer {token}").parse().ok()?;
+    value.set_sensitive(true);
+    let desk = Desk {
+        channel: web.channel.clone(),
+        bearer: Bearer(value),
+        server: String::new(),
+        json: false,
+    };
+    Some((session, desk))
+}
+
+/// A form post of a signed-in officer carrying the session's CSRF token;
+/// else the answer to give (the sign-in page, or a refusal).
+fn posted(
+    web: &Web,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<(Session, Desk), Box<Response>> {
+    let Some((session, desk)) = signed_in(web, headers) else {
+        return Err(Box::new(to_sign_in()));
+    };
+    if !session::same(&session.csrf, field(pairs, "csrf")) {
+        let lang = lang(headers);
+        let refused = error_page(
+            lang,
+            Some(&session),
+            StatusCode::FORBIDDEN,
+            t(lang, "error.csrf"),
+        );
+        return Err(Box::new(refused));
+    }
+    Ok((session, desk))
+}
+
+/// The way to the sign-in page.
+fn to_sign_in() -> Response {
+    Redirect::to("/sign-in").into_response()
+}
+
+fn failed(lang: Lang, who: &Session, status: &tonic::Status) -> Response {
+    let code = match status.code() {
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
+        tonic::Code::Unavailable => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_page(lang, Some(who), code, &output::status_text(status))
+}
+
+/// `/`: the inbox, or the sign-in page.
+pub(crate) async fn home(State(web): WebState, headers: HeaderMap) -> Response {
+    match signed_in(&web, &headers) {
+        Some(_) => Redirect::to("/inbox").into_response(),
+        None => to_sign_in(),
+    }
+}
+
+/// `/sign-in`: the development sign-in when offered.
+pub(crate) async fn sign_in(State(web): WebState, headers: HeaderMap) -> Response {
+    let lang = lang(&headers);
+    let csrf = session::random();
+    let body = match &web.dev {
+        Some(dev) => html! {
+            p { (t(lang, "sign_in.dev")) }
+            form method="post" action="/sign-in/dev" {
+                input type="hidden" name="csrf" value=(csrf);
+                label.field {
+                    span { (t(lang, "sign_in.agency")) }
+                    select name="agency" {
+                        @for a in dev.agencies() {
+                            option value=(a.id) { (a.name) " (" (a.id) ")" }
+                        }
+                    }
+                }
+                fieldset.choices {
+                    legend { (t(lang, "sign_in.roles")) }
+                    @for role in dev.roles() {
+                        label.choice {
+                            input type="checkbox" name="role" value=(role) checked[role == "officer"];
+                            " " (role)
+                        }
+                    }
+                }
+                button type="submit" { (t(lang, "sign_in.submit")) }
+            }
+        },
+        None => html! { p { (t(lang, "sign_in.none")) } },
+    };
+    let mut response = page(lang, t(lang, "sign_in.title"), None, body).into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &csrf, 600));
+    response
+}
+
+/// `POST /sign-in/dev`: a development token for the chosen agency and roles.
+pub(crate) async fn sign_in_dev(
+    State(web): WebState,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang(&headers);
+    let Some(dev) = &web.dev else {
+        return not_found().await;
+    };
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !session::same(&expected, field(&pairs, "csrf")) {
+        return error_page(lang, None, StatusCode::FORBIDDEN, t(lang, "error.csrf"));
+    }
+    let roles: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "role")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let opened = dev
+        .mint(field(&pairs, "agency"), &roles)
+        .and_then(|token| web.sessions.open(&token));
+    match opened {
+        Ok(id) => {
+            let mut response = Redirect::to("/inbox").into_response();
+            let headers = response.headers_mut();
+            headers.append(header::SET_COOKIE, set_cookie(COOKIE, &id, 12 * 3600));
+            headers.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
+            response
+        }
+        Err(e) => error_page(lang, None, StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// `POST /sign-out`.
+pub(crate) async fn sign_out(
+    State(web): WebState,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let (_session, _) = match posted(&web, &headers, &pairs) {
+        Ok(s) => s,
+        Err(answer) => return *answer,
+    };
+    if let Some(id) = cookie(&headers, COOKIE) {
+        web.sessions.close(&id);
+    }
+    let mut response = Redirect::to("/sign-in").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(COOKIE, "", 0));
+    response
+}
+
+/// `/lang/{code}`: the desk in that language from now on.
+pub(crate) async fn language(Path(code): Path<String>) -> Response {
+    let lang = Lang::parse(&code);
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LANG_COOKIE, lang.code(), 365 * 24 * 3600),
+    );
+    response
+}
+
+/// An enum value name in words (`OUT_OF_CONSENT` -> `out of consent`).
+fn words(name: &str) -> String {
+    name.replace('_', " ").to_ascii_lowercase()
+}
+
+/// The deadline a handoff in `state` is waiting on, if any.
+fn due(h: &pb::Handoff) -> Option<&prost_types::Timestamp> {
+    match pb::HandoffState::try_from(h.state) {
+        Ok(pb::HandoffState::Delivered) => h.acknowledge_by.as_ref(),
+        Ok(pb::HandoffState::Acknowledged) => h.decide_by.as_ref(),
+        _ => None,
+    }
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `/inbox`: handoffs to this agency, overdue first, then by deadline.
+pub(crate) async fn inbox(State(web): WebState, headers: HeaderMap) -> Response {
+    let lang = lang(&headers);
+    let Some((session, desk)) = signed_in(&web, &headers) else {
+        return to_sign_in();
+    };
+    let reply = match desk
+        .routing()
+        .list_inbox(pb::ListInboxRequest::default())
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return failed(lang, &session, &status),
+    };
+    let now = now_seconds();
+    let mut rows: Vec<(&pb::Handoff, Option<i64>)> = reply
+        .handoffs
+        .iter()
+        .map(|h| (h, due(h).map(|d| d.seconds)))
+        .collect();
+    rows.sort_by_key(|(_, due)| (due.is_none_or(|d| d >= now), due.unwrap_or(i64::MAX)));
+    let body = html! {
+        @if rows.is_empty() {
+            p { (t(lang, "inbox.empty")) }
+        } @else {
+            table.inbox {
+                thead { tr {
+                    th { (t(lang, "inbox.referral")) }
+                    th { (t(lang, "inbox.state")) }
+                    th { (t(lang, "inbox.due")) }
+                    th { (t(lang, "inbox.from")) }
+                    th { (t(lang, "inbox.purpose")) }
+                } }
+                tbody {
+                    @for (h, due_at) in &rows {
+                        @let overdue = due_at.is_some_and(|d| d < now);
+                        tr.overdue[overdue] data-handoff=(h.id) {
+                            td { a href=(format!("/referrals/{}", h.referral_id)) { (h.reference_code) } }
+                            td { (words(&output::enum_name("refnet.v1.HandoffState", h.state))) }
+                            td {
+                                (output::time(due(h)))
+                                @if overdue { " " strong.overdue { (t(lang, "inbox.overdue")) } }
+                            }
+                            td { (h.from_agency_id) }
+                            td { (h.purpose) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, t(lang, "inbox.title"), Some(&session), body).into_response()
+}
+
+/// `/referrals/{id}`: the referral as the server shows it to this officer,
+/// and what it withheld, with the reasons.
+pub(crate) async fn referral(
+    State(web): WebState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let lang = lang(&headers);
+    let Some((session, desk)) = signed_in(&web, &headers) else {
+        return to_sign_in();
+    };
+    let reply = match desk
+        .intake()
+        .get_referral(pb::GetReferralRequest { referral: id })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return failed(lang, &session, &status),
+    };
+    let Some(referral) = reply.referral else {
+        return error_page(lang, Some(&session), StatusCode::NOT_FOUND, "no referral");
+    };
+    let block = match output::object(&referral) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_page(
+                lang,
+                Some(&session),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            );
+        }
+    };
+    let body = html! {
+        dl.record {
+            @for (key, value) in block.lines() {
+                @let depth = key.len() - key.trim_start().len();
+                @let name = key.trim_start();
+                dt class=(format!("depth-{}", depth / 2)) { (name) }
+                dd {
+                    @match value {
+                        Some(v) => { (v) }
+                        None => {}
+                    }
+                }
+            }
+        }
+        h2 { (t(lang, "referral.withheld")) }
+        @if reply.redactions.is_empty() {
+            p { (t(lang, "referral.none_withheld")) }
+        } @else {
+            table.withheld {
+                thead { tr {
+                    th { (t(lang, "referral.withheld.path")) }
+                    th { (t(lang, "referral.withheld.class")) }
+                    th { (t(lang, "referral.withheld.reason")) }
+                } }
+                tbody {
+                    @for r in &reply.redactions {
+                        tr {
+                            td { span.withheld { (t(lang, "withheld")) } " " code { (r.path) } }
+                            td { (words(&output::enum_name("refnet.v1.Sensitivity", r.class))) }
+                            td { (words(&output::enum_name("refnet.v1.RedactionReason", r.reason))) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(
+        lang,
+        &format!("{} {}", t(lang, "referral.title"), referral.reference_code),
+        Some(&session),
+        body,
+    )
+    .into_response()
+}
+
+fn filing_form(
+    lang: Lang,
+    session: &Session,
+    key: &str,
+    values: &Values,
+    errors: &Errors,
+    note: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let draft = match form::draft() {
+        Ok(d) => d,
+        Err(e) => {
+            return error_page(
+                lang,
+                Some(session),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            );
+        }
+    };
+    let page = page(
+        lang,
+        t(lang, "file.title"),
+        Some(session),
+        html! {
+            @if let Some(note) = note {
+                p.error role="alert" { (note) }
+            }
+            p { (t(lang, "file.intro")) }
+            form.filing method="post" action="/referrals/new" novalidate {
+                input type="hidden" name="csrf" value=(session.csrf);
+                input type="hidden" name="idempotency_key" value=(key);
+                (form::inputs(lang, &draft, "", values, errors))
+                button type="submit" { (t(lang, "file.submit")) }
+            }
+        },
+    );
+    (status, page).into_response()
+}
+
+/// `/referrals/new`: the filing form.
+pub(crate) async fn new_referral(State(web): WebState, headers: HeaderMap) -> Response {
+    let lang = lang(&headers);
+    let Some((session, _)) = signed_in(&web, &headers) else {
+        return to_sign_in();
+    };
+    // One idempotency key per form shown: sending it twice files once.
+    let key = format!("web-{}", uuid::Uuid::new_v4().simple());
+    filing_form(
+        lang,
+        &session,
+        &key,
+        &Values::new(),
+        &Errors::new(),
+        None,
+        StatusCode::OK,
+    )
+}
+
+/// `POST /referrals/new`: files the draft; on field violations the form
+/// comes back as sent, each violation beside its field.
+pub(crate) async fn file_referral(
+    State(web): WebState,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang(&headers);
+    let (session, desk) = match posted(&web, &headers, &pairs) {
+        Ok(s) => s,
+        Err(answer) => return *answer,
+    };
+    let key = field(&pairs, "idempotency_key").to_owned();
+    let values = form::values(&pairs);
+    let again = |errors: &Errors, note: &str| -> Response {
+        filing_form(
+            lang,
+            &session,
+            &key,
+            &values,
+            errors,
+            Some(note),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    };
+    let descriptor = match form::draft() {
+        Ok(d) => d,
+        Err(e) => return again(&Errors::new(), &e.to_string()),
+    };
+    let json = serde_json::Value::Object(form::to_json(&descriptor, "", &values));
+    let draft: pb::ReferralDraft =
+        match prost_reflect::DynamicMessage::deserialize(descriptor, json)
+            .map_err(anyhow::Error::from)
+            .and_then(|m| Ok(m.transcode_to::<pb::ReferralDraft>()?))
+        {
+            Ok(d) => d,
+            Err(e) => return again(&Errors::new(), &e.to_string()),
+        };
+    match desk
+        .intake()
+        .file_referral(pb::FileReferralRequest {
+            idempotency_key: key.clone(),
+            draft: Some(draft),
+        })
+        .await
+    {
+        Ok(reply) => match reply.into_inner().referral {
+            Some(r) => Redirect::to(&format!("/referrals/{}", r.id)).into_response(),
+            None => Redirect::to("/inbox").into_response(),
+        },
+        Err(status) if status.code() == tonic::Code::InvalidArgument => {
+            use tonic_types::StatusExt as _;
+            let mut errors = Errors::new();
+            if let Some(bad) = status.get_details_bad_request() {
+                for v in bad.field_violations {
+                    let path = v
+                        .field
+                        .strip_prefix("draft.")
+                        .unwrap_or(&v.field)
+                        .to_owned();
+                    errors.entry(path).or_insert(v.description);
+                }
+            }
+            again(&errors, t(lang, "file.errors"))
+        }
+        Err(status) => failed(lang, &session, &status),
+    }
+}
+
+/// Anything else.
+pub(crate) async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+/// The desk's stylesheet.
+pub(crate) async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/desk.css"),
+    )
+        .into_response()
+}
+
+/// The desk's script (progressive enhancement only).
+pub(crate) async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/desk.js"),
+    )
+        .into_response()
+}
