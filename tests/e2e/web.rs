@@ -357,6 +357,92 @@ async fn a_desk_officer_files_in_the_browser_and_each_agency_sees_its_view(app: 
     };
     assert!(inbox.body.contains(&code), "{}", inbox.body);
 
+    // The NGO opens its handoff, acknowledges and accepts it, and posts to the thread.
+    let handoff_at = inbox
+        .body
+        .find("href=\"/handoffs/")
+        .expect("a handoff link")
+        + "href=\"".len();
+    let handoff = inbox.body[handoff_at..]
+        .split('"')
+        .next()
+        .expect("link")
+        .to_owned();
+    for action in ["acknowledge", "accept"] {
+        let page = ngo.get(&handoff).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let (csrf, version) = (page.hidden("csrf"), page.hidden("expected_version"));
+        let done = ngo
+            .post(
+                &format!("{handoff}/{action}"),
+                &[("csrf", &csrf), ("expected_version", &version)],
+            )
+            .await;
+        assert_eq!(
+            (done.status.as_u16(), done.location()),
+            (303, handoff.as_str()),
+            "{action}: {}",
+            done.body
+        );
+    }
+    let accepted = ngo.get(&handoff).await;
+    assert!(accepted.body.contains("accepted"), "{}", accepted.body);
+    // A step the server refuses is shown as it came, with its code.
+    let (csrf, version) = (accepted.hidden("csrf"), accepted.hidden("expected_version"));
+    let refused = ngo
+        .post(
+            &format!("{handoff}/acknowledge"),
+            &[("csrf", &csrf), ("expected_version", &version)],
+        )
+        .await;
+    assert!(refused.status.is_client_error(), "{}", refused.body);
+    assert!(
+        refused.body.contains("FAILED_PRECONDITION"),
+        "{}",
+        refused.body
+    );
+
+    let seen_by_ngo = ngo.get(&path).await;
+    let (csrf, key) = (
+        seen_by_ngo.hidden("csrf"),
+        seen_by_ngo.hidden("idempotency_key"),
+    );
+    let message = "Shelter bed ready from tonight; call Wanjiru on 0712 345 678";
+    let posted = ngo
+        .post(
+            &format!("{path}/messages"),
+            &[
+                ("csrf", &csrf),
+                ("idempotency_key", &key),
+                ("body", message),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    let thread = police.get(&path).await;
+    assert!(
+        thread.body.contains("Shelter bed ready from tonight"),
+        "{}",
+        thread.body
+    );
+    assert!(
+        thread.body.contains("HandoffAccepted"),
+        "the timeline: {}",
+        thread.body
+    );
+    // Labour reads the same thread with the name and phone redacted by the server.
+    let labour_thread = labour.get(&path).await;
+    assert!(
+        labour_thread
+            .body
+            .contains("Shelter bed ready from tonight"),
+        "{}",
+        labour_thread.body
+    );
+    assert!(
+        !labour_thread.body.contains("0712 345 678") && !labour_thread.body.contains("Wanjiru")
+    );
+
     // Sign-out needs the session's CSRF token, then ends the session.
     let refused = police.post("/sign-out", &[("csrf", "forged")]).await;
     assert_eq!(refused.status, 403);

@@ -10,7 +10,9 @@
 //! (ids and reference codes only).
 
 mod form;
+mod handoff;
 mod pages;
+mod referral;
 mod session;
 mod text;
 
@@ -90,9 +92,13 @@ pub fn router(options: WebOptions) -> anyhow::Result<Router> {
         .route("/inbox", get(pages::inbox))
         .route(
             "/referrals/new",
-            get(pages::new_referral).post(pages::file_referral),
+            get(referral::new_referral).post(referral::file_referral),
         )
-        .route("/referrals/{id}", get(pages::referral))
+        .route("/referrals/{id}", get(referral::referral))
+        .route("/referrals/{id}/messages", post(referral::post_message))
+        .route("/handoffs/{id}", get(handoff::show))
+        .route("/handoffs/{id}/checklist", post(handoff::checklist))
+        .route("/handoffs/{id}/{action}", post(handoff::act))
         .route("/static/desk.css", get(pages::css))
         .route("/static/desk.js", get(pages::js))
         .fallback(pages::not_found)

@@ -16,7 +16,6 @@ use tonic::metadata::{Ascii, MetadataValue};
 
 use super::{
     Web,
-    form::{self, Errors, Values},
     session::{self, COOKIE, Session},
     text::{Lang, t},
 };
@@ -29,7 +28,7 @@ const LOGIN_COOKIE: &str = "refnet_login";
 /// The language cookie.
 const LANG_COOKIE: &str = "refnet_lang";
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -40,7 +39,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn lang(headers: &HeaderMap) -> Lang {
+pub(crate) fn lang(headers: &HeaderMap) -> Lang {
     cookie(headers, LANG_COOKIE).map_or(Lang::En, |v| Lang::parse(&v))
 }
 
@@ -53,7 +52,7 @@ fn set_cookie(name: &str, value: &str, max_age: u64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("refnet_invalid=1"))
 }
 
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
     pairs
         .iter()
         .find(|(k, _)| k == name)
@@ -61,7 +60,7 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// The page around `body`: navigation for a signed-in officer, the title.
-fn page(lang: Lang, title: &str, who: Option<&Session>, body: Markup) -> Html<String> {
+pub(crate) fn page(lang: Lang, title: &str, who: Option<&Session>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -102,7 +101,12 @@ fn page(lang: Lang, title: &str, who: Option<&Session>, body: Markup) -> Html<St
     )
 }
 
-fn error_page(lang: Lang, who: Option<&Session>, status: StatusCode, text: &str) -> Response {
+pub(crate) fn error_page(
+    lang: Lang,
+    who: Option<&Session>,
+    status: StatusCode,
+    text: &str,
+) -> Response {
     (
         status,
         page(
@@ -117,7 +121,7 @@ fn error_page(lang: Lang, who: Option<&Session>, status: StatusCode, text: &str)
 
 /// The session of this request and a desk client with its token; `None`
 /// when signed out (see [`to_sign_in`]).
-fn signed_in(web: &Web, headers: &HeaderMap) -> Option<(Session, Desk)> {
+pub(crate) fn signed_in(web: &Web, headers: &HeaderMap) -> Option<(Session, Desk)> {
     let id = cookie(headers, COOKIE)?;
     let (session, token) = web.sessions.get(&id)?;
     let mut value: MetadataValue<Ascii> = format!("Bearer {token}").parse().ok()?;
@@ -133,7 +137,7 @@ fn signed_in(web: &Web, headers: &HeaderMap) -> Option<(Session, Desk)> {
 
 /// A form post of a signed-in officer carrying the session's CSRF token;
 /// else the answer to give (the sign-in page, or a refusal).
-fn posted(
+pub(crate) fn posted(
     web: &Web,
     headers: &HeaderMap,
     pairs: &[(String, String)],
@@ -155,17 +159,22 @@ fn posted(
 }
 
 /// The way to the sign-in page.
-fn to_sign_in() -> Response {
+pub(crate) fn to_sign_in() -> Response {
     Redirect::to("/sign-in").into_response()
 }
 
-fn failed(lang: Lang, who: &Session, status: &tonic::Status) -> Response {
+pub(crate) fn failed(lang: Lang, who: &Session, status: &tonic::Status) -> Response {
     let code = match status.code() {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
         tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
         tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         tonic::Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
+        tonic::Code::FailedPrecondition | tonic::Code::Aborted | tonic::Code::AlreadyExists => {
+            StatusCode::CONFLICT
+        }
+        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         tonic::Code::Unavailable => StatusCode::BAD_GATEWAY,
+        tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error_page(lang, Some(who), code, &output::status_text(status))
@@ -283,7 +292,7 @@ pub(crate) async fn language(Path(code): Path<String>) -> Response {
 }
 
 /// An enum value name in words (`OUT_OF_CONSENT` -> `out of consent`).
-fn words(name: &str) -> String {
+pub(crate) fn words(name: &str) -> String {
     name.replace('_', " ").to_ascii_lowercase()
 }
 
@@ -346,7 +355,7 @@ pub(crate) async fn inbox(State(web): WebState, headers: HeaderMap) -> Response 
                                 @if overdue { " " strong.overdue { (t(lang, "inbox.overdue")) } }
                             }
                             td { (h.from_agency_id) }
-                            td { (h.purpose) }
+                            td { (h.purpose) " " a href=(format!("/handoffs/{}", h.id)) { (t(lang, "inbox.handoff")) } }
                         }
                     }
                 }
@@ -354,212 +363,6 @@ pub(crate) async fn inbox(State(web): WebState, headers: HeaderMap) -> Response 
         }
     };
     page(lang, t(lang, "inbox.title"), Some(&session), body).into_response()
-}
-
-/// `/referrals/{id}`: the referral as the server shows it to this officer,
-/// and what it withheld, with the reasons.
-pub(crate) async fn referral(
-    State(web): WebState,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let lang = lang(&headers);
-    let Some((session, desk)) = signed_in(&web, &headers) else {
-        return to_sign_in();
-    };
-    let reply = match desk
-        .intake()
-        .get_referral(pb::GetReferralRequest { referral: id })
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(status) => return failed(lang, &session, &status),
-    };
-    let Some(referral) = reply.referral else {
-        return error_page(lang, Some(&session), StatusCode::NOT_FOUND, "no referral");
-    };
-    let block = match output::object(&referral) {
-        Ok(b) => b,
-        Err(e) => {
-            return error_page(
-                lang,
-                Some(&session),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            );
-        }
-    };
-    let body = html! {
-        dl.record {
-            @for (key, value) in block.lines() {
-                @let depth = key.len() - key.trim_start().len();
-                @let name = key.trim_start();
-                dt class=(format!("depth-{}", depth / 2)) { (name) }
-                dd {
-                    @match value {
-                        Some(v) => { (v) }
-                        None => {}
-                    }
-                }
-            }
-        }
-        h2 { (t(lang, "referral.withheld")) }
-        @if reply.redactions.is_empty() {
-            p { (t(lang, "referral.none_withheld")) }
-        } @else {
-            table.withheld {
-                thead { tr {
-                    th { (t(lang, "referral.withheld.path")) }
-                    th { (t(lang, "referral.withheld.class")) }
-                    th { (t(lang, "referral.withheld.reason")) }
-                } }
-                tbody {
-                    @for r in &reply.redactions {
-                        tr {
-                            td { span.withheld { (t(lang, "withheld")) } " " code { (r.path) } }
-                            td { (words(&output::enum_name("refnet.v1.Sensitivity", r.class))) }
-                            td { (words(&output::enum_name("refnet.v1.RedactionReason", r.reason))) }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    page(
-        lang,
-        &format!("{} {}", t(lang, "referral.title"), referral.reference_code),
-        Some(&session),
-        body,
-    )
-    .into_response()
-}
-
-fn filing_form(
-    lang: Lang,
-    session: &Session,
-    key: &str,
-    values: &Values,
-    errors: &Errors,
-    note: Option<&str>,
-    status: StatusCode,
-) -> Response {
-    let draft = match form::draft() {
-        Ok(d) => d,
-        Err(e) => {
-            return error_page(
-                lang,
-                Some(session),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e.to_string(),
-            );
-        }
-    };
-    let page = page(
-        lang,
-        t(lang, "file.title"),
-        Some(session),
-        html! {
-            @if let Some(note) = note {
-                p.error role="alert" { (note) }
-            }
-            p { (t(lang, "file.intro")) }
-            form.filing method="post" action="/referrals/new" novalidate {
-                input type="hidden" name="csrf" value=(session.csrf);
-                input type="hidden" name="idempotency_key" value=(key);
-                (form::inputs(lang, &draft, "", values, errors))
-                button type="submit" { (t(lang, "file.submit")) }
-            }
-        },
-    );
-    (status, page).into_response()
-}
-
-/// `/referrals/new`: the filing form.
-pub(crate) async fn new_referral(State(web): WebState, headers: HeaderMap) -> Response {
-    let lang = lang(&headers);
-    let Some((session, _)) = signed_in(&web, &headers) else {
-        return to_sign_in();
-    };
-    // One idempotency key per form shown: sending it twice files once.
-    let key = format!("web-{}", uuid::Uuid::new_v4().simple());
-    filing_form(
-        lang,
-        &session,
-        &key,
-        &Values::new(),
-        &Errors::new(),
-        None,
-        StatusCode::OK,
-    )
-}
-
-/// `POST /referrals/new`: files the draft; on field violations the form
-/// comes back as sent, each violation beside its field.
-pub(crate) async fn file_referral(
-    State(web): WebState,
-    headers: HeaderMap,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
-    let lang = lang(&headers);
-    let (session, desk) = match posted(&web, &headers, &pairs) {
-        Ok(s) => s,
-        Err(answer) => return *answer,
-    };
-    let key = field(&pairs, "idempotency_key").to_owned();
-    let values = form::values(&pairs);
-    let again = |errors: &Errors, note: &str| -> Response {
-        filing_form(
-            lang,
-            &session,
-            &key,
-            &values,
-            errors,
-            Some(note),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-    };
-    let descriptor = match form::draft() {
-        Ok(d) => d,
-        Err(e) => return again(&Errors::new(), &e.to_string()),
-    };
-    let json = serde_json::Value::Object(form::to_json(&descriptor, "", &values));
-    let draft: pb::ReferralDraft =
-        match prost_reflect::DynamicMessage::deserialize(descriptor, json)
-            .map_err(anyhow::Error::from)
-            .and_then(|m| Ok(m.transcode_to::<pb::ReferralDraft>()?))
-        {
-            Ok(d) => d,
-            Err(e) => return again(&Errors::new(), &e.to_string()),
-        };
-    match desk
-        .intake()
-        .file_referral(pb::FileReferralRequest {
-            idempotency_key: key.clone(),
-            draft: Some(draft),
-        })
-        .await
-    {
-        Ok(reply) => match reply.into_inner().referral {
-            Some(r) => Redirect::to(&format!("/referrals/{}", r.id)).into_response(),
-            None => Redirect::to("/inbox").into_response(),
-        },
-        Err(status) if status.code() == tonic::Code::InvalidArgument => {
-            use tonic_types::StatusExt as _;
-            let mut errors = Errors::new();
-            if let Some(bad) = status.get_details_bad_request() {
-                for v in bad.field_violations {
-                    let path = v
-                        .field
-                        .strip_prefix("draft.")
-                        .unwrap_or(&v.field)
-                        .to_owned();
-                    errors.entry(path).or_insert(v.description);
-                }
-            }
-            again(&errors, t(lang, "file.errors"))
-        }
-        Err(status) => failed(lang, &session, &status),
-    }
 }
 
 /// Anything else.
