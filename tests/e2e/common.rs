@@ -164,7 +164,7 @@ fn postgres_admin_url() -> Option<String> {
 /// test's name in the file `REFNET_TEST_SKIP_LOG` names (`scripts/test` sets
 /// it and counts these tests as skipped, not passed; libtest cannot mark a
 /// test skipped at run time). Every caller returns from its test at once.
-fn record_skip() {
+pub fn record_skip() {
     use std::io::Write as _;
     let Some(path) = std::env::var_os("REFNET_TEST_SKIP_LOG") else {
         return;

@@ -17,6 +17,7 @@ mod access;
 mod at_rest;
 mod audit;
 mod auth;
+mod browser;
 mod cli;
 mod decisions;
 mod deploy;

@@ -177,7 +177,7 @@ impl Drop for Desk {
 }
 
 /// Reads a child's standard error until the web desk's announcement.
-fn announced(child: &mut Child) -> String {
+pub(crate) fn announced(child: &mut Child) -> String {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
