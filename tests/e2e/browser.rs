@@ -129,23 +129,7 @@ async fn a_police_officer_files_a_referral_in_chromium() {
     };
     let c = &chrome.client;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut serve = Command::new(REFNET)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env_remove("REFNET_CONFIG")
-        .env_remove("REFNET_DATABASE_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn refnet serve");
-    let url = crate::web::announced(&mut serve);
-    let _serve = crate::tls::KillOnDrop(serve);
+    let (_serve, _, url) = crate::web::serve_with_web(dir.path());
     // The desk's address as a browser treats it: localhost is a secure context.
     let url = url.replace("127.0.0.1", "localhost");
 
@@ -234,5 +218,73 @@ async fn a_police_officer_files_a_referral_in_chromium() {
     assert!(
         source.contains("Wanjiru") && source.contains("RN-"),
         "the referral as filed"
+    );
+}
+
+/// The NGO's open inbox page shows a handoff routed to it without a reload:
+/// Server-Sent Events from its WatchInbox stream, rows fetched by our script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ngos_open_inbox_shows_a_new_handoff_without_reload() {
+    let Some(chrome) = chrome().await else {
+        return;
+    };
+    let c = &chrome.client;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_serve, grpc, url) = crate::web::serve_with_web(dir.path());
+    let url = url.replace("127.0.0.1", "localhost");
+
+    c.goto(&format!("{url}/sign-in"))
+        .await
+        .expect("sign-in page");
+    click(
+        c,
+        "select[name='agency'] option[value='ngo-shelter-nairobi']",
+    )
+    .await;
+    click(c, "form[action='/sign-in/dev'] button[type='submit']").await;
+    wait_for_path(c, |p| p == "/inbox").await;
+    script(c, "window.refnetStillHere = true; return null;").await;
+
+    // Police files from the command line (consent for NGOs, needs shelter: routed to the NGO).
+    let data = dir.path().join("data");
+    let token = Command::new(REFNET)
+        .args(["token", "--data-dir"])
+        .arg(&data)
+        .args(["--agency", "police-nairobi", "--role", "officer"])
+        .output()
+        .expect("refnet token");
+    let token = String::from_utf8(token.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let (draft, _) = crate::desk::shelter_draft();
+    let file = dir.path().join("draft.json");
+    std::fs::write(&file, crate::desk::draft_json(&draft)).expect("draft");
+    let filed = crate::desk::run(
+        &format!("http://{grpc}"),
+        Some(&token),
+        &["referral", "file", file.to_str().expect("utf-8"), "--quiet"],
+        None,
+    )
+    .await;
+    assert!(filed.success, "{filed:?}");
+    let code = filed.stdout.trim().to_owned();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = script(c, "return document.getElementById('inbox').textContent;").await;
+        if text.as_str().is_some_and(|t| t.contains(&code)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{code} never appeared on the open inbox: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        script(c, "return window.refnetStillHere === true;").await,
+        true,
+        "the page was not reloaded"
     );
 }

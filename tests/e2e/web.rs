@@ -459,23 +459,7 @@ async fn a_desk_officer_files_in_the_browser_and_each_agency_sees_its_view(app: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refnet_serve_serves_the_web_desk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(REFNET)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env_remove("REFNET_CONFIG")
-        .env_remove("REFNET_DATABASE_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn refnet serve");
-    let url = announced(&mut child);
-    let _serve = Desk(child, url.clone());
+    let (_serve, _, url) = serve_with_web(dir.path());
     let mut browser = Browser::new(&url);
     browser.sign_in("police-nairobi").await;
     let inbox = browser.get("/inbox").await;
@@ -518,4 +502,50 @@ async fn refnet_serve_serves_the_web_desk() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+}
+
+/// `refnet serve` with its web desk: (process, gRPC address, web desk URL).
+pub(crate) fn serve_with_web(dir: &std::path::Path) -> (crate::tls::KillOnDrop, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(REFNET)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env_remove("REFNET_CONFIG")
+        .env_remove("REFNET_DATABASE_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn refnet serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut grpc, mut web) = (None, None);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(a) = refnet_core::announce::served_address(&line) {
+                grpc = Some(a.to_owned());
+            }
+            if let Some(u) = refnet_core::announce::web_address(&line) {
+                web = Some(u.to_owned());
+            }
+            if let (Some(g), Some(w)) = (&grpc, &web) {
+                let _ = tx.send((g.clone(), w.clone()));
+                grpc = None;
+            }
+        }
+    });
+    let (grpc, web) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("refnet serve announces both addresses");
+    (
+        crate::tls::KillOnDrop(child),
+        grpc,
+        web.replace("127.0.0.1", "localhost"),
+    )
 }

@@ -11,6 +11,7 @@
 
 mod form;
 mod handoff;
+mod inbox;
 mod pages;
 mod referral;
 mod session;
@@ -89,7 +90,9 @@ pub fn router(options: WebOptions) -> anyhow::Result<Router> {
         .route("/sign-in/dev", post(pages::sign_in_dev))
         .route("/sign-out", post(pages::sign_out))
         .route("/lang/{code}", get(pages::language))
-        .route("/inbox", get(pages::inbox))
+        .route("/inbox", get(inbox::show))
+        .route("/inbox/rows", get(inbox::fragment))
+        .route("/inbox/events", get(inbox::events))
         .route(
             "/referrals/new",
             get(referral::new_referral).post(referral::file_referral),
@@ -140,15 +143,29 @@ async fn security_headers(request: Request<axum::body::Body>, next: Next) -> Res
     response
 }
 
-/// Serves the web desk on `listener` until `shutdown` resolves.
+/// Serves the web desk on `listener` until `shutdown` resolves; requests in
+/// flight then get a few seconds to finish (open event streams, which never
+/// finish by themselves, are closed after them).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     options: WebOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(options)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    });
+    let grace_over = async move {
+        if stopped.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = grace_over => {}
+    }
     Ok(())
 }

@@ -11,7 +11,6 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
 };
 use maud::{DOCTYPE, Markup, html};
-use refnet_api::v1 as pb;
 use tonic::metadata::{Ascii, MetadataValue};
 
 use super::{
@@ -294,75 +293,6 @@ pub(crate) async fn language(Path(code): Path<String>) -> Response {
 /// An enum value name in words (`OUT_OF_CONSENT` -> `out of consent`).
 pub(crate) fn words(name: &str) -> String {
     name.replace('_', " ").to_ascii_lowercase()
-}
-
-/// The deadline a handoff in `state` is waiting on, if any.
-fn due(h: &pb::Handoff) -> Option<&prost_types::Timestamp> {
-    match pb::HandoffState::try_from(h.state) {
-        Ok(pb::HandoffState::Delivered) => h.acknowledge_by.as_ref(),
-        Ok(pb::HandoffState::Acknowledged) => h.decide_by.as_ref(),
-        _ => None,
-    }
-}
-
-fn now_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// `/inbox`: handoffs to this agency, overdue first, then by deadline.
-pub(crate) async fn inbox(State(web): WebState, headers: HeaderMap) -> Response {
-    let lang = lang(&headers);
-    let Some((session, desk)) = signed_in(&web, &headers) else {
-        return to_sign_in();
-    };
-    let reply = match desk
-        .routing()
-        .list_inbox(pb::ListInboxRequest::default())
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(status) => return failed(lang, &session, &status),
-    };
-    let now = now_seconds();
-    let mut rows: Vec<(&pb::Handoff, Option<i64>)> = reply
-        .handoffs
-        .iter()
-        .map(|h| (h, due(h).map(|d| d.seconds)))
-        .collect();
-    rows.sort_by_key(|(_, due)| (due.is_none_or(|d| d >= now), due.unwrap_or(i64::MAX)));
-    let body = html! {
-        @if rows.is_empty() {
-            p { (t(lang, "inbox.empty")) }
-        } @else {
-            table.inbox {
-                thead { tr {
-                    th { (t(lang, "inbox.referral")) }
-                    th { (t(lang, "inbox.state")) }
-                    th { (t(lang, "inbox.due")) }
-                    th { (t(lang, "inbox.from")) }
-                    th { (t(lang, "inbox.purpose")) }
-                } }
-                tbody {
-                    @for (h, due_at) in &rows {
-                        @let overdue = due_at.is_some_and(|d| d < now);
-                        tr.overdue[overdue] data-handoff=(h.id) {
-                            td { a href=(format!("/referrals/{}", h.referral_id)) { (h.reference_code) } }
-                            td { (words(&output::enum_name("refnet.v1.HandoffState", h.state))) }
-                            td {
-                                (output::time(due(h)))
-                                @if overdue { " " strong.overdue { (t(lang, "inbox.overdue")) } }
-                            }
-                            td { (h.from_agency_id) }
-                            td { (h.purpose) " " a href=(format!("/handoffs/{}", h.id)) { (t(lang, "inbox.handoff")) } }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    page(lang, t(lang, "inbox.title"), Some(&session), body).into_response()
 }
 
 /// Anything else.
