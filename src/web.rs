@@ -3,11 +3,22 @@
 //! refnet's development key (the embedded default), for the agencies of the
 //! registry.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+use crate::database::existing_db;
 
 use refnet_core::{
+    AppContext, agencies,
     agencies::Agency,
     auth::Role,
+    config::Config,
     devkeys::{DevSigner, TokenRequest},
     principal::agency_kind_name,
 };
@@ -105,4 +116,92 @@ pub(crate) async fn bind(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
             None
         }
     }
+}
+
+/// `refnet desk`: the web desk in front of a running refnet.
+pub(crate) async fn desk(
+    mut config: Config,
+    server: String,
+    ca: Option<PathBuf>,
+    listen: SocketAddr,
+    dev_key_dir: Option<PathBuf>,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let telemetry = refnet_core::telemetry::init(
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+        &config.tls,
+        "refnet-desk",
+    );
+    refnet_core::config::Config::report_unread_env();
+    let dev = match (&dev_key_dir, database_url) {
+        (Some(dir), Some(url)) => {
+            config.database_url = Some(url.into());
+            let db = existing_db(&config).await?;
+            let agencies = agencies::load_all(&db).await?;
+            dev_sign_in(dir, &config.auth.issuer, &config.auth.audience, agencies)
+        }
+        _ => None,
+    };
+    check_listen(listen, config.insecure_plaintext)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    announce(config.log_format, addr, &format!(" (refnet at {server})"));
+    let served = refnet_desk::web::serve(
+        listener,
+        refnet_desk::web::WebOptions { server, ca, dev },
+        refnet_core::server::shutdown_signal(),
+    )
+    .await;
+    telemetry.shutdown();
+    served
+}
+
+/// The web desk of `refnet serve` on `web_addr`, calling the server at
+/// `grpc` like any client; the development sign-in when tokens are signed
+/// with the development key in `data_dir`.
+pub(crate) async fn start(
+    ctx: &AppContext,
+    data_dir: &std::path::Path,
+    grpc: SocketAddr,
+    web_addr: SocketAddr,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let Some(web_listener) = bind(web_addr).await else {
+        return Ok(None);
+    };
+    let web_addr = web_listener.local_addr()?;
+    let config = ctx.config();
+    let dev = if config.auth.jwks_file.is_none() && config.auth.jwks_url.is_none() {
+        let agencies = agencies::load_all(ctx.db()).await?;
+        dev_sign_in(
+            data_dir,
+            &config.auth.issuer,
+            &config.auth.audience,
+            agencies,
+        )
+    } else {
+        None
+    };
+    // Over TLS the certificate names the host (localhost, as `refnet keys
+    // dev-tls` writes it); in plaintext, the address itself.
+    let server = if config.tls.cert.is_some() {
+        format!("https://localhost:{}", grpc.port())
+    } else if grpc.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", grpc.port())
+    } else {
+        format!("http://{grpc}")
+    };
+    let options = refnet_desk::web::WebOptions {
+        server,
+        ca: config.tls.outbound_ca.clone(),
+        dev,
+    };
+    announce(config.log_format, web_addr, "");
+    Ok(Some(tokio::spawn(refnet_desk::web::serve(
+        web_listener,
+        options,
+        refnet_core::server::shutdown_signal(),
+    ))))
 }

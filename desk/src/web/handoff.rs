@@ -10,14 +10,16 @@ use axum::{
     Form,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use maud::html;
 use refnet_api::v1 as pb;
 
 use super::{
     Web,
-    pages::{error_page, failed, field, lang, page, posted, signed_in, to_sign_in, words},
+    pages::{
+        error_page, failed, field, lang, page, posted, signed_in, then_back, to_sign_in, words,
+    },
     text::t,
 };
 use crate::output;
@@ -156,10 +158,7 @@ pub(crate) async fn act(
             );
         }
     };
-    match answered {
-        Ok(_) => Redirect::to(&format!("/handoffs/{id}")).into_response(),
-        Err(status) => failed(lang, &session, &status),
-    }
+    then_back(lang, &session, answered, &format!("/handoffs/{id}"))
 }
 
 /// `POST /handoffs/{id}/checklist`: marks an item provided (or not).
@@ -185,8 +184,5 @@ pub(crate) async fn checklist(
             provided: field(&pairs, "provided") == "true",
         })
         .await;
-    match answered {
-        Ok(_) => Redirect::to(&format!("/handoffs/{id}")).into_response(),
-        Err(status) => failed(lang, &session, &status),
-    }
+    then_back(lang, &session, answered, &format!("/handoffs/{id}"))
 }

@@ -179,6 +179,19 @@ pub(crate) fn failed(lang: Lang, who: &Session, status: &tonic::Status) -> Respo
     error_page(lang, Some(who), code, &output::status_text(status))
 }
 
+/// After a change: back to `to` (303), or the server's refusal.
+pub(crate) fn then_back<T>(
+    lang: Lang,
+    who: &Session,
+    answered: Result<T, tonic::Status>,
+    to: &str,
+) -> Response {
+    match answered {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(status) => failed(lang, who, &status),
+    }
+}
+
 /// `/`: the inbox, or the sign-in page.
 pub(crate) async fn home(State(web): WebState, headers: HeaderMap) -> Response {
     match signed_in(&web, &headers) {

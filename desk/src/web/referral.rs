@@ -16,7 +16,9 @@ use refnet_api::v1 as pb;
 use super::{
     Web,
     form::{self, Errors, Values},
-    pages::{error_page, failed, field, lang, page, posted, signed_in, to_sign_in, words},
+    pages::{
+        error_page, failed, field, lang, page, posted, signed_in, then_back, to_sign_in, words,
+    },
     session::Session,
     text::{Lang, t},
 };
@@ -144,18 +146,15 @@ pub(crate) async fn post_message(
         Ok(s) => s,
         Err(answer) => return *answer,
     };
-    match desk
+    let answered = desk
         .routing()
         .post_message(pb::PostMessageRequest {
             referral_id: id.clone(),
             idempotency_key: field(&pairs, "idempotency_key").to_owned(),
             body: field(&pairs, "body").to_owned(),
         })
-        .await
-    {
-        Ok(_) => Redirect::to(&format!("/referrals/{id}#thread")).into_response(),
-        Err(status) => failed(lang, &session, &status),
-    }
+        .await;
+    then_back(lang, &session, answered, &format!("/referrals/{id}#thread"))
 }
 
 /// `/referrals/{id}`: the referral as the server shows it to this officer,

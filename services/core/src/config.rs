@@ -407,8 +407,8 @@ impl Config {
 
     /// Logs a warning naming each variable [`Config::unread_env`] finds.
     pub fn report_unread_env() {
-        for name in Self::unread_env() {
-            tracing::warn!(variable = %name, "ignored: no setting reads this REFNET_ variable (a typo?)");
+        for key in Self::unread_env() {
+            tracing::warn!(variable = %key, "ignored: no setting reads this REFNET_ variable (a typo?)");
         }
     }
 
